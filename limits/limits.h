@@ -1,0 +1,96 @@
+// moat/limits: every numeric limit of moat, in one place.
+//
+// Both sides use these: the encoder treats exceeding a limit as a programmer
+// error (MOAT_ASSERT: we never send what a peer must reject), the decoder as
+// hostile input (MOAT_REQUIRE: reject and disconnect). Keeping one header
+// means the two sides cannot drift apart.
+//
+//   if (payload.size() > limits::MAX_MESSAGE_PAYLOAD_SIZE) ...
+//   ConnectionLimits tight = ConnectionLimits::Defaults().Tightened(
+//       {.max_message_payload_size = 1 << 20});
+//
+// Per-connection overrides (ConnectionLimits) may only tighten: a value larger
+// than the global default is clamped to the default, so no configuration can
+// open a hole the threat model assumes closed.
+#ifndef MOAT_LIMITS_LIMITS_H_
+#define MOAT_LIMITS_LIMITS_H_
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+namespace moat::limits {
+
+inline constexpr size_t KiB = 1024;
+inline constexpr size_t MiB = 1024 * KiB;
+
+// Payload bytes in one frame.
+// Attack: a peer declares a 4 GiB frame so we allocate (or wait) for it.
+inline constexpr uint32_t MAX_MESSAGE_PAYLOAD_SIZE = 64 * MiB;
+
+// Descriptors attached to one message.
+// Attack: descriptor-table exhaustion (EMFILE) in the receiver with one message.
+inline constexpr uint32_t MAX_MESSAGE_FD_COUNT = 128;
+
+// Length of any decoded container (string, bytes, vector, map) in bytes or
+// elements, checked in one decode_size() before anything is allocated.
+// Attack: a 20-byte message claiming a 4 GiB vector (OOM, or a huge reserve).
+// Shared-memory regions are exempt: the sender already allocated them (R6).
+inline constexpr uint32_t MAX_DECODED_SIZE = 64 * MiB;
+
+// Bytes received but not yet turned into delivered messages.
+// Attack: a peer writes faster than we process and we buffer without bound.
+inline constexpr size_t MAX_UNPROCESSED_BYTES = 128 * MiB;
+
+// Descriptors received but not yet delivered with their message.
+// Attack: a peer floods descriptors ahead of (or without) the frames that
+// claim them, exhausting our descriptor table.
+inline constexpr uint32_t MAX_UNPROCESSED_FDS = 512;
+
+// The Linux kernel rejects more than SCM_MAX_FD (253) descriptors in one
+// sendmsg() with EINVAL; the sender splits larger batches (R2).
+inline constexpr uint32_t SCM_MAX_FD = 253;
+
+// Nesting depth of decoded values (vector<vector<...>>, variants of structs).
+// Attack: deeply nested input to exhaust the decoder's stack.
+inline constexpr uint32_t MAX_DECODE_DEPTH = 64;
+
+// Message-pipe handles attached to one message.
+// Attack: one message creating thousands of ports in the receiving node.
+inline constexpr uint32_t MAX_MESSAGE_HANDLE_COUNT = 64;
+
+static_assert(MAX_MESSAGE_FD_COUNT <= MAX_UNPROCESSED_FDS,
+              "a single legal message must fit in the unprocessed-fd budget");
+static_assert(MAX_MESSAGE_PAYLOAD_SIZE <= MAX_UNPROCESSED_BYTES,
+              "a single legal message must fit in the unprocessed-byte budget");
+static_assert(MAX_DECODED_SIZE <= MAX_MESSAGE_PAYLOAD_SIZE,
+              "a container can never be larger than the payload carrying it");
+
+// Limits in force on one connection. Obtain with Defaults() and narrow with
+// Tightened(); there is no way to loosen past the global constants above.
+struct ConnectionLimits {
+  uint32_t max_message_payload_size = MAX_MESSAGE_PAYLOAD_SIZE;
+  uint32_t max_message_fd_count = MAX_MESSAGE_FD_COUNT;
+  uint32_t max_decoded_size = MAX_DECODED_SIZE;
+  size_t max_unprocessed_bytes = MAX_UNPROCESSED_BYTES;
+  uint32_t max_unprocessed_fds = MAX_UNPROCESSED_FDS;
+
+  static constexpr ConnectionLimits Defaults() { return ConnectionLimits{}; }
+
+  // Returns a copy where each field is min(this, requested): requests to
+  // loosen are ignored. Zero is a valid (very tight) request.
+  constexpr ConnectionLimits Tightened(const ConnectionLimits& requested) const {
+    ConnectionLimits out;
+    out.max_message_payload_size =
+        std::min(max_message_payload_size, requested.max_message_payload_size);
+    out.max_message_fd_count = std::min(max_message_fd_count, requested.max_message_fd_count);
+    out.max_decoded_size = std::min(max_decoded_size, requested.max_decoded_size);
+    out.max_unprocessed_bytes = std::min(max_unprocessed_bytes, requested.max_unprocessed_bytes);
+    out.max_unprocessed_fds = std::min(max_unprocessed_fds, requested.max_unprocessed_fds);
+    return out;
+  }
+};
+
+}  // namespace moat::limits
+
+#endif  // MOAT_LIMITS_LIMITS_H_
