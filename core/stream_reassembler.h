@@ -1,0 +1,116 @@
+// moat::StreamReassembler: turns a byte stream plus out-of-band descriptors
+// (as recvmsg() delivers them on a SOCK_STREAM Unix socket) into whole frames.
+//
+// The transport receives directly into the reassembler's buffer (no copy),
+// then drains frames:
+//
+//   StreamReassembler reassembler(limits);
+//   std::span<uint8_t> space = reassembler.PrepareWrite(64 * 1024);
+//   ssize_t n = recvmsg(fd, ...space..., &fds);          // fds -> UniqueFd
+//   MOAT_TRY(reassembler.CommitWrite(n, std::move(fds)));
+//   while (true) {
+//     MOAT_ASSIGN_OR_RETURN(std::optional<ReceivedFrame> frame, reassembler.Next());
+//     if (!frame) break;                                  // need more bytes
+//     Deliver(*frame);                                    // payload valid until the next call
+//   }
+//
+// Any Error means "disconnect this peer": the stream cannot be trusted again.
+//
+// Bounds (R1, R4, R18): buffered bytes never exceed max_unprocessed_bytes and
+// buffered descriptors never exceed max_unprocessed_fds; the buffer grows only
+// with bytes that actually arrived, never with a size the peer declared.
+//
+// Descriptor attribution: the kernel delivers a sendmsg()'s descriptors with
+// the first bytes of that sendmsg, and moat's sender always starts a frame's
+// sendmsg with the frame header. So descriptors can arrive with or after the
+// first byte of the frame that claims them (a frame whose descriptors have not
+// all arrived waits for them, R4), but never before it. Descriptors that
+// arrived in a receive that ended at or before the start of the frame now
+// claiming them were sent with an earlier frame that under-declared them: a
+// protocol violation. Descriptors left over when no bytes remain are likewise
+// unclaimed and rejected.
+#ifndef MOAT_CORE_STREAM_REASSEMBLER_H_
+#define MOAT_CORE_STREAM_REASSEMBLER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "core/decoder_registry.h"
+#include "core/error.h"
+#include "core/frame.h"
+#include "core/unique_fd.h"
+#include "limits/limits.h"
+
+namespace moat {
+
+struct ReceivedFrame {
+  FrameHeader header;
+  // Points into the reassembler's buffer: valid until the next call to
+  // PrepareWrite/CommitWrite/AppendBytes/Next.
+  std::span<const uint8_t> payload;
+  std::vector<UniqueFd> fds;
+};
+
+class StreamReassembler {
+ public:
+  explicit StreamReassembler(
+      const limits::ConnectionLimits& limits = limits::ConnectionLimits::Defaults());
+  StreamReassembler(const StreamReassembler&) = delete;
+  StreamReassembler& operator=(const StreamReassembler&) = delete;
+
+  // Returns writable space of up to `want` bytes at the end of the buffer,
+  // compacting unprocessed bytes to the front first. The span is shorter than
+  // `want` (possibly empty) when the unprocessed-bytes limit leaves less room:
+  // an empty span means the peer has filled its budget with an incomplete frame.
+  std::span<uint8_t> PrepareWrite(size_t want);
+
+  // Marks `n` bytes of the last PrepareWrite span as received, together with
+  // the descriptors that arrived in the same recvmsg(). On a limit violation
+  // every descriptor is closed (they are owned here) and an Error returned.
+  Status CommitWrite(size_t n, std::vector<UniqueFd> fds = {});
+
+  // Convenience for tests and fuzzers: PrepareWrite + copy + CommitWrite.
+  Status Append(std::span<const uint8_t> bytes, std::vector<UniqueFd> fds = {});
+
+  // The next whole frame, or nullopt if more input is needed.
+  MOAT_DECODER(stream_reassembler)
+  Result<std::optional<ReceivedFrame>> Next();
+
+  // To be called at end of stream: an Error if a partial frame or unclaimed
+  // descriptors remain (the peer died or lied mid-frame).
+  Status Finish() const;
+
+  size_t unprocessed_bytes() const { return write_pos_ - read_pos_; }
+  size_t unprocessed_fds() const { return fds_.size(); }
+  size_t buffer_capacity() const { return capacity_; }
+  // Total bytes consumed as frames so far (the stream offset of the next frame).
+  uint64_t stream_offset() const { return consumed_; }
+
+ private:
+  struct PendingFd {
+    UniqueFd fd;
+    // Stream offset just past the bytes of the recvmsg() that carried it.
+    uint64_t arrived_by;
+  };
+
+  void Compact();
+  bool Reserve(size_t capacity);
+
+  limits::ConnectionLimits limits_;
+  std::unique_ptr<uint8_t[]> buffer_;
+  size_t capacity_ = 0;
+  size_t read_pos_ = 0;
+  size_t write_pos_ = 0;
+  uint64_t consumed_ = 0;   // stream offset of buffer_[read_pos_]
+  std::deque<PendingFd> fds_;
+  std::optional<FrameHeader> pending_header_;  // decoded header of the frame at read_pos_
+};
+
+}  // namespace moat
+
+#endif  // MOAT_CORE_STREAM_REASSEMBLER_H_
