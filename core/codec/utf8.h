@@ -1,0 +1,30 @@
+// UTF-8 validation for moat strings (R5): our own validator, strict per
+// RFC 3629 / Unicode 15 Table 3-7.
+//
+// Rejected: stray continuation bytes, truncated sequences, overlong forms
+// (C0/C1 leads, E0 80..9F, F0 80..8F), UTF-16 surrogates (ED A0..BF), code
+// points above U+10FFFF (F4 90.., F5..FF leads). U+0000 is valid.
+//
+//   if (auto bad = moat::FindInvalidUtf8(bytes)) reject("invalid UTF-8 at byte", *bad);
+#ifndef MOAT_CORE_CODEC_UTF8_H_
+#define MOAT_CORE_CODEC_UTF8_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+namespace moat {
+
+// Index of the first byte of the first invalid sequence, or nullopt if valid.
+std::optional<size_t> FindInvalidUtf8(std::span<const uint8_t> bytes);
+
+inline bool IsValidUtf8(std::span<const uint8_t> bytes) { return !FindInvalidUtf8(bytes).has_value(); }
+inline bool IsValidUtf8(std::string_view s) {
+  return IsValidUtf8(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
+}
+
+}  // namespace moat
+
+#endif  // MOAT_CORE_CODEC_UTF8_H_

@@ -1,0 +1,230 @@
+#include "core/stream_reassembler.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "core/testing/fd_count.h"
+
+namespace moat {
+namespace {
+
+using limits::ConnectionLimits;
+
+std::vector<uint8_t> Frame(const std::string& payload, uint32_t fds = 0, uint32_t acks = 0) {
+  auto header = EncodeFrameHeader({.type = FrameType::kMessage,
+                                   .payload_size = static_cast<uint32_t>(payload.size()),
+                                   .fd_count = fds,
+                                   .ack_count = acks});
+  std::vector<uint8_t> out(header.begin(), header.end());
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
+}
+
+std::vector<UniqueFd> DevNull(size_t n) {
+  std::vector<UniqueFd> out;
+  for (size_t i = 0; i < n; ++i) out.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  return out;
+}
+
+std::string PayloadOf(const ReceivedFrame& f) {
+  return std::string(f.payload.begin(), f.payload.end());
+}
+
+TEST(StreamReassemblerTest, ByteAtATimeYieldsFramesInOrder) {
+  StreamReassembler r;
+  std::vector<uint8_t> stream = Frame("hello");
+  auto second = Frame("", 0, 3);
+  stream.insert(stream.end(), second.begin(), second.end());
+  std::vector<std::string> got;
+  for (uint8_t b : stream) {
+    ASSERT_TRUE(r.Append({&b, 1}).ok());
+    auto next = r.Next();
+    ASSERT_TRUE(next.ok()) << next.error().ToString();
+    if (next->has_value()) got.push_back(PayloadOf(**next) + "/" + std::to_string((*next)->header.ack_count));
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"hello/0", "/3"}));
+  EXPECT_TRUE(r.Finish().ok());
+}
+
+TEST(StreamReassemblerTest, ManyFramesInOneReceive) {
+  StreamReassembler r;
+  std::vector<uint8_t> stream;
+  for (int i = 0; i < 100; ++i) {
+    auto f = Frame(std::to_string(i));
+    stream.insert(stream.end(), f.begin(), f.end());
+  }
+  ASSERT_TRUE(r.Append(stream).ok());
+  for (int i = 0; i < 100; ++i) {
+    auto next = r.Next();
+    ASSERT_TRUE(next.ok() && next->has_value());
+    EXPECT_EQ(PayloadOf(**next), std::to_string(i));
+  }
+  auto end = r.Next();
+  ASSERT_TRUE(end.ok());
+  EXPECT_FALSE(end->has_value());
+  EXPECT_EQ(r.unprocessed_bytes(), 0u);
+}
+
+TEST(StreamReassemblerTest, DescriptorsGoToTheFrameThatClaimsThem) {
+  size_t baseline = testing::OpenFdCount();
+  {
+    StreamReassembler r;
+    ASSERT_TRUE(r.Append(Frame("a", 2), DevNull(2)).ok());
+    ASSERT_TRUE(r.Append(Frame("b", 1), DevNull(1)).ok());
+    auto a = r.Next();
+    ASSERT_TRUE(a.ok() && a->has_value());
+    EXPECT_EQ((*a)->fds.size(), 2u);
+    auto b = r.Next();
+    ASSERT_TRUE(b.ok() && b->has_value());
+    EXPECT_EQ((*b)->fds.size(), 1u);
+    EXPECT_TRUE((*b)->fds[0].valid());
+    EXPECT_TRUE(r.Finish().ok());
+  }
+  EXPECT_EQ(testing::OpenFdCount(), baseline);
+}
+
+TEST(StreamReassemblerTest, FrameWaitsForLateDescriptors) {
+  StreamReassembler r;
+  auto f = Frame("x", 2);
+  ASSERT_TRUE(r.Append(f, DevNull(1)).ok());
+  auto wait = r.Next();
+  ASSERT_TRUE(wait.ok());
+  EXPECT_FALSE(wait->has_value());
+  ASSERT_TRUE(r.Append({}, DevNull(1)).ok());
+  auto got = r.Next();
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->fds.size(), 2u);
+}
+
+TEST(StreamReassemblerTest, MoreDescriptorsThanDeclaredIsAViolation) {
+  size_t baseline = testing::OpenFdCount();
+  {
+    StreamReassembler r;
+    ASSERT_TRUE(r.Append(Frame("x", 1), DevNull(3)).ok());
+    auto first = r.Next();
+    ASSERT_TRUE(first.ok() && first->has_value());
+    auto extra = r.Next();
+    ASSERT_FALSE(extra.ok());
+    EXPECT_EQ(extra.error().code(), ErrorCode::kProtocolViolation);
+    EXPECT_EQ(extra.error().reason(), "2 descriptors arrived with no frame to claim them");
+  }
+  EXPECT_EQ(testing::OpenFdCount(), baseline);
+}
+
+TEST(StreamReassemblerTest, DescriptorsOfAnEarlierFrameCannotBeClaimedByALaterOne) {
+  StreamReassembler r;
+  // Frame one under-declares (0) but carries 1 descriptor; frame two declares 1, sent alone.
+  auto one = Frame("1", 0);
+  auto two = Frame("2", 1);
+  ASSERT_TRUE(r.Append(one, DevNull(1)).ok());
+  auto first = r.Next();
+  ASSERT_TRUE(first.ok() && first->has_value());
+  ASSERT_TRUE(r.Append(two).ok());
+  auto second = r.Next();
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.error().code(), ErrorCode::kProtocolViolation);
+  EXPECT_EQ(second.error().field(), "frame.fd_count");
+}
+
+TEST(StreamReassemblerTest, UnprocessedFdsAtLimitAcceptedOnePastRejected) {
+  size_t baseline = testing::OpenFdCount();
+  {
+    ConnectionLimits tight = ConnectionLimits::Defaults().Tightened({.max_unprocessed_fds = 4});
+    StreamReassembler r(tight);
+    ASSERT_TRUE(r.Append({}, DevNull(4)).ok());
+    EXPECT_EQ(r.unprocessed_fds(), 4u);
+    Status past = r.Append({}, DevNull(1));
+    ASSERT_FALSE(past.ok());
+    EXPECT_EQ(past.error().reason(), "unprocessed descriptors 4 + 1 exceed MAX_UNPROCESSED_FDS 4");
+  }
+  EXPECT_EQ(testing::OpenFdCount(), baseline);
+}
+
+TEST(StreamReassemblerTest, UnprocessedBytesAtLimitAcceptedOnePastRejected) {
+  ConnectionLimits tight =
+      ConnectionLimits::Defaults().Tightened({.max_message_payload_size = 1000,
+                                              .max_unprocessed_bytes = 100});
+  StreamReassembler r(tight);
+  // An incomplete 1000-byte frame: the reassembler must not buffer past 100 bytes.
+  auto f = Frame(std::string(1000, 'z'));
+  ASSERT_TRUE(r.Append({f.data(), 100}).ok());
+  EXPECT_EQ(r.unprocessed_bytes(), 100u);
+  EXPECT_TRUE(r.PrepareWrite(1).empty());
+  Status past = r.Append({f.data() + 100, 1});
+  ASSERT_FALSE(past.ok());
+  EXPECT_EQ(past.error().code(), ErrorCode::kLimitExceeded);
+  EXPECT_LE(r.buffer_capacity(), 64u * 1024);
+}
+
+TEST(StreamReassemblerTest, HugeDeclaredPayloadDoesNotAllocate) {
+  StreamReassembler r;
+  auto header = EncodeFrameHeader({.type = FrameType::kMessage,
+                                   .payload_size = limits::MAX_MESSAGE_PAYLOAD_SIZE});
+  ASSERT_TRUE(r.Append(header).ok());
+  auto next = r.Next();
+  ASSERT_TRUE(next.ok());
+  EXPECT_FALSE(next->has_value());
+  // Only the bytes that arrived are buffered, never the declared 64 MiB.
+  EXPECT_LT(r.buffer_capacity(), 1024u * 1024);
+  Status end = r.Finish();
+  ASSERT_FALSE(end.ok());
+  EXPECT_EQ(end.error().reason(),
+            "stream ended inside a frame: 24 unprocessed bytes of a 67108888-byte frame");
+}
+
+TEST(StreamReassemblerTest, BadHeaderReportsStreamOffset) {
+  StreamReassembler r;
+  auto good = Frame("ok");
+  std::vector<uint8_t> stream = good;
+  std::vector<uint8_t> garbage(24, 0xAB);
+  stream.insert(stream.end(), garbage.begin(), garbage.end());
+  ASSERT_TRUE(r.Append(stream).ok());
+  ASSERT_TRUE(r.Next().ok());
+  auto bad = r.Next();
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().field(), "frame.magic");
+  EXPECT_EQ(*bad.error().offset(), 0u);  // innermost offset: byte 0 of the header
+}
+
+TEST(StreamReassemblerTest, FinishReportsUnclaimedDescriptorsAndPartialFrames) {
+  StreamReassembler r;
+  ASSERT_TRUE(r.Append(Frame("x", 2), DevNull(1)).ok());
+  auto wait = r.Next();
+  ASSERT_TRUE(wait.ok());
+  EXPECT_FALSE(wait->has_value());
+  Status end = r.Finish();
+  ASSERT_FALSE(end.ok());
+  EXPECT_EQ(end.error().code(), ErrorCode::kIncomplete);
+}
+
+TEST(StreamReassemblerTest, ChunkingDoesNotChangeTheResult) {
+  std::vector<uint8_t> stream;
+  std::vector<std::string> payloads;
+  for (int i = 0; i < 20; ++i) {
+    payloads.push_back(std::string(static_cast<size_t>(i * 37 % 300), static_cast<char>('a' + i)));
+    auto f = Frame(payloads.back());
+    stream.insert(stream.end(), f.begin(), f.end());
+  }
+  for (size_t chunk : {1u, 2u, 7u, 23u, 24u, 25u, 100u, 4096u}) {
+    StreamReassembler r;
+    std::vector<std::string> got;
+    for (size_t pos = 0; pos < stream.size(); pos += chunk) {
+      size_t n = std::min(chunk, stream.size() - pos);
+      ASSERT_TRUE(r.Append({stream.data() + pos, n}).ok());
+      while (true) {
+        auto next = r.Next();
+        ASSERT_TRUE(next.ok());
+        if (!next->has_value()) break;
+        got.push_back(PayloadOf(**next));
+      }
+    }
+    EXPECT_EQ(got, payloads) << "chunk " << chunk;
+  }
+}
+
+}  // namespace
+}  // namespace moat

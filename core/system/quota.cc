@@ -1,0 +1,78 @@
+#include "core/system/quota.h"
+
+#include "core/check.h"
+#include "core/checked.h"
+
+namespace moat::system {
+
+std::string_view QuotaTypeName(QuotaType type) {
+  switch (type) {
+    case QuotaType::kReceiveQueueLength: return "RECEIVE_QUEUE_LENGTH";
+    case QuotaType::kReceiveQueueMemorySize: return "RECEIVE_QUEUE_MEMORY_SIZE";
+    case QuotaType::kUnreadMessageCount: return "UNREAD_MESSAGE_COUNT";
+  }
+  return "UNKNOWN";
+}
+
+uint64_t QuotaUsage::Of(QuotaType type) const {
+  switch (type) {
+    case QuotaType::kReceiveQueueLength: return receive_queue_length;
+    case QuotaType::kReceiveQueueMemorySize: return receive_queue_bytes;
+    case QuotaType::kUnreadMessageCount: return unread_message_count;
+  }
+  MOAT_UNREACHABLE("bad QuotaType");
+}
+
+Result<QuotaType> QuotaSet::ParseType(uint32_t raw) {
+  MOAT_REQUIRE(raw < kQuotaTypeCount, ErrorCode::kInvalidArgument, "quota type ", raw,
+               " is not a known quota type (0..", kQuotaTypeCount - 1, ")");
+  return static_cast<QuotaType>(raw);
+}
+
+Status QuotaSet::Set(QuotaType type, uint64_t limit) {
+  MOAT_ASSIGN_OR_RETURN(QuotaType checked, ParseType(static_cast<uint32_t>(type)));
+  MOAT_REQUIRE(limit != 0, ErrorCode::kInvalidArgument, "quota ", QuotaTypeName(checked),
+               " limit 0 is meaningless (use at least 1, or no limit)");
+  limits_[static_cast<uint32_t>(checked)] = limit;
+  return OkStatus();
+}
+
+bool QuotaSet::AnyExceeded(const QuotaUsage& usage) const {
+  for (uint32_t i = 0; i < kQuotaTypeCount; ++i) {
+    if (IsExceeded(static_cast<QuotaType>(i), usage)) return true;
+  }
+  return false;
+}
+
+uint64_t QuotaSet::AckRequestInterval() const {
+  uint64_t l = limit(QuotaType::kUnreadMessageCount);
+  if (l == kNoQuotaLimit) return 0;
+  // (l + 1) / 2 without overflow for l near UINT64_MAX.
+  return l / 2 + (l % 2);
+}
+
+uint64_t AckTracker::OnMessageSent() {
+  std::optional<uint64_t> next = CheckedAdd<uint64_t>(last_sent_, 1);
+  MOAT_ASSERT(next.has_value(), "message sequence numbers exhausted");
+  last_sent_ = *next;
+  return last_sent_;
+}
+
+Result<AckTracker::AckOutcome> AckTracker::OnReadAck(uint64_t last_read) {
+  // Attack: a peer acks messages never sent to drive the unread count below zero.
+  MOAT_REQUIRE(last_read <= last_sent_, ErrorCode::kProtocolViolation, "read ack for message ",
+               last_read, " but only ", last_sent_, " messages were sent");
+  // Attack: a replayed or reordered ack would move the count backwards.
+  if (last_read <= last_acked_) return AckOutcome::kIgnoredStale;
+  last_acked_ = last_read;
+  return AckOutcome::kApplied;
+}
+
+uint64_t AckTracker::unread() const {
+  Checked<uint64_t> n = last_sent_;
+  n -= last_acked_;
+  MOAT_ASSERT(!n.has_overflow(), "acked beyond sent: invariant broken");
+  return n.value();
+}
+
+}  // namespace moat::system
