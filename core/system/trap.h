@@ -1,0 +1,193 @@
+// Traps: event-driven watchers of handle signals (R14). No polling anywhere.
+//
+// A Trap holds triggers. Each trigger watches one handle (a Watchable, in
+// practice a MessagePipeEndpoint) for a set of signals and a condition
+// (signals become satisfied, or become unsatisfied), and carries an opaque
+// context the embedder chooses. Semantics follow Mojo's MojoTrap:
+//
+//   * Arm() succeeds only if no trigger's condition is met right now.
+//     Otherwise it returns kFailedPrecondition together with the "blocking
+//     events": every trigger whose condition is already met (result kOk) or
+//     whose signals can never be satisfied again (result kFailedPrecondition).
+//     A trap without triggers cannot be armed (kNotFound).
+//   * While armed, the first trigger whose condition becomes met (or becomes
+//     unsatisfiable) fires: the handler runs once with that event and the
+//     trap disarms. The embedder re-arms when it wants more.
+//   * Removing a trigger, closing its handle, or closing the trap delivers a
+//     final kCancelled event for that trigger, armed or not.
+//
+// Delivery: the handler is never called with any lock held (it may call back
+// into the API, e.g. to re-arm or read). Events of one trap are delivered one
+// at a time, in the order they happened: a thread that produces an event while
+// another thread is running the handler queues it, and the running thread
+// delivers it next. Consequently a trigger's kCancelled is always its last
+// event, though it may be delivered on another thread than the one that
+// removed the trigger.
+//
+// Lock order (see also core.h): Core handle table -> Trap::mu_ ->
+// endpoint lock -> ports locks. A Watchable never calls into a Trap while
+// holding its own lock: it snapshots its WatcherList under the lock and
+// notifies after releasing it. Stale notifications (overtaken by a newer one
+// on another thread) are recognised by the snapshot's sequence number.
+//
+//   auto trap = Trap::Create([](const TrapEvent& e) { Wake(e.trigger_context); });
+//   MOAT_TRY(trap->AddTrigger(endpoint, kSignalReadable,
+//                             TriggerCondition::kSignalsSatisfied, /*context=*/7));
+//   std::vector<TrapEvent> blocking;
+//   Status s = trap->Arm(&blocking);   // kFailedPrecondition: read first
+#ifndef MOAT_CORE_SYSTEM_TRAP_H_
+#define MOAT_CORE_SYSTEM_TRAP_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "core/error.h"
+#include "core/mutex.h"
+#include "core/system/signals.h"
+
+namespace moat::system {
+
+class Trap;
+
+enum class TriggerCondition : uint32_t {
+  kSignalsSatisfied = 0,    // fire when any watched signal is satisfied
+  kSignalsUnsatisfied = 1,  // fire when not all watched signals are satisfied
+};
+
+enum class TrapEventResult : uint8_t {
+  kOk,                  // the trigger's condition is met
+  kFailedPrecondition,  // the watched signals can never be satisfied again
+  kCancelled,           // the trigger was removed or its handle/trap closed
+};
+
+struct TrapEvent {
+  uintptr_t trigger_context = 0;
+  TrapEventResult result = TrapEventResult::kOk;
+  HandleSignalsState signals_state;
+};
+
+// A handle state published by a Watchable. `sequence` increases with every
+// publication of one Watchable, so a trap can drop a snapshot that arrives
+// after a newer one.
+struct SignalsSnapshot {
+  HandleSignalsState state;
+  uint64_t sequence = 0;
+};
+
+// What a watched object offers traps.
+class Watchable {
+ public:
+  virtual ~Watchable() = default;
+  // Registers a trigger and returns the current state, atomically with the
+  // registration (every later publication has a larger sequence). Fails
+  // (kBusy, kClosed) if the handle is not usable.
+  virtual Result<SignalsSnapshot> AddWatcher(std::weak_ptr<Trap> trap, uint64_t trigger_id) = 0;
+  // Unregisters; a no-op if not registered (the handle may have closed).
+  virtual void RemoveWatcher(const Trap* trap, uint64_t trigger_id) = 0;
+};
+
+// The triggers registered on one Watchable. Not thread-safe: the Watchable
+// guards it with its own lock and calls Notify* after releasing that lock.
+class WatcherList {
+ public:
+  struct Entry {
+    std::weak_ptr<Trap> trap;
+    const Trap* key = nullptr;
+    uint64_t trigger_id = 0;
+  };
+
+  void Add(std::weak_ptr<Trap> trap, uint64_t trigger_id);
+  void Remove(const Trap* trap, uint64_t trigger_id);
+  bool empty() const { return entries_.empty(); }
+  size_t size() const { return entries_.size(); }
+  std::vector<Entry> Snapshot() const { return entries_; }
+  std::vector<Entry> TakeAll() { return std::move(entries_); }
+
+  // Call with no lock held.
+  static void NotifyState(const std::vector<Entry>& watchers, const SignalsSnapshot& snapshot);
+  static void NotifyClosed(const std::vector<Entry>& watchers);
+
+ private:
+  std::vector<Entry> entries_;
+};
+
+class Trap : public std::enable_shared_from_this<Trap> {
+ public:
+  using Handler = std::function<void(const TrapEvent&)>;
+
+  static std::shared_ptr<Trap> Create(Handler handler);
+  ~Trap();
+
+  // kInvalidArgument for an empty or unknown signal set, an unknown
+  // condition, or a context already used by another trigger of this trap;
+  // kClosed if the trap is closed; the handle's own error if it is not
+  // usable (kBusy in transit, kClosed). If the trap is armed and the new
+  // trigger's condition is already met, the trap fires at once.
+  Status AddTrigger(std::shared_ptr<Watchable> handle, SignalSet signals,
+                    TriggerCondition condition, uintptr_t context) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Removes a trigger and delivers its kCancelled event. kNotFound if no
+  // trigger has this context.
+  Status RemoveTrigger(uintptr_t context) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // See the file comment. On kFailedPrecondition `blocking_events` (if not
+  // null) receives the blocking events, ordered by context.
+  Status Arm(std::vector<TrapEvent>* blocking_events) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Cancels every trigger (each gets its kCancelled event); later calls fail
+  // kClosed. Idempotent.
+  void Close() ABSL_LOCKS_EXCLUDED(mu_);
+
+  bool armed() const ABSL_LOCKS_EXCLUDED(mu_);
+  size_t trigger_count() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Called by Watchables (WatcherList::Notify*), never with their lock held.
+  void OnStateChanged(uint64_t trigger_id, const SignalsSnapshot& snapshot)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void OnHandleClosed(uint64_t trigger_id) ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  struct Trigger {
+    uintptr_t context = 0;
+    uint64_t id = 0;
+    std::shared_ptr<Watchable> handle;
+    SignalSet signals = kSignalNone;
+    TriggerCondition condition = TriggerCondition::kSignalsSatisfied;
+    SignalsSnapshot last;
+  };
+
+  explicit Trap(Handler handler) : handler_(std::move(handler)) {}
+
+  // The event this trigger would produce now, if its condition is met.
+  static std::optional<TrapEventResult> Evaluate(const Trigger& trigger);
+  // Fires `trigger` if armed and its condition is met; queues the event.
+  void MaybeFireLocked(const Trigger& trigger) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void QueueCancelledLocked(const Trigger& trigger) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Delivers queued events unless another thread is already doing so.
+  void DispatchEvents() ABSL_LOCKS_EXCLUDED(mu_);
+
+  const Handler handler_;
+
+  // Lock order: Core table lock -> mu_ -> endpoint locks. Never held while
+  // the handler runs.
+  mutable Mutex mu_;
+  std::map<uintptr_t, Trigger> triggers_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<uint64_t, uintptr_t> context_by_id_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_trigger_id_ ABSL_GUARDED_BY(mu_) = 1;
+  bool armed_ ABSL_GUARDED_BY(mu_) = false;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  // Bounded: at most one kOk/kFailedPrecondition per arming plus one
+  // kCancelled per trigger.
+  std::deque<TrapEvent> pending_events_ ABSL_GUARDED_BY(mu_);
+  bool dispatching_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace moat::system
+
+#endif  // MOAT_CORE_SYSTEM_TRAP_H_
