@@ -3,7 +3,7 @@
 #include <cstring>
 #include <string>
 
-#include "tools/moat/command.h"
+#include "tools/cli/command.h"
 
 namespace moat::tools {
 

@@ -3,8 +3,8 @@
 // registers itself; //tools:moat links them all.
 //
 //   MOAT_COMMAND(inspect, "decode a captured frame or fuzzer input", RunInspect);
-#ifndef MOAT_TOOLS_MOAT_COMMAND_H_
-#define MOAT_TOOLS_MOAT_COMMAND_H_
+#ifndef MOAT_TOOLS_CLI_COMMAND_H_
+#define MOAT_TOOLS_CLI_COMMAND_H_
 
 #include <map>
 #include <string>
@@ -29,4 +29,4 @@ struct CommandRegistration {
 #define MOAT_COMMAND(name, summary, fn) \
   static ::moat::tools::CommandRegistration moat_command_##name(#name, summary, fn)
 
-#endif  // MOAT_TOOLS_MOAT_COMMAND_H_
+#endif  // MOAT_TOOLS_CLI_COMMAND_H_
