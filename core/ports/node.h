@@ -1,0 +1,200 @@
+// ports::Node: the transport-agnostic router of one process's message pipes.
+//
+// A message pipe is two entangled ports. A Node owns the ports of one
+// process, delivers user messages exactly once and in order, moves ports that
+// are attached to messages to other nodes (leaving a proxy that forwards until
+// it is bypassed and removed), propagates peer closure only after every
+// earlier message was delivered, fuses pipes (merge), and closes every pipe
+// that depended on a node whose connection was lost. It never touches a
+// transport: events for other nodes go to NodeDelegate::ForwardEvent, events
+// from other nodes come in through AcceptEvent.
+//
+//   Node node(NodeName::Random(), &delegate);
+//   PortRef a, b;
+//   MOAT_TRY(node.CreatePortPair(&a, &b));
+//   auto m = std::make_unique<UserMessage>();
+//   m->payload = {42};
+//   MOAT_TRY(node.SendUserMessage(a, std::move(m)));
+//   std::unique_ptr<UserMessage> got;
+//   MOAT_TRY(node.GetMessage(b, &got));          // got->payload == {42}
+//
+// Attached ports (UserMessage::ports): on send they must be receiving ports of
+// this node other than the sending port and its peer; they move with the
+// message and the entries are rewritten to the names the ports get at the
+// destination. The receiver's embedder calls GetPort(name) on each entry of a
+// message returned by GetMessage to obtain a PortRef, and owns closing it.
+// Ports attached to a message that is never delivered (target gone, closed)
+// are closed by the node, so their peers observe closure: nothing leaks.
+//
+// Hostile peers: AcceptEvent validates every event against the target port's
+// state. Ring events must come from the port's previous hop, in control
+// sequence order (out-of-order ones are buffered, bounded by
+// limits::MAX_PORT_BUFFERED_EVENTS); user message sequence numbers must lie in
+// a bounded window (limits::MAX_PORT_OUT_OF_ORDER_MESSAGES); the node holds at
+// most limits::MAX_PORTS_PER_NODE ports. A violation returns an Error naming
+// the rule and the embedder disconnects `from` (then calls
+// LostConnectionToNode). Events for ports that no longer exist are dropped
+// silently (they are normal in races with closure).
+//
+// Threading: every method may be called from any thread. Locks: see node.cc.
+#ifndef MOAT_CORE_PORTS_NODE_H_
+#define MOAT_CORE_PORTS_NODE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "core/error.h"
+#include "core/mutex.h"
+#include "core/ports/event.h"
+#include "core/ports/name.h"
+#include "core/ports/node_delegate.h"
+#include "core/ports/port_ref.h"
+#include "core/ports/user_message.h"
+
+namespace moat::ports {
+
+class Port;
+
+struct PortStatus {
+  bool has_messages = false;        // GetMessage would return one now
+  bool receiving_messages = false;  // more messages may still arrive
+  bool peer_closed = false;
+  bool peer_remote = false;         // the peer lives on another node
+  size_t queued_message_count = 0;
+  size_t queued_num_bytes = 0;
+  // Messages this port sent that the peer has not acknowledged reading
+  // (only meaningful after SetAcknowledgeRequestInterval).
+  size_t unacknowledged_message_count = 0;
+};
+
+class Node {
+ public:
+  Node(const NodeName& name, NodeDelegate* delegate);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  const NodeName& name() const { return name_; }
+
+  // Two new receiving ports entangled with each other.
+  Status CreatePortPair(PortRef* a, PortRef* b) ABSL_LOCKS_EXCLUDED(ports_mu_);
+
+  // kNotFound if no such port lives here.
+  Status GetPort(const PortName& name, PortRef* out) ABSL_LOCKS_EXCLUDED(ports_mu_);
+
+  // kNotFound if the port was erased; kFailedPrecondition if it is not receiving.
+  Status GetStatus(const PortRef& port, PortStatus* out);
+
+  // Takes ownership of msg (also on error: attached ports then stay usable
+  // here unless the error is kPeerClosed after they moved). kPeerClosed if
+  // the peer is gone (the message is dropped and its attached ports closed).
+  // kInvalidArgument for an invalid attachment (not receiving, the sending
+  // port, its peer, duplicates): no state changes.
+  Status SendUserMessage(const PortRef& port, std::unique_ptr<UserMessage> msg);
+
+  // Next in-order message, or nullptr if none is available yet (kOk);
+  // kPeerClosed when no more will ever arrive.
+  Status GetMessage(const PortRef& port, std::unique_ptr<UserMessage>* msg);
+
+  // Closes a receiving port; queued unread messages are destroyed (and the
+  // ports they carry closed). The peer sees peer_closed after it has
+  // received every message this port sent.
+  Status ClosePort(const PortRef& port);
+
+  // R12: fuses two pipes on this node. a and b must be distinct receiving
+  // ports, not each other's peer, that never sent or read a message;
+  // otherwise kFailedPrecondition and nothing changes. Afterwards the peers
+  // of a and b are one pipe; a and b no longer exist.
+  Status MergeLocalPorts(const PortRef& a, const PortRef& b);
+
+  // Fuses local port `local` with port `remote` on node `node` (which makes
+  // the same checks there; on failure there both pipes are closed). `local`
+  // no longer exists afterwards.
+  Status MergePorts(const PortRef& local, const NodeName& node, const PortName& remote);
+
+  // Read-ack backpressure (R13): asks the peer to acknowledge reads every
+  // `sequence_num_interval` messages (0 disables).
+  Status SetAcknowledgeRequestInterval(const PortRef& port, uint64_t sequence_num_interval);
+
+  // An event that arrived from node `from`. An Error means `from` broke the
+  // protocol: the embedder must disconnect it.
+  Status AcceptEvent(const NodeName& from, std::unique_ptr<Event> event);
+
+  // The transport to `node` died: every port whose peer or previous hop lives
+  // there is closed cleanly (receiving ports report peer_closed after the
+  // messages already queued in order; proxies are removed).
+  void LostConnectionToNode(const NodeName& node);
+
+  // For tests and shutdown checks.
+  size_t port_count() const ABSL_LOCKS_EXCLUDED(ports_mu_);
+  size_t proxy_count() const ABSL_LOCKS_EXCLUDED(ports_mu_);
+  bool CanShutdownCleanly() const ABSL_LOCKS_EXCLUDED(ports_mu_);
+
+ private:
+  struct Pending;  // events/notifications collected under locks, sent after
+
+  Status AcceptEventFrom(const NodeName& from, std::unique_ptr<Event> event, Pending* out);
+  Status DispatchEvent(const PortRef& port, const NodeName& from, std::unique_ptr<Event> event,
+                       Pending* out);
+  Status OnUserMessage(const PortRef& port, const NodeName& from,
+                       std::unique_ptr<UserMessageEvent> event, Pending* out);
+  Status OnPortAccepted(const PortRef& port, const NodeName& from, Pending* out);
+  Status OnObserveProxy(const PortRef& port, std::unique_ptr<ObserveProxyEvent> event,
+                        Pending* out);
+  Status OnObserveProxyAck(const PortRef& port, const ObserveProxyAckEvent& event, Pending* out);
+  Status OnObserveClosure(const PortRef& port, std::unique_ptr<ObserveClosureEvent> event,
+                          Pending* out);
+  Status OnMergePort(const PortRef& port, const NodeName& from, const MergePortEvent& event,
+                     Pending* out);
+  Status OnReadAckRequest(const PortRef& port, const UserMessageReadAckRequestEvent& event,
+                          Pending* out);
+  Status OnReadAck(const PortRef& port, const UserMessageReadAckEvent& event, Pending* out);
+  Status OnUpdatePreviousPeer(const PortRef& port, const NodeName& from,
+                              const UpdatePreviousPeerEvent& event, Pending* out);
+
+  Status AcceptPorts(const NodeName& from, const UserMessageEvent& event, Pending* out);
+  Status AcceptPort(const NodeName& from, const PortName& name, const PortDescriptor& desc,
+                    Pending* out);
+  void ClosePortsByName(const std::vector<PortName>& names, Pending* out);
+  Status ClosePortInternal(const PortRef& port, Pending* out);
+  Status MergePortsInternal(const PortRef& a, const PortRef& b, bool close_on_failure,
+                            Pending* out);
+  void ForwardQueuedFromProxy(const PortRef& port, Pending* out);
+  void TryRemoveProxy(const PortRef& port, Pending* out);
+  void InitiateProxyRemoval(const PortRef& port, Pending* out);
+  void BeginProxying(const PortRef& port, Pending* out);
+  void DrainBufferedEvents(const PortRef& port, Pending* out);
+
+  Status AddPort(const PortName& name, std::shared_ptr<Port> port) ABSL_LOCKS_EXCLUDED(ports_mu_);
+  void ErasePort(const PortName& name) ABSL_LOCKS_EXCLUDED(ports_mu_);
+  PortRef Lookup(const PortName& name) const ABSL_LOCKS_EXCLUDED(ports_mu_);
+
+  // Sends everything collected in `pending` (delegate calls and this node's
+  // own events) with no lock held.
+  void Flush(Pending* pending) ABSL_LOCKS_EXCLUDED(ports_mu_, local_mu_);
+
+  const NodeName name_;
+  NodeDelegate* const delegate_;
+
+  // Lock order: ports_mu_ is a leaf taken alone (never while a port lock is
+  // held, and no port lock is taken while holding it). Port locks
+  // (Port::mu) are taken one at a time, except MergeLocalPorts and sends with
+  // attachments, which lock several in ascending PortName order. local_mu_
+  // is a leaf. No lock is held while calling the delegate.
+  mutable Mutex ports_mu_;
+  std::map<PortName, std::shared_ptr<Port>> ports_ ABSL_GUARDED_BY(ports_mu_);
+
+  // Events this node sent to itself, processed FIFO by one thread at a time.
+  Mutex local_mu_;
+  std::deque<std::unique_ptr<Event>> local_events_ ABSL_GUARDED_BY(local_mu_);
+  bool draining_local_ ABSL_GUARDED_BY(local_mu_) = false;
+};
+
+}  // namespace moat::ports
+
+#endif  // MOAT_CORE_PORTS_NODE_H_

@@ -1,0 +1,42 @@
+// NodeDelegate: how a ports::Node talks to its embedder.
+//
+// The node is transport-agnostic: every event for another node goes out
+// through ForwardEvent, and the embedder serializes it (event_codec.h) onto
+// the transport to that node. Status changes are reported so the embedder can
+// signal traps/watchers. Both calls are made without any port lock held, so
+// the delegate may call back into the Node (but see ForwardEvent).
+//
+//   class MyDelegate : public NodeDelegate {
+//     void ForwardEvent(const NodeName& n, std::unique_ptr<Event> e) override {
+//       channels_[n]->Send(SerializeEvent(*e, &fds));
+//     }
+//     void PortStatusChanged(const PortRef& p) override { WakeWatchers(p); }
+//   };
+#ifndef MOAT_CORE_PORTS_NODE_DELEGATE_H_
+#define MOAT_CORE_PORTS_NODE_DELEGATE_H_
+
+#include <memory>
+
+#include "core/ports/event.h"
+#include "core/ports/name.h"
+#include "core/ports/port_ref.h"
+
+namespace moat::ports {
+
+class NodeDelegate {
+ public:
+  virtual ~NodeDelegate();
+
+  // Deliver `event` to node `node` (never this node: the Node delivers its
+  // own local events itself). Must not synchronously call Node::AcceptEvent
+  // on the sending node with the same event (queue it instead).
+  virtual void ForwardEvent(const NodeName& node, std::unique_ptr<Event> event) = 0;
+
+  // A port's status changed (message arrived, peer closed). Called without
+  // port locks held; may call Node::GetStatus / GetMessage.
+  virtual void PortStatusChanged(const PortRef& port) = 0;
+};
+
+}  // namespace moat::ports
+
+#endif  // MOAT_CORE_PORTS_NODE_DELEGATE_H_

@@ -1,0 +1,49 @@
+// UserMessage: what the layer above (core/system) sends through a port.
+//
+// The ports library never looks inside the payload; it only moves the object
+// (in-process) or hands it to the embedder's serializer (across nodes), and it
+// moves the attached ports.
+//
+//   auto msg = std::make_unique<UserMessage>();
+//   msg->payload = {1, 2, 3};
+//   msg->ports.push_back(handle_port.name());   // moves with the message
+//   node.SendUserMessage(port, std::move(msg));
+//
+// Attached ports: on the sending node `ports` names receiving ports of that
+// node (not the sending port, not its local peer). SendUserMessage turns each
+// into a proxy and rewrites the entry to the *new* port's name; on the
+// receiving node GetMessage returns the message with `ports` naming ports that
+// now exist there in the receiving state: the embedder calls Node::GetPort on
+// each name to obtain a PortRef (and owns closing it). A message destroyed
+// unread on a node whose ports it names does not leak them: the node closes
+// them (see Node::GetMessage / ClosePort).
+#ifndef MOAT_CORE_PORTS_USER_MESSAGE_H_
+#define MOAT_CORE_PORTS_USER_MESSAGE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/ports/name.h"
+#include "core/unique_fd.h"
+
+namespace moat::ports {
+
+class UserMessage {
+ public:
+  UserMessage() = default;
+  UserMessage(const UserMessage&) = delete;
+  UserMessage& operator=(const UserMessage&) = delete;
+  virtual ~UserMessage();
+
+  std::vector<uint8_t> payload;
+  std::vector<UniqueFd> fds;
+  std::vector<PortName> ports;
+
+  // Bytes this message accounts for in queue quotas (payload only).
+  size_t size_in_bytes() const { return payload.size(); }
+};
+
+}  // namespace moat::ports
+
+#endif  // MOAT_CORE_PORTS_USER_MESSAGE_H_
