@@ -59,6 +59,27 @@ inline constexpr uint32_t MAX_DECODE_DEPTH = 64;
 // Attack: one message creating thousands of ports in the receiving node.
 inline constexpr uint32_t MAX_MESSAGE_HANDLE_COUNT = 64;
 
+// User messages one port holds ahead of the next in-order one (ports).
+// Attack: a hostile node sends sequence numbers 2..N but never 1, so the port
+// buffers out-of-order messages without bound.
+inline constexpr uint64_t MAX_PORT_OUT_OF_ORDER_MESSAGES = 1024;
+
+// Ring events one port buffers while waiting for its previous hop's next one.
+// Attack: a hostile node floods events claiming future control sequence
+// numbers or a hop that is not (yet) the port's previous hop.
+inline constexpr uint32_t MAX_PORT_BUFFERED_EVENTS = 256;
+
+// Ports one ports::Node holds.
+// Attack: a hostile node sends message after message carrying
+// MAX_MESSAGE_HANDLE_COUNT ports each to exhaust our memory with ports.
+inline constexpr size_t MAX_PORTS_PER_NODE = 1 << 20;
+
+// Ports an ObserveProxy event may pass through looking for the proxy's
+// predecessor (a legitimate one passes each proxy of one pipe at most once).
+// Attack: a forged ObserveProxy naming no real proxy circulates around a
+// pipe's ring forever, spinning both nodes.
+inline constexpr uint32_t MAX_OBSERVE_PROXY_HOPS = 64;
+
 static_assert(MAX_MESSAGE_FD_COUNT <= MAX_UNPROCESSED_FDS,
               "a single legal message must fit in the unprocessed-fd budget");
 static_assert(MAX_MESSAGE_PAYLOAD_SIZE <= MAX_UNPROCESSED_BYTES,

@@ -101,8 +101,9 @@ class UserMessageEvent : public Event {
 // "I exist; start forwarding".
 class PortAcceptedEvent : public Event {
  public:
-  PortAcceptedEvent(const PortName& target)
-      : Event(EventType::kPortAccepted, target, kInvalidPortName, kInvalidSequenceNum) {}
+  // from: the new port (checked against the proxy's peer), not sequenced.
+  PortAcceptedEvent(const PortName& target, const PortName& from)
+      : Event(EventType::kPortAccepted, target, from, kInvalidSequenceNum) {}
 };
 
 // "proxy_port@proxy_node forwards to proxy_target: whoever sends to the proxy
@@ -122,6 +123,7 @@ class ObserveProxyEvent : public Event {
   PortName proxy_port;
   NodeName proxy_target_node;
   PortName proxy_target_port;
+  uint32_t hops = 0;  // ports that forwarded it so far (bounded: MAX_OBSERVE_PROXY_HOPS)
 };
 
 // Reply to the proxy: the last user message it will receive. An ack with

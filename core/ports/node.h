@@ -143,7 +143,8 @@ class Node {
                        Pending* out);
   Status OnUserMessage(const PortRef& port, const NodeName& from,
                        std::unique_ptr<UserMessageEvent> event, Pending* out);
-  Status OnPortAccepted(const PortRef& port, const NodeName& from, Pending* out);
+  Status OnPortAccepted(const PortRef& port, const NodeName& from, const PortAcceptedEvent& event,
+                        Pending* out);
   Status OnObserveProxy(const PortRef& port, std::unique_ptr<ObserveProxyEvent> event,
                         Pending* out);
   Status OnObserveProxyAck(const PortRef& port, const ObserveProxyAckEvent& event, Pending* out);
@@ -157,7 +158,8 @@ class Node {
   Status OnUpdatePreviousPeer(const PortRef& port, const NodeName& from,
                               const UpdatePreviousPeerEvent& event, Pending* out);
 
-  Status AcceptPorts(const NodeName& from, const UserMessageEvent& event, Pending* out);
+  Status AcceptPorts(const NodeName& from, UserMessageEvent* event, Pending* out);
+  void DiscardEvent(const NodeName& from, std::unique_ptr<Event> event, Pending* out);
   Status AcceptPort(const NodeName& from, const PortName& name, const PortDescriptor& desc,
                     Pending* out);
   void ClosePortsByName(const std::vector<PortName>& names, Pending* out);
@@ -167,8 +169,6 @@ class Node {
   void ForwardQueuedFromProxy(const PortRef& port, Pending* out);
   void TryRemoveProxy(const PortRef& port, Pending* out);
   void InitiateProxyRemoval(const PortRef& port, Pending* out);
-  void BeginProxying(const PortRef& port, Pending* out);
-  void DrainBufferedEvents(const PortRef& port, Pending* out);
 
   Status AddPort(const PortName& name, std::shared_ptr<Port> port) ABSL_LOCKS_EXCLUDED(ports_mu_);
   void ErasePort(const PortName& name) ABSL_LOCKS_EXCLUDED(ports_mu_);

@@ -17,6 +17,7 @@
 
 #include <memory>
 
+#include "core/error.h"
 #include "core/ports/event.h"
 #include "core/ports/name.h"
 #include "core/ports/port_ref.h"
@@ -35,6 +36,12 @@ class NodeDelegate {
   // A port's status changed (message arrived, peer closed). Called without
   // port locks held; may call Node::GetStatus / GetMessage.
   virtual void PortStatusChanged(const PortRef& port) = 0;
+
+  // An event from `node` that had been buffered (it arrived before it could
+  // be processed) turned out to violate the protocol while the node was
+  // handling another node's event: AcceptEvent cannot return this error to
+  // the right caller, so it is reported here. Disconnect `node`.
+  virtual void BadEventFrom(const NodeName& node, const Error& error) {}
 };
 
 }  // namespace moat::ports

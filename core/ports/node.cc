@@ -1,0 +1,1157 @@
+// ports::Node implementation. Protocol summary (details: docs/wire-format-ports.md):
+//
+// The ports of one pipe form a ring along their peer pointers: the two
+// receiving ends and any proxies between them. Ring events (user messages and
+// control events) travel along it; each port accepts them only from its
+// previous hop, in that hop's control-sequence order. When a port's peer
+// changes, the port tells its old peer who its new previous hop is
+// (UpdatePreviousPeer) as the last event on the old link, so the old peer
+// switches streams exactly at the right point and nothing is reordered.
+//
+// Moving a port: the old port becomes kBuffering and the descriptor travels in
+// the message; the new port announces itself (PortAccepted), the old one
+// forwards what it holds (kProxying) and asks to be bypassed (ObserveProxy
+// travels the ring to the port whose peer is the proxy, which re-points and
+// answers ObserveProxyAck with the last message it sent through the proxy).
+// Once the proxy has forwarded that message it tells its peer the new
+// previous hop and disappears.
+//
+// Locks: see node.h. Every delegate call and every event happens after the
+// locks are released, via Pending + Flush.
+#include "core/ports/node.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "core/check.h"
+#include "core/checked.h"
+#include "core/ports/port.h"
+#include "limits/limits.h"
+
+namespace moat::ports {
+
+using State = Port::State;
+
+struct Node::Pending {
+  std::vector<std::pair<NodeName, std::unique_ptr<Event>>> events;
+  std::vector<PortRef> status_changed;
+  std::vector<PortName> ports_to_close;
+  std::vector<std::pair<NodeName, Error>> bad_nodes;
+
+  void Send(const NodeName& node, std::unique_ptr<Event> event) {
+    events.emplace_back(node, std::move(event));
+  }
+  bool empty() const {
+    return events.empty() && status_changed.empty() && ports_to_close.empty() && bad_nodes.empty();
+  }
+};
+
+namespace {
+
+// Locks several ports in ascending name order (the documented lock order).
+class ABSL_SCOPED_LOCKABLE MultiPortLock {
+ public:
+  explicit MultiPortLock(std::vector<PortRef> refs) ABSL_NO_THREAD_SAFETY_ANALYSIS
+      : refs_(std::move(refs)) {
+    std::sort(refs_.begin(), refs_.end(),
+              [](const PortRef& a, const PortRef& b) { return a.name() < b.name(); });
+    for (auto& r : refs_) r.port()->mu.Lock();
+  }
+  ~MultiPortLock() ABSL_UNLOCK_FUNCTION() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    for (auto it = refs_.rbegin(); it != refs_.rend(); ++it) it->port()->mu.Unlock();
+  }
+
+ private:
+  std::vector<PortRef> refs_;
+};
+
+std::string Describe(const NodeName& node, const PortName& port) {
+  return port.ToString() + "@" + node.ToString();
+}
+
+}  // namespace
+
+Node::Node(const NodeName& name, NodeDelegate* delegate) : name_(name), delegate_(delegate) {
+  MOAT_ASSERT(name.is_valid(), "a node needs a valid name");
+  MOAT_ASSERT(delegate != nullptr, "a node needs a delegate");
+}
+
+Node::~Node() = default;
+
+// ---------------------------------------------------------------------------
+// Port map.
+
+Status Node::AddPort(const PortName& name, std::shared_ptr<Port> port) {
+  MutexLock lock(&ports_mu_);
+  // Attack: a hostile node creating ports (attached to messages) without bound.
+  MOAT_REQUIRE(ports_.size() < limits::MAX_PORTS_PER_NODE, ErrorCode::kLimitExceeded,
+               "node holds ", ports_.size(), " ports, MAX_PORTS_PER_NODE ",
+               limits::MAX_PORTS_PER_NODE);
+  // Attack: a descriptor reusing an existing port's name to hijack its traffic.
+  MOAT_REQUIRE(name.is_valid() && ports_.find(name) == ports_.end(),
+               ErrorCode::kProtocolViolation, "port name ", name.ToString(),
+               " is invalid or already in use");
+  ports_.emplace(name, std::move(port));
+  return OkStatus();
+}
+
+void Node::ErasePort(const PortName& name) {
+  std::shared_ptr<Port> doomed;  // destroyed outside the map lock
+  MutexLock lock(&ports_mu_);
+  auto it = ports_.find(name);
+  if (it == ports_.end()) return;
+  doomed = std::move(it->second);
+  ports_.erase(it);
+}
+
+PortRef Node::Lookup(const PortName& name) const {
+  MutexLock lock(&ports_mu_);
+  auto it = ports_.find(name);
+  if (it == ports_.end()) return PortRef();
+  return PortRef(name, it->second);
+}
+
+size_t Node::port_count() const {
+  MutexLock lock(&ports_mu_);
+  return ports_.size();
+}
+
+size_t Node::proxy_count() const {
+  std::vector<std::shared_ptr<Port>> all;
+  {
+    MutexLock lock(&ports_mu_);
+    for (auto& [name, port] : ports_) all.push_back(port);
+  }
+  size_t n = 0;
+  for (auto& port : all) {
+    MutexLock lock(&port->mu);
+    if (port->state == State::kBuffering || port->state == State::kProxying) ++n;
+  }
+  return n;
+}
+
+bool Node::CanShutdownCleanly() const { return port_count() == 0; }
+
+// ---------------------------------------------------------------------------
+// Flush: events and notifications go out with no lock held.
+
+void Node::Flush(Pending* p) {
+  while (!p->empty()) {
+    while (!p->ports_to_close.empty()) {
+      std::vector<PortName> names = std::move(p->ports_to_close);
+      p->ports_to_close.clear();
+      ClosePortsByName(names, p);
+    }
+    auto events = std::move(p->events);
+    p->events.clear();
+    auto changed = std::move(p->status_changed);
+    p->status_changed.clear();
+    auto bad = std::move(p->bad_nodes);
+    p->bad_nodes.clear();
+    for (auto& [node, event] : events) {
+      if (node == name_) {
+        MutexLock lock(&local_mu_);
+        local_events_.push_back(std::move(event));
+      } else {
+        delegate_->ForwardEvent(node, std::move(event));
+      }
+    }
+    for (auto& ref : changed) delegate_->PortStatusChanged(ref);
+    for (auto& [node, error] : bad) delegate_->BadEventFrom(node, error);
+  }
+
+  // Events this node sent to itself: one thread drains them in FIFO order;
+  // nested Flush calls (from handlers or delegate callbacks) only enqueue.
+  {
+    MutexLock lock(&local_mu_);
+    if (draining_local_ || local_events_.empty()) return;
+    draining_local_ = true;
+  }
+  for (;;) {
+    std::unique_ptr<Event> event;
+    {
+      MutexLock lock(&local_mu_);
+      if (local_events_.empty()) {
+        draining_local_ = false;
+        return;
+      }
+      event = std::move(local_events_.front());
+      local_events_.pop_front();
+    }
+    Pending inner;
+    // Our own events are well-formed; an error here is a benign race (the
+    // state moved on), never a reason to disconnect anyone.
+    (void)AcceptEventFrom(name_, std::move(event), &inner);
+    Flush(&inner);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Public API.
+
+Status Node::CreatePortPair(PortRef* a, PortRef* b) {
+  MOAT_ASSERT(a != nullptr && b != nullptr);
+  PortName na = PortName::Random(), nb = PortName::Random();
+  auto pa = std::make_shared<Port>(State::kReceiving);
+  auto pb = std::make_shared<Port>(State::kReceiving);
+  {
+    MutexLock la(&pa->mu);
+    pa->peer_node = pa->prev_node = name_;
+    pa->peer_port = pa->prev_port = nb;
+  }
+  {
+    MutexLock lb(&pb->mu);
+    pb->peer_node = pb->prev_node = name_;
+    pb->peer_port = pb->prev_port = na;
+  }
+  MOAT_TRY(AddPort(na, pa));
+  Status s = AddPort(nb, pb);
+  if (!s.ok()) {
+    ErasePort(na);
+    return s;
+  }
+  *a = PortRef(na, pa);
+  *b = PortRef(nb, pb);
+  return OkStatus();
+}
+
+Status Node::GetPort(const PortName& name, PortRef* out) {
+  *out = Lookup(name);
+  if (!out->is_valid()) return Error(ErrorCode::kNotFound, "no port " + name.ToString());
+  return OkStatus();
+}
+
+Status Node::GetStatus(const PortRef& ref, PortStatus* out) {
+  MOAT_ASSERT(ref.is_valid(), "GetStatus on an invalid PortRef");
+  Port* port = ref.port();
+  MutexLock lock(&port->mu);
+  if (port->state == State::kClosed) return Error(ErrorCode::kClosed, "port is closed");
+  if (port->state != State::kReceiving) {
+    return Error(ErrorCode::kFailedPrecondition, "port is not receiving (it moved)");
+  }
+  out->has_messages = port->message_queue.HasNextMessage();
+  out->receiving_messages = port->CanAcceptMoreMessages();
+  out->peer_closed = port->peer_closed;
+  out->peer_remote = port->peer_node != name_;
+  out->queued_message_count = port->message_queue.queued_message_count();
+  out->queued_num_bytes = port->message_queue.queued_num_bytes();
+  out->unacknowledged_message_count =
+      port->next_sequence_num_to_send - 1 - port->last_sequence_num_acknowledged;
+  return OkStatus();
+}
+
+// Turns a receiving port (locked) into a kBuffering port that will forward to
+// a new port `*new_name` on `to_node`, created there from `*desc`.
+static void ConvertToProxy(Port* port, const PortName& self, const NodeName& self_node,
+                           const NodeName& to_node, PortName* new_name, PortDescriptor* desc,
+                           std::vector<std::pair<NodeName, std::unique_ptr<Event>>>* out)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
+  *new_name = PortName::Random();
+  desc->peer_node = port->peer_node;
+  desc->peer_port = port->peer_port;
+  desc->referring_node = self_node;
+  desc->referring_port = self;
+  desc->next_sequence_num_to_send = port->next_sequence_num_to_send;
+  desc->next_sequence_num_to_receive = port->message_queue.next_sequence_num();
+  desc->peer_closed = port->peer_closed;
+  desc->last_sequence_num_to_receive = kInvalidSequenceNum;
+  if (port->peer_closed) {
+    if (port->peer_lost_unexpectedly) {
+      port->last_sequence_num_to_receive = port->message_queue.LastContiguousSequenceNum();
+    }
+    desc->last_sequence_num_to_receive = port->last_sequence_num_to_receive;
+    port->remove_proxy_on_last_message = true;
+  }
+  // The old peer will hear from the new port from now on.
+  auto update = std::make_unique<UpdatePreviousPeerEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                          to_node, *new_name);
+  port->StampForPeer(update.get(), self);
+  out->emplace_back(port->peer_node, std::move(update));
+  port->peer_node = to_node;
+  port->peer_port = *new_name;
+  port->next_control_sequence_num_to_send = kInitialSequenceNum;
+  port->state = State::kBuffering;
+}
+
+Status Node::SendUserMessage(const PortRef& ref, std::unique_ptr<UserMessage> msg) {
+  MOAT_ASSERT(ref.is_valid(), "SendUserMessage on an invalid PortRef");
+  MOAT_ASSERT(msg != nullptr, "SendUserMessage with a null message");
+  MOAT_ASSERT(msg->ports.size() <= limits::MAX_MESSAGE_HANDLE_COUNT, "message carries ",
+              msg->ports.size(), " ports, MAX_MESSAGE_HANDLE_COUNT ",
+              limits::MAX_MESSAGE_HANDLE_COUNT);
+  Pending pending;
+  std::vector<PortRef> attached;
+  std::vector<PortRef> all = {ref};
+  for (const PortName& name : msg->ports) {
+    PortRef a = Lookup(name);
+    if (!a.is_valid()) {
+      return Error(ErrorCode::kInvalidArgument, "attached port " + name.ToString() + " not found");
+    }
+    for (const PortRef& other : all) {
+      if (other == a) {
+        return Error(ErrorCode::kInvalidArgument,
+                     "attached port " + name.ToString() + " is the sending port or a duplicate");
+      }
+    }
+    attached.push_back(a);
+    all.push_back(a);
+  }
+  {
+    MultiPortLock locks(all);
+    Port* port = ref.port();
+    port->mu.AssertHeld();
+    if (port->state != State::kReceiving) {
+      return Error(port->state == State::kClosed ? ErrorCode::kClosed
+                                                 : ErrorCode::kFailedPrecondition,
+                   "sending port is not receiving");
+    }
+    if (port->peer_closed) return Error(ErrorCode::kPeerClosed, "peer closed");
+    for (const PortRef& a : attached) {
+      Port* ap = a.port();
+      ap->mu.AssertHeld();
+      if (ap->state != State::kReceiving) {
+        return Error(ErrorCode::kInvalidArgument,
+                     "attached port " + a.name().ToString() + " is not a receiving port");
+      }
+      if ((port->peer_node == name_ && port->peer_port == a.name()) ||
+          (ap->peer_node == name_ && ap->peer_port == ref.name())) {
+        return Error(ErrorCode::kInvalidArgument,
+                     "cannot send a port's own peer " + a.name().ToString() + " through it");
+      }
+    }
+    // Validated: from here on nothing fails.
+    const NodeName dest = port->peer_node;
+    auto event = std::make_unique<UserMessageEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                    port->next_sequence_num_to_send++,
+                                                    std::move(msg));
+    for (size_t i = 0; i < attached.size(); ++i) {
+      Port* ap = attached[i].port();
+      ap->mu.AssertHeld();
+      PortDescriptor desc;
+      ConvertToProxy(ap, attached[i].name(), name_, dest, &event->message->ports[i], &desc,
+                     &pending.events);
+      event->port_descriptors.push_back(desc);
+    }
+    port->StampForPeer(event.get(), ref.name());
+    pending.Send(dest, std::move(event));
+  }
+  Flush(&pending);
+  return OkStatus();
+}
+
+Status Node::GetMessage(const PortRef& ref, std::unique_ptr<UserMessage>* msg) {
+  MOAT_ASSERT(ref.is_valid() && msg != nullptr);
+  msg->reset();
+  Pending pending;
+  std::unique_ptr<UserMessageEvent> event;
+  {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    if (port->state == State::kClosed) return Error(ErrorCode::kClosed, "port is closed");
+    if (port->state != State::kReceiving) {
+      return Error(ErrorCode::kFailedPrecondition, "port is not receiving (it moved)");
+    }
+    if (!port->message_queue.HasNextMessage()) {
+      if (!port->CanAcceptMoreMessages()) return Error(ErrorCode::kPeerClosed, "peer closed");
+      return OkStatus();
+    }
+    event = port->message_queue.PopNextMessage();
+    if (port->sequence_num_to_acknowledge != 0 &&
+        event->sequence_num >= port->sequence_num_to_acknowledge) {
+      port->sequence_num_to_acknowledge = 0;
+      auto ack = std::make_unique<UserMessageReadAckEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                           event->sequence_num);
+      port->StampForPeer(ack.get(), ref.name());
+      pending.Send(port->peer_node, std::move(ack));
+    }
+  }
+  *msg = std::move(event->message);
+  Flush(&pending);
+  return OkStatus();
+}
+
+Status Node::ClosePortInternal(const PortRef& ref, Pending* out) {
+  std::vector<std::unique_ptr<UserMessageEvent>> dropped;
+  std::vector<Port::BufferedEvent> buffered;
+  {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    if (port->state == State::kClosed) return Error(ErrorCode::kClosed, "port already closed");
+    if (port->state != State::kReceiving) {
+      return Error(ErrorCode::kFailedPrecondition, "port is not receiving (it moved)");
+    }
+    port->state = State::kClosed;
+    auto closure = std::make_unique<ObserveClosureEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                         port->next_sequence_num_to_send - 1);
+    port->StampForPeer(closure.get(), ref.name());
+    out->Send(port->peer_node, std::move(closure));
+    dropped = port->message_queue.TakeAll();
+    buffered = std::move(port->buffered_events);
+    port->buffered_events.clear();
+  }
+  ErasePort(ref.name());
+  for (auto& event : dropped) {
+    for (const PortName& p : event->message->ports) out->ports_to_close.push_back(p);
+  }
+  for (auto& b : buffered) DiscardEvent(b.from, std::move(b.event), out);
+  return OkStatus();
+}
+
+Status Node::ClosePort(const PortRef& ref) {
+  MOAT_ASSERT(ref.is_valid(), "ClosePort on an invalid PortRef");
+  Pending pending;
+  Status s = ClosePortInternal(ref, &pending);
+  Flush(&pending);
+  return s;
+}
+
+void Node::ClosePortsByName(const std::vector<PortName>& names, Pending* out) {
+  for (const PortName& name : names) {
+    PortRef ref = Lookup(name);
+    if (ref.is_valid()) (void)ClosePortInternal(ref, out);
+  }
+}
+
+// Destroys an event that will never be processed without leaking the ports
+// it carries: they are created here and closed, so their peers see closure.
+void Node::DiscardEvent(const NodeName& from, std::unique_ptr<Event> event, Pending* out) {
+  if (event->type() == EventType::kUserMessage) {
+    auto* m = static_cast<UserMessageEvent*>(event.get());
+    if (!m->port_descriptors.empty()) {
+      if (!AcceptPorts(from, m, out).ok()) return;  // AcceptPorts cleaned up
+    }
+    for (const PortName& p : m->message->ports) out->ports_to_close.push_back(p);
+  } else if (event->type() == EventType::kMergePort) {
+    auto* m = static_cast<MergePortEvent*>(event.get());
+    if (AcceptPort(from, m->new_port_name, m->new_port_descriptor, out).ok()) {
+      out->ports_to_close.push_back(m->new_port_name);
+    }
+  }
+}
+
+Status Node::SetAcknowledgeRequestInterval(const PortRef& ref, uint64_t interval) {
+  MOAT_ASSERT(ref.is_valid());
+  Pending pending;
+  {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    if (port->state != State::kReceiving) {
+      return Error(ErrorCode::kFailedPrecondition, "port is not receiving");
+    }
+    port->sequence_num_acknowledge_interval = interval;
+    if (interval != 0 && !port->peer_closed) {
+      auto request = std::make_unique<UserMessageReadAckRequestEvent>(
+          kInvalidPortName, kInvalidPortName, 0, port->last_sequence_num_acknowledged + interval);
+      port->StampForPeer(request.get(), ref.name());
+      pending.Send(port->peer_node, std::move(request));
+    }
+  }
+  Flush(&pending);
+  return OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Merging.
+
+static bool IsUnused(const Port* port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
+  return port->next_sequence_num_to_send == kInitialSequenceNum &&
+         port->message_queue.next_sequence_num() == kInitialSequenceNum;
+}
+
+Status Node::MergePortsInternal(const PortRef& a, const PortRef& b, bool close_on_failure,
+                                Pending* out) {
+  auto fail = [&](std::string why) -> Status {
+    if (close_on_failure) {
+      (void)ClosePortInternal(a, out);
+      if (!(a == b)) (void)ClosePortInternal(b, out);
+    }
+    return Error(ErrorCode::kFailedPrecondition, std::move(why));
+  };
+  if (a == b) return fail("cannot merge a port with itself");
+  std::string problem;
+  {
+    MultiPortLock locks({a, b});
+    Port* pa = a.port();
+    Port* pb = b.port();
+    pa->mu.AssertHeld();
+    pb->mu.AssertHeld();
+    if (pa->state != State::kReceiving || pb->state != State::kReceiving) {
+      problem = "both ports must be receiving";
+    } else if ((pa->peer_node == name_ && pa->peer_port == b.name()) ||
+               (pb->peer_node == name_ && pb->peer_port == a.name())) {
+      problem = "cannot merge a port with its own peer";
+    } else if (!IsUnused(pa) || !IsUnused(pb)) {
+      problem = "cannot merge a port that already sent or read messages";
+    } else {
+      Port* both[2] = {pa, pb};
+      const PortRef* refs[2] = {&a, &b};
+      for (int i = 0; i < 2; ++i) {
+        Port* x = both[i];
+        x->mu.AssertHeld();
+        // x's old peer will receive from the other port from now on.
+        auto update = std::make_unique<UpdatePreviousPeerEvent>(kInvalidPortName, kInvalidPortName,
+                                                                0, name_, refs[1 - i]->name());
+        x->StampForPeer(update.get(), refs[i]->name());
+        out->Send(x->peer_node, std::move(update));
+      }
+      std::swap(pa->peer_node, pb->peer_node);
+      std::swap(pa->peer_port, pb->peer_port);
+      for (int i = 0; i < 2; ++i) {
+        Port* x = both[i];
+        x->mu.AssertHeld();
+        x->next_control_sequence_num_to_send = kInitialSequenceNum;
+        x->state = State::kProxying;
+        if (x->peer_closed) {
+          // x's incoming side is finished: the far end it now feeds must learn.
+          if (x->peer_lost_unexpectedly) {
+            x->last_sequence_num_to_receive = x->message_queue.LastContiguousSequenceNum();
+          }
+          x->remove_proxy_on_last_message = true;
+          auto closure = std::make_unique<ObserveClosureEvent>(
+              kInvalidPortName, kInvalidPortName, 0, x->last_sequence_num_to_receive);
+          x->StampForPeer(closure.get(), refs[i]->name());
+          out->Send(x->peer_node, std::move(closure));
+        }
+      }
+    }
+  }
+  if (!problem.empty()) return fail(problem);
+  for (const PortRef* r : {&a, &b}) {
+    ForwardQueuedFromProxy(*r, out);
+    bool remove;
+    {
+      MutexLock lock(&r->port()->mu);
+      remove = r->port()->remove_proxy_on_last_message;
+    }
+    if (remove) {
+      TryRemoveProxy(*r, out);
+    } else {
+      InitiateProxyRemoval(*r, out);
+    }
+  }
+  return OkStatus();
+}
+
+Status Node::MergeLocalPorts(const PortRef& a, const PortRef& b) {
+  MOAT_ASSERT(a.is_valid() && b.is_valid());
+  Pending pending;
+  Status s = MergePortsInternal(a, b, /*close_on_failure=*/false, &pending);
+  Flush(&pending);
+  return s;
+}
+
+Status Node::MergePorts(const PortRef& local, const NodeName& node, const PortName& remote) {
+  MOAT_ASSERT(local.is_valid());
+  Pending pending;
+  {
+    Port* port = local.port();
+    MutexLock lock(&port->mu);
+    if (port->state != State::kReceiving) {
+      return Error(ErrorCode::kFailedPrecondition, "port to merge must be receiving");
+    }
+    if (!IsUnused(port)) {
+      return Error(ErrorCode::kFailedPrecondition,
+                   "cannot merge a port that already sent or read messages");
+    }
+    if (node == name_ && ((port->peer_node == name_ && port->peer_port == remote) ||
+                          remote == local.name())) {
+      return Error(ErrorCode::kFailedPrecondition, "cannot merge a port with itself or its peer");
+    }
+    PortName new_name;
+    PortDescriptor desc;
+    ConvertToProxy(port, local.name(), name_, node, &new_name, &desc, &pending.events);
+    pending.Send(node, std::make_unique<MergePortEvent>(remote, new_name, desc));
+  }
+  Flush(&pending);
+  return OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Proxies.
+
+void Node::ForwardQueuedFromProxy(const PortRef& ref, Pending* out) {
+  Port* port = ref.port();
+  MutexLock lock(&port->mu);
+  if (port->state != State::kProxying) return;
+  while (auto event = port->message_queue.PopNextMessage()) {
+    // Ports attached to a message held by a proxy were accepted here and no
+    // embedder can reach them; they move on with the message. A proxy's lock
+    // may be held while locking them (they are never locked first).
+    std::vector<PortName> kept;
+    event->port_descriptors.clear();
+    for (const PortName& name : event->message->ports) {
+      PortRef a = Lookup(name);
+      if (!a.is_valid()) continue;  // lost with its node meanwhile: drop it
+      Port* ap = a.port();
+      MutexLock alock(&ap->mu);
+      if (ap->state != State::kReceiving) continue;
+      PortName new_name;
+      PortDescriptor desc;
+      ConvertToProxy(ap, name, name_, port->peer_node, &new_name, &desc, &out->events);
+      kept.push_back(new_name);
+      event->port_descriptors.push_back(desc);
+    }
+    event->message->ports = std::move(kept);
+    port->StampForPeer(event.get(), ref.name());
+    out->Send(port->peer_node, std::move(event));
+  }
+}
+
+void Node::InitiateProxyRemoval(const PortRef& ref, Pending* out) {
+  Port* port = ref.port();
+  MutexLock lock(&port->mu);
+  if (port->state != State::kProxying) return;
+  auto observe = std::make_unique<ObserveProxyEvent>(kInvalidPortName, kInvalidPortName, 0, name_,
+                                                     ref.name(), port->peer_node,
+                                                     port->peer_port);
+  port->StampForPeer(observe.get(), ref.name());
+  out->Send(port->peer_node, std::move(observe));
+}
+
+void Node::TryRemoveProxy(const PortRef& ref, Pending* out) {
+  std::vector<Port::BufferedEvent> buffered;
+  {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    if (port->state != State::kProxying || !port->remove_proxy_on_last_message) return;
+    if (port->last_sequence_num_to_receive != port->message_queue.next_sequence_num() - 1) return;
+    if (port->send_on_proxy_removal) {
+      port->StampForPeer(port->send_on_proxy_removal.get(), ref.name());
+      out->Send(port->peer_node, std::move(port->send_on_proxy_removal));
+    }
+    if (!port->peer_closed) {
+      // Bypassed: our previous hop now sends to our peer directly.
+      auto update = std::make_unique<UpdatePreviousPeerEvent>(
+          kInvalidPortName, kInvalidPortName, 0, port->prev_node, port->prev_port);
+      port->StampForPeer(update.get(), ref.name());
+      out->Send(port->peer_node, std::move(update));
+    }
+    port->state = State::kClosed;
+    buffered = std::move(port->buffered_events);
+    port->buffered_events.clear();
+  }
+  ErasePort(ref.name());
+  for (auto& b : buffered) DiscardEvent(b.from, std::move(b.event), out);
+}
+
+// ---------------------------------------------------------------------------
+// Incoming events.
+
+Status Node::AcceptEvent(const NodeName& from, std::unique_ptr<Event> event) {
+  MOAT_ASSERT(event != nullptr, "AcceptEvent with a null event");
+  Pending pending;
+  Status s = AcceptEventFrom(from, std::move(event), &pending);
+  Flush(&pending);
+  return s;
+}
+
+Status Node::AcceptEventFrom(const NodeName& from, std::unique_ptr<Event> event, Pending* out) {
+  PortRef ref = Lookup(event->port_name);
+  if (!event->is_ring_event()) return DispatchEvent(ref, from, std::move(event), out);
+  if (!ref.is_valid()) {
+    // Normal after closure or proxy removal: drop, but close carried ports.
+    DiscardEvent(from, std::move(event), out);
+    return OkStatus();
+  }
+  Port* port = ref.port();
+  {
+    MutexLock lock(&port->mu);
+    while (port->dispatching) port->dispatch_done.Wait(&port->mu);
+    if (port->state == State::kClosed) {
+      port->mu.Unlock();
+      DiscardEvent(from, std::move(event), out);
+      port->mu.Lock();
+      return OkStatus();
+    }
+    const bool from_prev = from == port->prev_node && event->from_port == port->prev_port;
+    const bool in_order = event->control_sequence_num == port->next_control_sequence_num_to_receive;
+    if (!from_prev || !in_order) {
+      if (!from_prev) {
+        // Attack: a node forging events in the name of the port's previous hop.
+        MOAT_REQUIRE(event->from_port != port->prev_port, ErrorCode::kProtocolViolation,
+                     EventTypeName(event->type()), " for port ", ref.name().ToString(),
+                     " claims previous hop ", port->prev_port.ToString(), " but came from node ",
+                     from.ToString(), ", not ", port->prev_node.ToString());
+      } else {
+        // Attack: replaying an already processed event (a second delivery).
+        MOAT_REQUIRE(event->control_sequence_num > port->next_control_sequence_num_to_receive,
+                     ErrorCode::kProtocolViolation, "control_sequence_num ",
+                     event->control_sequence_num, " already processed (next expected ",
+                     port->next_control_sequence_num_to_receive, ")");
+      }
+      // Attack: flooding a port with events that can never be processed
+      // (unknown hop, far-future sequence number), buffered without bound.
+      MOAT_REQUIRE(port->buffered_events.size() < limits::MAX_PORT_BUFFERED_EVENTS,
+                   ErrorCode::kLimitExceeded, "port ", ref.name().ToString(), " buffers ",
+                   port->buffered_events.size(),
+                   " events not from its previous hop in order, MAX_PORT_BUFFERED_EVENTS ",
+                   limits::MAX_PORT_BUFFERED_EVENTS);
+      port->buffered_events.push_back({from, std::move(event)});
+      return OkStatus();
+    }
+    ++port->next_control_sequence_num_to_receive;
+    port->dispatching = true;
+  }
+  Status result = DispatchEvent(ref, from, std::move(event), out);
+  // Events that were waiting for this one.
+  for (;;) {
+    std::unique_ptr<Event> next;
+    NodeName next_from;
+    {
+      MutexLock lock(&port->mu);
+      auto it = std::find_if(port->buffered_events.begin(), port->buffered_events.end(),
+                             [&](const Port::BufferedEvent& b) {
+                               port->mu.AssertHeld();
+                               return b.from == port->prev_node &&
+                                      b.event->from_port == port->prev_port &&
+                                      b.event->control_sequence_num ==
+                                          port->next_control_sequence_num_to_receive;
+                             });
+      if (it == port->buffered_events.end() || port->state == State::kClosed) {
+        port->dispatching = false;
+        port->dispatch_done.SignalAll();
+        break;
+      }
+      next = std::move(it->event);
+      next_from = it->from;
+      port->buffered_events.erase(it);
+      ++port->next_control_sequence_num_to_receive;
+    }
+    Status s = DispatchEvent(ref, next_from, std::move(next), out);
+    if (!s.ok()) {
+      if (next_from == from) {
+        if (result.ok()) result = std::move(s);
+      } else if (next_from != name_) {
+        out->bad_nodes.emplace_back(next_from, std::move(s).error());
+      }
+    }
+  }
+  return result;
+}
+
+Status Node::DispatchEvent(const PortRef& ref, const NodeName& from, std::unique_ptr<Event> event,
+                           Pending* out) {
+  switch (event->type()) {
+    case EventType::kUserMessage:
+      return OnUserMessage(
+          ref, from,
+          std::unique_ptr<UserMessageEvent>(static_cast<UserMessageEvent*>(event.release())), out);
+    case EventType::kPortAccepted:
+      return OnPortAccepted(ref, from, *static_cast<PortAcceptedEvent*>(event.get()), out);
+    case EventType::kObserveProxy:
+      return OnObserveProxy(
+          ref, std::unique_ptr<ObserveProxyEvent>(static_cast<ObserveProxyEvent*>(event.release())),
+          out);
+    case EventType::kObserveProxyAck:
+      return OnObserveProxyAck(ref, *static_cast<ObserveProxyAckEvent*>(event.get()), out);
+    case EventType::kObserveClosure:
+      return OnObserveClosure(
+          ref,
+          std::unique_ptr<ObserveClosureEvent>(static_cast<ObserveClosureEvent*>(event.release())),
+          out);
+    case EventType::kMergePort:
+      return OnMergePort(ref, from, *static_cast<MergePortEvent*>(event.get()), out);
+    case EventType::kUserMessageReadAckRequest:
+      return OnReadAckRequest(ref, *static_cast<UserMessageReadAckRequestEvent*>(event.get()),
+                              out);
+    case EventType::kUserMessageReadAck:
+      return OnReadAck(ref, *static_cast<UserMessageReadAckEvent*>(event.get()), out);
+    case EventType::kUpdatePreviousPeer:
+      return OnUpdatePreviousPeer(ref, from, *static_cast<UpdatePreviousPeerEvent*>(event.get()),
+                                  out);
+  }
+  MOAT_UNREACHABLE("event type ", static_cast<uint32_t>(event->type()));
+}
+
+Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDescriptor& desc,
+                        Pending* out) {
+  // Attack: a descriptor naming a proxy on another node, so that node (not the
+  // sender) would be asked to forward to the new port.
+  MOAT_REQUIRE(desc.referring_node == from, ErrorCode::kProtocolViolation,
+               "port descriptor referring_node ", desc.referring_node.ToString(),
+               " is not the sending node ", from.ToString());
+  // Attack: descriptors in states no real port can have (stale counters,
+  // closure before already-delivered messages, missing names).
+  MOAT_REQUIRE(desc.peer_node.is_valid() && desc.peer_port.is_valid() &&
+                   desc.referring_port.is_valid() &&
+                   desc.next_sequence_num_to_send >= kInitialSequenceNum &&
+                   desc.next_sequence_num_to_receive >= kInitialSequenceNum &&
+                   desc.next_sequence_num_to_send != kInvalidSequenceNum &&
+                   desc.next_sequence_num_to_receive != kInvalidSequenceNum &&
+                   (desc.peer_closed
+                        ? (desc.last_sequence_num_to_receive != kInvalidSequenceNum &&
+                           desc.last_sequence_num_to_receive + 1 >= desc.next_sequence_num_to_receive)
+                        : desc.last_sequence_num_to_receive == kInvalidSequenceNum),
+               ErrorCode::kProtocolViolation, "port descriptor for ", name.ToString(),
+               " has an impossible state");
+  auto port = std::make_shared<Port>(State::kReceiving);
+  {
+    MutexLock lock(&port->mu);
+    port->peer_node = desc.peer_node;
+    port->peer_port = desc.peer_port;
+    port->prev_node = desc.referring_node;
+    port->prev_port = desc.referring_port;
+    port->next_sequence_num_to_send = desc.next_sequence_num_to_send;
+    port->message_queue = MessageQueue(desc.next_sequence_num_to_receive);
+    port->peer_closed = desc.peer_closed;
+    port->last_sequence_num_to_receive = desc.last_sequence_num_to_receive;
+    // Acks are counted from where the port is now.
+    port->last_sequence_num_acknowledged = desc.next_sequence_num_to_send - 1;
+  }
+  MOAT_TRY(AddPort(name, std::move(port)));
+  out->Send(desc.referring_node,
+            std::make_unique<PortAcceptedEvent>(desc.referring_port, name));
+  return OkStatus();
+}
+
+Status Node::AcceptPorts(const NodeName& from, UserMessageEvent* event, Pending* out) {
+  // The decoder guarantees this for remote events; local ones are built so.
+  MOAT_REQUIRE(event->port_descriptors.size() == event->message->ports.size(),
+               ErrorCode::kMalformed, "message has ", event->message->ports.size(),
+               " ports but ", event->port_descriptors.size(), " descriptors");
+  for (size_t i = 0; i < event->port_descriptors.size(); ++i) {
+    Status s = AcceptPort(from, event->message->ports[i], event->port_descriptors[i], out);
+    if (!s.ok()) {
+      std::vector<PortName> created(event->message->ports.begin(),
+                                    event->message->ports.begin() + static_cast<ptrdiff_t>(i));
+      for (const PortName& p : created) out->ports_to_close.push_back(p);
+      event->message->ports.clear();
+      event->port_descriptors.clear();
+      return s;
+    }
+  }
+  event->port_descriptors.clear();
+  return OkStatus();
+}
+
+Status Node::OnUserMessage(const PortRef& ref, const NodeName& from,
+                           std::unique_ptr<UserMessageEvent> event, Pending* out) {
+  if (!event->port_descriptors.empty()) MOAT_TRY(AcceptPorts(from, event.get(), out));
+  bool notify = false, forward = false;
+  Status status = OkStatus();
+  {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    if (!port->CanAcceptMoreMessages()) {
+      // Late message for a port that is done: drop (its ports closed below).
+    } else if (port->peer_closed || port->remove_proxy_on_last_message) {
+      // Attack: messages claimed to follow the sender's announced last one.
+      if (event->sequence_num > port->last_sequence_num_to_receive) {
+        status = Error(ErrorCode::kProtocolViolation,
+                       ::moat::internal::Concat("sequence_num ", event->sequence_num,
+                                        " is after last_sequence_num ",
+                                        port->last_sequence_num_to_receive));
+      }
+    }
+    if (status.ok() && port->CanAcceptMoreMessages()) {
+      status = port->message_queue.AcceptMessage(&event);
+      if (status.ok()) {
+        notify = port->state == State::kReceiving && port->message_queue.HasNextMessage();
+        forward = port->state == State::kProxying;
+      }
+    }
+  }
+  if (event) {
+    for (const PortName& p : event->message->ports) out->ports_to_close.push_back(p);
+  }
+  if (forward) {
+    ForwardQueuedFromProxy(ref, out);
+    TryRemoveProxy(ref, out);
+  }
+  if (notify) out->status_changed.push_back(ref);
+  return status;
+}
+
+Status Node::OnPortAccepted(const PortRef& ref, const NodeName& from,
+                            const PortAcceptedEvent& event, Pending* out) {
+  if (!ref.is_valid()) return OkStatus();  // lost meanwhile
+  bool remove;
+  {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    // Attack: a forged PortAccepted makes a proxy forward before the new port
+    // exists, or for a port the sender does not hold.
+    MOAT_REQUIRE(port->state == State::kBuffering && from == port->peer_node &&
+                     event.from_port == port->peer_port,
+                 ErrorCode::kProtocolViolation, "PortAccepted for ", ref.name().ToString(),
+                 " from ", Describe(from, event.from_port),
+                 " which is not the port it was sent to (or it is not in transit)");
+    port->state = State::kProxying;
+    for (auto& held : port->held_for_peer) out->Send(port->peer_node, std::move(held));
+    port->held_for_peer.clear();
+    remove = port->remove_proxy_on_last_message;
+  }
+  ForwardQueuedFromProxy(ref, out);
+  if (remove) {
+    TryRemoveProxy(ref, out);
+  } else {
+    InitiateProxyRemoval(ref, out);
+  }
+  return OkStatus();
+}
+
+// Sends a ring event onward to the port's peer (held while kBuffering).
+static void PassOn(Port* port, const PortName& self, std::unique_ptr<Event> event,
+                   std::vector<std::pair<NodeName, std::unique_ptr<Event>>>* out)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
+  port->StampForPeer(event.get(), self);
+  if (port->state == State::kBuffering) {
+    port->held_for_peer.push_back(std::move(event));
+  } else {
+    out->emplace_back(port->peer_node, std::move(event));
+  }
+}
+
+Status Node::OnObserveProxy(const PortRef& ref, std::unique_ptr<ObserveProxyEvent> event,
+                            Pending* out) {
+  // Attack: an ObserveProxy naming no real proxy circulating the ring forever.
+  MOAT_REQUIRE(event->hops < limits::MAX_OBSERVE_PROXY_HOPS, ErrorCode::kProtocolViolation,
+               "ObserveProxy passed ", event->hops, " ports, MAX_OBSERVE_PROXY_HOPS ",
+               limits::MAX_OBSERVE_PROXY_HOPS);
+  bool changed = false;
+  {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    if (port->peer_node == event->proxy_node && port->peer_port == event->proxy_port) {
+      if (port->state == State::kReceiving) {
+        auto ack = std::make_unique<ObserveProxyAckEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                          port->next_sequence_num_to_send - 1);
+        port->StampForPeer(ack.get(), ref.name());
+        out->Send(port->peer_node, std::move(ack));
+        port->peer_node = event->proxy_target_node;
+        port->peer_port = event->proxy_target_port;
+        port->next_control_sequence_num_to_send = kInitialSequenceNum;
+        changed = true;
+      } else if (port->state == State::kBuffering || port->state == State::kProxying) {
+        // A proxy cannot promise a last sequence number for others: ask the
+        // proxy to retry once we are gone (retrying now would spin).
+        port->send_on_proxy_removal = std::make_unique<ObserveProxyAckEvent>(
+            kInvalidPortName, kInvalidPortName, 0, kInvalidSequenceNum);
+      }
+    } else {
+      ++event->hops;
+      PassOn(port, ref.name(), std::move(event), &out->events);
+    }
+  }
+  if (changed) out->status_changed.push_back(ref);
+  return OkStatus();
+}
+
+Status Node::OnObserveProxyAck(const PortRef& ref, const ObserveProxyAckEvent& event,
+                               Pending* out) {
+  bool retry = false;
+  {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    // Attack: an ack to a port that never asked, e.g. to make it drop its peer.
+    MOAT_REQUIRE(port->state == State::kProxying, ErrorCode::kProtocolViolation,
+                 "ObserveProxyAck for ", ref.name().ToString(), " which is not a proxy");
+    if (event.last_sequence_num == kInvalidSequenceNum) {
+      retry = true;
+    } else {
+      // Attack: a last sequence number behind what was already forwarded, so
+      // the proxy would wait forever (leak).
+      MOAT_REQUIRE(event.last_sequence_num + 1 >= port->message_queue.next_sequence_num(),
+                   ErrorCode::kProtocolViolation, "ObserveProxyAck last_sequence_num ",
+                   event.last_sequence_num, " is before already forwarded ",
+                   port->message_queue.next_sequence_num() - 1);
+      if (!port->remove_proxy_on_last_message) {
+        port->remove_proxy_on_last_message = true;
+        port->last_sequence_num_to_receive = event.last_sequence_num;
+      }
+    }
+  }
+  if (retry) {
+    InitiateProxyRemoval(ref, out);
+  } else {
+    TryRemoveProxy(ref, out);
+  }
+  return OkStatus();
+}
+
+Status Node::OnObserveClosure(const PortRef& ref, std::unique_ptr<ObserveClosureEvent> event,
+                              Pending* out) {
+  bool notify = false, try_remove = false;
+  {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    // A second closure notice carries nothing new (and must not loop).
+    if (port->peer_closed) return OkStatus();
+    port->peer_closed = true;
+    if (port->state == State::kReceiving) {
+      // Attack: a closure claiming fewer messages than were already delivered.
+      MOAT_REQUIRE(event->last_sequence_num + 1 >= port->message_queue.next_sequence_num() &&
+                       event->last_sequence_num != kInvalidSequenceNum,
+                   ErrorCode::kProtocolViolation, "ObserveClosure last_sequence_num ",
+                   event->last_sequence_num, " is before already delivered ",
+                   port->message_queue.next_sequence_num() - 1);
+      port->last_sequence_num_to_receive = event->last_sequence_num;
+      notify = true;
+      // Passed on so dead-end proxies behind us learn our last message.
+      event->last_sequence_num = port->next_sequence_num_to_send - 1;
+      PassOn(port, ref.name(), std::move(event), &out->events);
+    } else if (port->state == State::kBuffering || port->state == State::kProxying) {
+      // Attack: as above, for a proxy (it would wait forever).
+      MOAT_REQUIRE(event->last_sequence_num + 1 >= port->message_queue.next_sequence_num() &&
+                       event->last_sequence_num != kInvalidSequenceNum,
+                   ErrorCode::kProtocolViolation, "ObserveClosure last_sequence_num ",
+                   event->last_sequence_num, " is before already forwarded ",
+                   port->message_queue.next_sequence_num() - 1);
+      port->remove_proxy_on_last_message = true;
+      port->last_sequence_num_to_receive = event->last_sequence_num;
+      try_remove = port->state == State::kProxying;
+      PassOn(port, ref.name(), std::move(event), &out->events);
+    }
+  }
+  if (try_remove) TryRemoveProxy(ref, out);
+  if (notify) out->status_changed.push_back(ref);
+  return OkStatus();
+}
+
+Status Node::OnMergePort(const PortRef& ref, const NodeName& from, const MergePortEvent& event,
+                         Pending* out) {
+  MOAT_TRY(AcceptPort(from, event.new_port_name, event.new_port_descriptor, out));
+  PortRef new_ref = Lookup(event.new_port_name);
+  if (!ref.is_valid()) {
+    // The target is gone: the merged pipe ends closed, cleanly.
+    out->ports_to_close.push_back(event.new_port_name);
+    return OkStatus();
+  }
+  // On failure both ports close, so each far end sees peer_closed.
+  (void)MergePortsInternal(ref, new_ref, /*close_on_failure=*/true, out);
+  return OkStatus();
+}
+
+Status Node::OnReadAckRequest(const PortRef& ref, const UserMessageReadAckRequestEvent& event,
+                              Pending* out) {
+  Port* port = ref.port();
+  MutexLock lock(&port->mu);
+  if (port->state == State::kReceiving) {
+    const uint64_t last_read = port->message_queue.next_sequence_num() - 1;
+    if (event.sequence_num_to_acknowledge <= last_read) {
+      port->sequence_num_to_acknowledge = 0;
+      auto ack = std::make_unique<UserMessageReadAckEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                           last_read);
+      port->StampForPeer(ack.get(), ref.name());
+      out->Send(port->peer_node, std::move(ack));
+    } else {
+      port->sequence_num_to_acknowledge = event.sequence_num_to_acknowledge;
+    }
+  } else if (port->state == State::kBuffering || port->state == State::kProxying) {
+    PassOn(port, ref.name(),
+           std::make_unique<UserMessageReadAckRequestEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                            event.sequence_num_to_acknowledge),
+           &out->events);
+  }
+  return OkStatus();
+}
+
+Status Node::OnReadAck(const PortRef& ref, const UserMessageReadAckEvent& event, Pending* out) {
+  bool notify = false;
+  {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    if (port->state == State::kReceiving) {
+      // Attack: acking messages never sent, to underflow the unacked count
+      // and defeat the sender's quota.
+      MOAT_REQUIRE(event.sequence_num_acknowledged < port->next_sequence_num_to_send,
+                   ErrorCode::kProtocolViolation, "read ack for sequence_num ",
+                   event.sequence_num_acknowledged, " but only ",
+                   port->next_sequence_num_to_send - 1, " were sent");
+      if (event.sequence_num_acknowledged > port->last_sequence_num_acknowledged) {
+        port->last_sequence_num_acknowledged = event.sequence_num_acknowledged;
+        notify = true;
+        if (port->sequence_num_acknowledge_interval != 0 && !port->peer_closed) {
+          auto request = std::make_unique<UserMessageReadAckRequestEvent>(
+              kInvalidPortName, kInvalidPortName, 0,
+              port->last_sequence_num_acknowledged + port->sequence_num_acknowledge_interval);
+          port->StampForPeer(request.get(), ref.name());
+          out->Send(port->peer_node, std::move(request));
+        }
+      }
+    } else if (port->state == State::kBuffering || port->state == State::kProxying) {
+      PassOn(port, ref.name(),
+             std::make_unique<UserMessageReadAckEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                       event.sequence_num_acknowledged),
+             &out->events);
+    }
+  }
+  if (notify) out->status_changed.push_back(ref);
+  return OkStatus();
+}
+
+Status Node::OnUpdatePreviousPeer(const PortRef& ref, const NodeName& from,
+                                  const UpdatePreviousPeerEvent& event, Pending* out) {
+  // Attack: pointing a port's previous hop at nothing, so it can never accept
+  // another event (a silent hang instead of a clean closure).
+  MOAT_REQUIRE(event.new_prev_node.is_valid() && event.new_prev_port.is_valid(),
+               ErrorCode::kProtocolViolation, "UpdatePreviousPeer to an invalid name");
+  Port* port = ref.port();
+  MutexLock lock(&port->mu);
+  port->prev_node = event.new_prev_node;
+  port->prev_port = event.new_prev_port;
+  port->next_control_sequence_num_to_receive = kInitialSequenceNum;
+  return OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Node loss.
+
+void Node::LostConnectionToNode(const NodeName& node) {
+  Pending pending;
+  std::vector<PortRef> all;
+  {
+    MutexLock lock(&ports_mu_);
+    for (auto& [name, port] : ports_) all.emplace_back(name, port);
+  }
+  for (const PortRef& ref : all) {
+    Port* port = ref.port();
+    bool erase = false;
+    std::vector<std::unique_ptr<UserMessageEvent>> dropped;
+    std::vector<Port::BufferedEvent> buffered;
+    {
+      MutexLock lock(&port->mu);
+      // Events from the dead node can never become processable.
+      std::erase_if(port->buffered_events,
+                    [&](const Port::BufferedEvent& b) { return b.from == node; });
+      if (port->peer_node != node && port->prev_node != node) continue;
+      if (port->state == State::kReceiving) {
+        if (port->peer_closed && !port->peer_lost_unexpectedly &&
+            port->prev_node != node) {
+          continue;  // already closed cleanly
+        }
+        const bool was_closed = port->peer_closed;
+        port->peer_closed = true;
+        port->peer_lost_unexpectedly = true;
+        if (!was_closed && port->peer_node != node) {
+          // Our incoming side died: the (living) far end must not wait for us.
+          auto closure = std::make_unique<ObserveClosureEvent>(
+              kInvalidPortName, kInvalidPortName, 0, port->next_sequence_num_to_send - 1);
+          port->StampForPeer(closure.get(), ref.name());
+          pending.Send(port->peer_node, std::move(closure));
+        }
+        pending.status_changed.push_back(ref);
+      } else if (port->state == State::kBuffering || port->state == State::kProxying) {
+        if (port->peer_node != node && !port->peer_closed) {
+          auto closure = std::make_unique<ObserveClosureEvent>(
+              kInvalidPortName, kInvalidPortName, 0, port->message_queue.next_sequence_num() - 1);
+          port->StampForPeer(closure.get(), ref.name());
+          pending.Send(port->peer_node, std::move(closure));
+        }
+        port->state = State::kClosed;
+        dropped = port->message_queue.TakeAll();
+        buffered = std::move(port->buffered_events);
+        port->buffered_events.clear();
+        erase = true;
+      }
+    }
+    if (erase) ErasePort(ref.name());
+    for (auto& b : buffered) DiscardEvent(b.from, std::move(b.event), &pending);
+    for (auto& event : dropped) {
+      for (const PortName& p : event->message->ports) pending.ports_to_close.push_back(p);
+    }
+  }
+  Flush(&pending);
+}
+
+}  // namespace moat::ports
