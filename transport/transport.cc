@@ -1,0 +1,793 @@
+#include "transport/transport.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "core/check.h"
+#include "core/checked.h"
+
+namespace moat::transport {
+namespace {
+
+// Bytes asked of one recvmsg(): large enough that a 64 KiB message needs
+// one receive, small enough not to pin memory for small traffic.
+constexpr size_t kReadChunk = 256 * limits::KiB;
+// Reads per IO-thread wake before looking at other events (fairness with
+// the send side; epoll is level-triggered so nothing is lost).
+constexpr int kMaxReadsPerWake = 16;
+// Room for the most descriptors one recvmsg() can carry: the kernel stops a
+// stream receive at the first skb with descriptors, and one sendmsg() carries
+// at most SCM_MAX_FD. Anything larger is MSG_CTRUNC, a violation.
+constexpr size_t kControlSize = CMSG_SPACE(sizeof(int) * limits::SCM_MAX_FD);
+constexpr size_t kSendControlSize = CMSG_SPACE(sizeof(int) * limits::MAX_MESSAGE_FD_COUNT);
+static_assert(limits::MAX_MESSAGE_FD_COUNT <= limits::SCM_MAX_FD,
+              "one frame's descriptors must fit in one sendmsg (R2)");
+
+thread_local const Transport* t_io_thread_owner = nullptr;
+
+// Accounted size of a queued received message: its payload plus the
+// bookkeeping, so a flood of empty messages is bounded too.
+size_t AccountedSize(const Message& m) { return m.payload.size() + sizeof(Message); }
+
+Error PeerClosedError(const char* call, int err) {
+  return Error(ErrorCode::kPeerClosed,
+               ::moat::internal::Concat(call, ": peer closed the connection (", std::strerror(err), ")"));
+}
+
+// Writes some of (wire[sent..], payload[..]) with `fds` attached when nothing
+// of the frame has been written yet. Returns bytes written (0 on EAGAIN).
+Result<size_t> WriteSome(int socket, std::span<const uint8_t> wire,
+                         std::span<const uint8_t> payload, size_t sent,
+                         const std::vector<UniqueFd>& fds) {
+  iovec iov[2];
+  int iovcnt = 0;
+  if (sent < wire.size()) {
+    iov[iovcnt++] = {const_cast<uint8_t*>(wire.data()) + sent, wire.size() - sent};
+    if (!payload.empty()) {
+      iov[iovcnt++] = {const_cast<uint8_t*>(payload.data()), payload.size()};
+    }
+  } else {
+    const size_t off = sent - wire.size();
+    iov[iovcnt++] = {const_cast<uint8_t*>(payload.data()) + off, payload.size() - off};
+  }
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = iovcnt;
+  alignas(cmsghdr) char control[kSendControlSize];
+  if (sent == 0 && !fds.empty()) {
+    MOAT_ASSERT(fds.size() <= limits::MAX_MESSAGE_FD_COUNT, "too many descriptors for one sendmsg");
+    const size_t len = sizeof(int) * fds.size();
+    std::memset(control, 0, sizeof(control));
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(len);
+    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(len);
+    int* out = reinterpret_cast<int*>(CMSG_DATA(cmsg));
+    for (size_t i = 0; i < fds.size(); ++i) out[i] = fds[i].get();
+  }
+  while (true) {
+    const ssize_t n = ::sendmsg(socket, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return size_t{0};
+    if (errno == EPIPE || errno == ECONNRESET) return PeerClosedError("sendmsg", errno);
+    return IoError("sendmsg", errno);
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- handle
+
+bool TransportHandle::has_handoff_state() const {
+  if (!state_) return false;
+  const auto& s = *state_;
+  return (s.reassembler &&
+          (s.reassembler->unprocessed_bytes() > 0 || s.reassembler->unprocessed_fds() > 0)) ||
+         !s.received.empty() || !s.unsent.empty() ||
+         (s.acks && (s.acks->retained() > 0 || s.acks->pending_acks() > 0)) ||
+         s.disconnect.has_value();
+}
+
+Result<UniqueFd> TransportHandle::TakeSocketForSending() && {
+  MOAT_ASSERT(valid(), "TakeSocketForSending on an empty TransportHandle");
+  if (has_handoff_state()) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 "transport handle carries local state (queued messages, unacknowledged "
+                 "descriptors or a pending disconnect) that cannot cross a process boundary");
+  }
+  state_.reset();
+  return std::move(socket_);
+}
+
+Result<std::unique_ptr<Transport>> TransportHandle::CreateTransport(TransportOptions options) && {
+  MOAT_ASSERT(valid(), "CreateTransport on an empty TransportHandle");
+  const int fd = socket_.get();
+  // The descriptor may have come from a peer: make sure it is what it claims.
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) return IoError("fstat", errno);
+  // Attack: a peer hands us a pipe or file as a "transport" to confuse the IO loop.
+  MOAT_REQUIRE(S_ISSOCK(st.st_mode), ErrorCode::kInvalidArgument,
+               "transport descriptor is not a socket");
+  int domain = 0, type = 0;
+  socklen_t len = sizeof(domain);
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) {
+    return IoError("getsockopt(SO_DOMAIN)", errno);
+  }
+  len = sizeof(type);
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) {
+    return IoError("getsockopt(SO_TYPE)", errno);
+  }
+  // Attack: a datagram or non-Unix socket, where framing and SCM_RIGHTS differ.
+  MOAT_REQUIRE(domain == AF_UNIX && type == SOCK_STREAM, ErrorCode::kInvalidArgument,
+               "transport socket must be AF_UNIX/SOCK_STREAM, got domain ", domain, " type ",
+               type);
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    return IoError("fcntl(O_NONBLOCK)", errno);
+  }
+  if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return IoError("fcntl(FD_CLOEXEC)", errno);
+
+  std::unique_ptr<Transport> transport(new Transport(std::move(socket_), std::move(options)));
+  MOAT_TRY(transport->Init(std::move(state_)));
+  return transport;
+}
+
+// ------------------------------------------------------------- transport
+
+Result<TransportPair> Transport::CreatePaired(TransportOptions options) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) {
+    return IoError("socketpair", errno);
+  }
+  UniqueFd local(sv[0]);
+  UniqueFd remote(sv[1]);
+  MOAT_ASSIGN_OR_RETURN(std::unique_ptr<Transport> transport,
+                        TransportHandle(std::move(local)).CreateTransport(std::move(options)));
+  return TransportPair{std::move(transport), TransportHandle(std::move(remote))};
+}
+
+Transport::Transport(UniqueFd socket, TransportOptions options)
+    : limits_(options.limits),
+      on_message_(std::move(options.on_message)),
+      on_disconnect_(std::move(options.on_disconnect)),
+      socket_(std::move(socket)),
+      reassembler_(std::make_unique<StreamReassembler>(limits_)),
+      acks_(std::max<uint32_t>(limits_.max_unprocessed_fds, 1)) {}
+
+Status Transport::Init(std::unique_ptr<internal::HandoffState> state) {
+  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_.valid()) return IoError("epoll_create1", errno);
+  wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!wake_.valid()) return IoError("eventfd", errno);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.fd = wake_.get();
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) != 0) {
+    return IoError("epoll_ctl", errno);
+  }
+  size_t restored_bytes = 0;
+  if (state) {
+    MutexLock read_lock(&read_mu_);
+    if (state->reassembler) reassembler_ = std::move(state->reassembler);
+    restored_bytes = reassembler_->unprocessed_bytes();
+  }
+  {
+    MutexLock lock(&mu_);
+    reassembler_bytes_ = restored_bytes;
+    if (state) {
+      received_ = std::move(state->received);
+      for (const Message& m : received_) {
+        received_bytes_ += AccountedSize(m);
+        received_fds_ += m.fds.size();
+      }
+      send_queue_ = std::move(state->unsent);
+      for (const auto& f : send_queue_) send_queue_bytes_ += f.size() - f.sent;
+      if (state->acks) acks_ = std::move(*state->acks);
+      if (state->disconnect) disconnect_ = std::move(state->disconnect);
+    }
+    if (!send_queue_.empty()) FlushLocked();
+    UpdateInterestLocked();
+  }
+  io_thread_ = std::thread([this] { IoThreadMain(); });
+  return OkStatus();
+}
+
+Transport::~Transport() {
+  MOAT_ASSERT(!OnIoThread(), "a Transport destroyed from its own IO thread");
+  if (io_thread_.joinable()) {
+    {
+      MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    WakeIoThread();
+    io_thread_.join();
+  }
+}
+
+bool Transport::OnIoThread() const { return t_io_thread_owner == this; }
+
+void Transport::WakeIoThread() {
+  const uint64_t one = 1;
+  // A full eventfd counter still wakes the thread, so EAGAIN is harmless.
+  [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof(one));
+}
+
+bool Transport::ReadAllowedLocked() const {
+  if (disconnect_ || stopping_) return false;
+  // Backpressure (queue mode): queued messages and the partial frame share
+  // one max_unprocessed_bytes budget; when it is spent we stop reading until
+  // the owner takes messages, and the peer's writes block. Honest senders
+  // slow down; nothing here grows without bound. With an empty queue the
+  // reassembler enforces the budget alone (a frame that cannot fit is hostile).
+  return on_message_ || received_.empty() ||
+         received_bytes_ + reassembler_bytes_ < limits_.max_unprocessed_bytes;
+}
+
+void Transport::UpdateInterestLocked() {
+  uint32_t want = 0;
+  if (!disconnect_ && !stopping_ && socket_.valid()) {
+    if (!waiter_reading_ && ReadAllowedLocked()) want |= EPOLLIN | EPOLLRDHUP;
+    if (want_write_) want |= EPOLLOUT;
+  }
+  if (want == epoll_events_ && in_epoll_ == (want != 0)) return;
+  if (want == 0) {
+    // Not registered at all (rather than registered for nothing), so a hung
+    // up socket cannot make epoll_wait report EPOLLHUP in a loop.
+    if (in_epoll_) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, socket_.get(), nullptr);
+    in_epoll_ = false;
+  } else {
+    epoll_event ev{};
+    ev.events = want;
+    ev.data.fd = socket_.get();
+    const int rc = ::epoll_ctl(epoll_.get(), in_epoll_ ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+                               socket_.get(), &ev);
+    MOAT_ASSERT(rc == 0, "epoll_ctl on the transport socket failed: ", std::strerror(errno));
+    in_epoll_ = true;
+  }
+  epoll_events_ = want;
+}
+
+void Transport::DisconnectLocked(Error error) {
+  if (disconnect_ || released_) return;
+  disconnect_ = std::move(error);
+  ::shutdown(socket_.get(), SHUT_RDWR);
+  // The peer is gone: nothing queued for it will be sent, and descriptors it
+  // never acknowledged are closed now rather than at destruction.
+  send_queue_.clear();
+  send_queue_bytes_ = 0;
+  want_write_ = false;
+  acks_ = FdAckState(acks_.window());
+  UpdateInterestLocked();
+  cv_.SignalAll();
+  WakeIoThread();  // it reports on_disconnect
+}
+
+// ------------------------------------------------------------------ send
+
+Status Transport::Send(std::span<const uint8_t> payload, std::vector<UniqueFd> fds) {
+  return SendFrame(payload, nullptr, std::move(fds));
+}
+
+Status Transport::Send(std::vector<uint8_t>&& payload, std::vector<UniqueFd> fds) {
+  return SendFrame(payload, &payload, std::move(fds));
+}
+
+Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_t>* owned,
+                            std::vector<UniqueFd> fds) {
+  // Sending-side misuse is a programmer error: we never send what the peer must reject.
+  MOAT_ASSERT(payload.size() <= limits_.max_message_payload_size, "sending payload of ",
+              payload.size(), " bytes exceeds MAX_MESSAGE_PAYLOAD_SIZE ",
+              limits_.max_message_payload_size);
+  MOAT_ASSERT(fds.size() <= limits_.max_message_fd_count, "sending ", fds.size(),
+              " descriptors exceeds MAX_MESSAGE_FD_COUNT ", limits_.max_message_fd_count);
+  MOAT_ASSERT(fds.size() <= limits_.max_unprocessed_fds, "sending ", fds.size(),
+              " descriptors exceeds the fd-ack window MAX_UNPROCESSED_FDS ",
+              limits_.max_unprocessed_fds);
+  for (const UniqueFd& fd : fds) MOAT_ASSERT(fd.valid(), "sending an invalid descriptor");
+
+  MutexLock lock(&mu_);
+  if (released_) return Error(ErrorCode::kClosed, "transport was released for transfer");
+  if (disconnect_) {
+    return Error(ErrorCode::kPeerClosed,
+                 ::moat::internal::Concat("send on a disconnected transport: ", disconnect_->ToString()));
+  }
+  const size_t frame_size = kFrameHeaderSize + payload.size();
+  if (OnIoThread() && send_queue_bytes_ + frame_size > limits_.max_unprocessed_bytes) {
+    // The IO thread cannot wait for itself to flush: refuse instead of growing.
+    return Error(ErrorCode::kResourceExhausted,
+                 ::moat::internal::Concat("send queue of ", send_queue_bytes_,
+                                  " bytes is full (MAX_UNPROCESSED_BYTES ",
+                                  limits_.max_unprocessed_bytes, "); the peer is not reading"));
+  }
+
+  internal::OutgoingFrame frame;
+  frame.header = FrameHeader{.type = FrameType::kMessage,
+                             .payload_size = static_cast<uint32_t>(payload.size()),
+                             .fd_count = static_cast<uint32_t>(fds.size())};
+  if (send_queue_.empty() && acks_.CanSend(fds.size())) {
+    // Fast path (R19): write from the caller's thread, header and payload as
+    // one iovec, no copy, piggybacking our pending acknowledgements.
+    frame.header.ack_count = acks_.TakePendingAcks();
+    frame.wire = EncodeFrameHeader(frame.header, limits_);
+    size_t sent = 0;
+    while (sent < frame_size) {
+      Result<size_t> n = WriteSome(socket_.get(), frame.wire, payload, sent, fds);
+      if (!n.ok()) {
+        Error error = n.error();
+        DisconnectLocked(std::move(n).error());
+        return error;
+      }
+      if (*n == 0) break;  // EAGAIN
+      if (sent == 0 && !fds.empty()) acks_.OnSent(std::move(fds));
+      fds.clear();
+      sent += *n;
+    }
+    if (sent == frame_size) return OkStatus();
+    frame.sent = sent;
+    want_write_ = true;
+  }
+  // Slow path: queue (taking ownership of the payload) and let the IO thread
+  // flush on EPOLLOUT, or the fd-ack window reopen on the peer's acks.
+  if (owned != nullptr) {
+    frame.payload = std::move(*owned);
+  } else {
+    frame.payload.assign(payload.begin(), payload.end());
+  }
+  frame.fds = std::move(fds);
+  send_queue_bytes_ += frame.size() - frame.sent;
+  send_queue_.push_back(std::move(frame));
+  FlushLocked();
+  // Bound our own memory against a peer that stops reading: wait (never on
+  // the IO thread, checked above) until the queue drains or the peer is gone.
+  while (send_queue_bytes_ > limits_.max_unprocessed_bytes && !disconnect_ && !stopping_) {
+    cv_.Wait(&mu_);
+  }
+  if (disconnect_ && !send_queue_.empty()) {
+    return Error(ErrorCode::kPeerClosed,
+                 ::moat::internal::Concat("send on a disconnected transport: ", disconnect_->ToString()));
+  }
+  return OkStatus();
+}
+
+void Transport::FlushLocked() {
+  while (!disconnect_ && !released_) {
+    if (send_queue_.empty()) {
+      if (acks_.pending_acks() == 0) break;
+      internal::OutgoingFrame ack;
+      ack.header = FrameHeader{.type = FrameType::kFdAck};
+      send_queue_bytes_ += ack.size();
+      send_queue_.push_back(std::move(ack));
+    }
+    internal::OutgoingFrame& frame = send_queue_.front();
+    if (frame.sent == 0) {
+      if (!acks_.CanSend(frame.fds.size())) {
+        // Window full: our descriptors wait for the peer's acks. Our own acks
+        // must not wait behind them (both sides could wait forever), so they
+        // go out now as a standalone FD_ACK at this frame boundary.
+        if (acks_.pending_acks() > 0) {
+          internal::OutgoingFrame ack;
+          ack.header = FrameHeader{.type = FrameType::kFdAck};
+          send_queue_bytes_ += ack.size();
+          send_queue_.push_front(std::move(ack));
+          continue;
+        }
+        want_write_ = false;
+        break;
+      }
+      if (acks_.pending_acks() > 0) {
+        Checked<uint32_t> total = Checked<uint32_t>(frame.header.ack_count) + acks_.pending_acks();
+        if (!total.has_overflow()) {
+          frame.header.ack_count = total.value();
+          acks_.TakePendingAcks();
+        }
+      }
+      if (frame.header.type == FrameType::kFdAck && frame.header.ack_count == 0) {
+        // Its acks were piggybacked elsewhere meanwhile: nothing to send.
+        send_queue_bytes_ -= frame.size();
+        send_queue_.pop_front();
+        continue;
+      }
+      frame.wire = EncodeFrameHeader(frame.header, limits_);
+    }
+    Result<size_t> n = WriteSome(socket_.get(), frame.wire, frame.payload, frame.sent, frame.fds);
+    if (!n.ok()) {
+      DisconnectLocked(std::move(n).error());
+      return;
+    }
+    if (*n == 0) {
+      want_write_ = true;
+      break;
+    }
+    if (frame.sent == 0 && !frame.fds.empty()) acks_.OnSent(std::move(frame.fds));
+    frame.fds.clear();
+    frame.sent += *n;
+    send_queue_bytes_ -= *n;
+    if (frame.sent == frame.size()) {
+      send_queue_.pop_front();
+      cv_.SignalAll();  // senders waiting for queue space
+    }
+  }
+  if (send_queue_.empty()) want_write_ = false;
+  UpdateInterestLocked();
+}
+
+// --------------------------------------------------------------- receive
+
+Status Transport::ReadOnce(size_t want, bool* would_block) {
+  *would_block = false;
+  std::span<uint8_t> space = reassembler_->PrepareWrite(want);
+  if (space.empty()) {
+    const size_t have = reassembler_->unprocessed_bytes();
+    // Attack: one never-completing frame (or a stream of partial ones) filling our budget.
+    MOAT_REQUIRE(have < limits_.max_unprocessed_bytes, ErrorCode::kLimitExceeded,
+                 "unprocessed bytes ", have, " reached MAX_UNPROCESSED_BYTES ",
+                 limits_.max_unprocessed_bytes);
+    return Error(ErrorCode::kResourceExhausted, "cannot allocate the receive buffer");
+  }
+  iovec iov{space.data(), space.size()};
+  alignas(cmsghdr) char control[kControlSize];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  ssize_t n;
+  while (true) {
+    n = ::recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n >= 0) break;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      *would_block = true;
+      return OkStatus();
+    }
+    if (errno == ECONNRESET) return PeerClosedError("recvmsg", errno);
+    return IoError("recvmsg", errno);
+  }
+  // Own every received descriptor before looking at anything else, so each
+  // error below closes them (R18).
+  std::vector<UniqueFd> fds;
+  bool unexpected_control = false;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      const uint8_t* data = CMSG_DATA(c);
+      for (size_t i = 0; i < count; ++i) {
+        int fd;
+        std::memcpy(&fd, data + i * sizeof(int), sizeof(int));
+        fds.emplace_back(fd);
+      }
+    } else {
+      unexpected_control = true;
+    }
+  }
+  // Attack: more descriptors than one receive can carry; the kernel closed the
+  // excess, so the stream's descriptor accounting can no longer be trusted.
+  MOAT_REQUIRE((msg.msg_flags & MSG_CTRUNC) == 0, ErrorCode::kProtocolViolation,
+               "control data truncated (MSG_CTRUNC): more than SCM_MAX_FD ", limits::SCM_MAX_FD,
+               " descriptors in one receive");
+  // Attack: control messages other than SCM_RIGHTS smuggled into the stream.
+  MOAT_REQUIRE(!unexpected_control, ErrorCode::kProtocolViolation,
+               "unexpected control message (only SCM_RIGHTS is allowed)");
+  if (n == 0) {
+    // End of stream: a partial frame or unclaimed descriptors mean the peer
+    // died (or lied) mid-frame; otherwise it closed cleanly.
+    MOAT_TRY(reassembler_->Finish());
+    return Error(ErrorCode::kPeerClosed, "peer closed the connection");
+  }
+  MOAT_TRY(reassembler_->CommitWrite(static_cast<size_t>(n), std::move(fds)));
+  return DrainFrames();
+}
+
+Status Transport::DrainFrames() {
+  while (true) {
+    Result<std::optional<ReceivedFrame>> next = reassembler_->Next();
+    if (!next.ok()) return std::move(next).error();
+    if (!next->has_value()) return OkStatus();
+    MOAT_TRY(DeliverFrame(**next));
+  }
+}
+
+Status Transport::DeliverFrame(ReceivedFrame& frame) {
+  {
+    MutexLock lock(&mu_);
+    if (frame.header.ack_count > 0) {
+      Status acked = acks_.OnAckReceived(frame.header.ack_count);
+      if (!acked.ok()) return std::move(acked).error().WithField("frame");
+      if (!send_queue_.empty()) FlushLocked();  // the window may have reopened
+    }
+    if (frame.header.type == FrameType::kFdAck) return OkStatus();
+    if (!on_message_) {
+      Checked<size_t> fds = Checked<size_t>(received_fds_) + frame.fds.size() +
+                            reassembler_->unprocessed_fds();
+      // Attack: a sender that ignores the fd-ack window, piling descriptors
+      // into our receive queue while the owner is not reading.
+      MOAT_REQUIRE(!fds.has_overflow() && fds.value() <= limits_.max_unprocessed_fds,
+                   ErrorCode::kLimitExceeded, "unprocessed descriptors ", received_fds_, " + ",
+                   frame.fds.size(), " + ", reassembler_->unprocessed_fds(),
+                   " exceed MAX_UNPROCESSED_FDS ", limits_.max_unprocessed_fds);
+      Message message;
+      message.payload.assign(frame.payload.begin(), frame.payload.end());
+      message.fds = std::move(frame.fds);
+      received_bytes_ += AccountedSize(message);
+      received_fds_ += message.fds.size();
+      received_.push_back(std::move(message));
+      cv_.SignalAll();
+      return OkStatus();
+    }
+    // The descriptors leave the transport now, so acknowledge them now: a
+    // reply sent from inside the handler piggybacks the ack.
+    MOAT_TRY(acks_.OnFdsReceived(frame.header.fd_count));
+  }
+  MessageView view{frame.payload, frame.fds};
+  on_message_(view);
+  return OkStatus();
+}
+
+void Transport::ReadAvailable() {
+  for (int i = 0; i < kMaxReadsPerWake; ++i) {
+    size_t want = kReadChunk;
+    {
+      MutexLock lock(&mu_);
+      if (!ReadAllowedLocked()) return;
+      // An inline waiter returns as soon as it has something to deliver.
+      if (waiter_reading_ && !received_.empty()) return;
+      if (!on_message_ && !received_.empty()) {
+        want = std::min(want, limits_.max_unprocessed_bytes - received_bytes_ - reassembler_bytes_);
+      }
+    }
+    bool would_block = false;
+    Status status = ReadOnce(want, &would_block);
+    MutexLock lock(&mu_);
+    reassembler_bytes_ = reassembler_->unprocessed_bytes();
+    if (!status.ok()) {
+      DisconnectLocked(std::move(status).error());
+      return;
+    }
+    if (would_block) return;
+  }
+}
+
+void Transport::TakeMessageLocked(Message& out) {
+  out = std::move(received_.front());
+  received_.pop_front();
+  received_bytes_ -= AccountedSize(out);
+  received_fds_ -= out.fds.size();
+  if (!out.fds.empty()) {
+    Status counted = acks_.OnFdsReceived(static_cast<uint32_t>(out.fds.size()));
+    if (!counted.ok()) DisconnectLocked(std::move(counted).error());
+    // Ack promptly once half the window is owed; smaller debts ride on our
+    // next frame or go out before the owner next blocks in Receive().
+    if (acks_.pending_acks() >= acks_.window() / 2) FlushLocked();
+  }
+  UpdateInterestLocked();  // reading may resume after backpressure
+}
+
+Result<Message> Transport::Receive(std::optional<std::chrono::nanoseconds> timeout) {
+  MOAT_ASSERT(!on_message_, "Receive() on a transport with an on_message handler");
+  MOAT_ASSERT(!OnIoThread(), "Receive() on the transport's IO thread");
+  using Clock = std::chrono::steady_clock;
+  const std::optional<Clock::time_point> deadline =
+      timeout ? std::optional(Clock::now() + *timeout) : std::nullopt;
+  while (true) {
+    {
+      MutexLock lock(&mu_);
+      while (true) {
+        if (!received_.empty()) {
+          Message message;
+          TakeMessageLocked(message);
+          return message;
+        }
+        if (disconnect_) return *disconnect_;
+        if (released_ || stopping_) {
+          return Error(ErrorCode::kClosed, "transport was released for transfer");
+        }
+        // Acks not yet piggybacked go out before we block: the peer may be
+        // waiting for its window to reopen.
+        if (acks_.pending_acks() > 0) FlushLocked();
+        const Clock::time_point now = Clock::now();
+        if (deadline && now >= *deadline) {
+          return Error(ErrorCode::kShouldWait, "no message before the timeout");
+        }
+        if (!reader_busy_ && ReadAllowedLocked()) {
+          // Become the reader: the IO thread stops watching for input and
+          // this thread reads the socket itself (no thread hop).
+          reader_busy_ = true;
+          waiter_reading_ = true;
+          UpdateInterestLocked();
+          break;
+        }
+        if (deadline) {
+          cv_.WaitFor(&mu_, *deadline - now);
+        } else {
+          cv_.Wait(&mu_);
+        }
+      }
+    }
+    {
+      MutexLock read_lock(&read_mu_);
+      pollfd pfd{socket_.get(), POLLIN, 0};
+      timespec ts{};
+      timespec* tsp = nullptr;
+      if (deadline) {
+        const auto left = std::max(Clock::duration::zero(), *deadline - Clock::now());
+        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+        ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+        ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+        tsp = &ts;
+      }
+      const int ready = ::ppoll(&pfd, 1, tsp, nullptr);
+      if (ready > 0) ReadAvailable();
+      // EINTR or timeout: the loop above re-checks the deadline.
+    }
+    MutexLock lock(&mu_);
+    reader_busy_ = false;
+    waiter_reading_ = false;
+    UpdateInterestLocked();
+    cv_.SignalAll();
+  }
+}
+
+// -------------------------------------------------------------- IO thread
+
+void Transport::IoThreadMain() {
+  t_io_thread_owner = this;
+  if (on_message_) {
+    // Messages handed over with a released transport are delivered first.
+    while (true) {
+      Message message;
+      {
+        MutexLock lock(&mu_);
+        if (received_.empty() || stopping_) break;
+        TakeMessageLocked(message);
+      }
+      MessageView view{message.payload, message.fds};
+      on_message_(view);
+    }
+  }
+  epoll_event events[4];
+  while (true) {
+    std::optional<Error> report;
+    {
+      MutexLock lock(&mu_);
+      if (stopping_) break;
+      if (disconnect_ && !reported_) {
+        reported_ = true;
+        report = *disconnect_;
+      }
+    }
+    if (report) {
+      if (on_disconnect_) on_disconnect_(*report);
+      continue;
+    }
+    const int n = ::epoll_wait(epoll_.get(), events, 4, -1);
+    if (n < 0) {
+      MOAT_ASSERT(errno == EINTR, "epoll_wait failed: ", std::strerror(errno));
+      continue;
+    }
+    bool readable = false;
+    bool writable = false;
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.fd == wake_.get()) {
+        uint64_t value;
+        [[maybe_unused]] ssize_t r = ::read(wake_.get(), &value, sizeof(value));
+        continue;
+      }
+      const uint32_t e = events[i].events;
+      if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
+      if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable = true;
+    }
+    bool read = false;
+    {
+      MutexLock lock(&mu_);
+      if (stopping_) break;
+      if (writable && want_write_) FlushLocked();
+      if (readable && !reader_busy_ && ReadAllowedLocked()) {
+        reader_busy_ = true;
+        read = true;
+      }
+    }
+    if (!read) continue;
+    {
+      MutexLock read_lock(&read_mu_);
+      ReadAvailable();
+    }
+    MutexLock lock(&mu_);
+    reader_busy_ = false;
+    // Handler mode: descriptors were acknowledged at delivery; what no reply
+    // piggybacked goes out now.
+    if (acks_.pending_acks() > 0 && on_message_) FlushLocked();
+    UpdateInterestLocked();
+    cv_.SignalAll();
+  }
+  t_io_thread_owner = nullptr;
+}
+
+// ------------------------------------------------------------- handoff etc.
+
+Result<TransportHandle> Transport::ReleaseForTransfer() {
+  MOAT_ASSERT(!OnIoThread(), "ReleaseForTransfer() on the transport's IO thread");
+  {
+    MutexLock lock(&mu_);
+    if (released_) return Error(ErrorCode::kClosed, "transport was already released");
+    // Marked before the IO thread stops, so nothing about this endpoint's
+    // shutdown is reported as a peer EOF (R21).
+    released_ = true;
+    stopping_ = true;
+    cv_.SignalAll();
+  }
+  WakeIoThread();
+  if (io_thread_.joinable()) io_thread_.join();
+
+  auto state = std::make_unique<internal::HandoffState>();
+  state->limits = limits_;
+  {
+    MutexLock read_lock(&read_mu_);
+    state->reassembler = std::move(reassembler_);
+    reassembler_ = std::make_unique<StreamReassembler>(limits_);
+  }
+  {
+    MutexLock lock(&mu_);
+    state->received = std::move(received_);
+    received_.clear();
+    received_bytes_ = received_fds_ = reassembler_bytes_ = 0;
+    state->unsent = std::move(send_queue_);
+    send_queue_.clear();
+    send_queue_bytes_ = 0;
+    state->acks.emplace(std::move(acks_));
+    acks_ = FdAckState(state->acks->window());
+    state->disconnect = std::move(disconnect_);
+    disconnect_.reset();
+    if (in_epoll_) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, socket_.get(), nullptr);
+    in_epoll_ = false;
+    epoll_events_ = 0;
+  }
+  TransportHandle handle;
+  handle.socket_ = std::move(socket_);
+  handle.state_ = std::move(state);
+  return handle;
+}
+
+Result<PeerCredentials> Transport::peer_credentials() const {
+  MutexLock lock(&mu_);
+  if (released_) return Error(ErrorCode::kClosed, "transport was released for transfer");
+  return GetPeerCredentials(socket_.get());
+}
+
+bool Transport::is_connected() const {
+  MutexLock lock(&mu_);
+  return !disconnect_ && !released_;
+}
+
+std::optional<Error> Transport::disconnect_reason() const {
+  MutexLock lock(&mu_);
+  return disconnect_;
+}
+
+Transport::Stats Transport::stats() const {
+  MutexLock lock(&mu_);
+  Stats s;
+  s.queued_messages = received_.size();
+  s.queued_bytes = 0;
+  for (const Message& m : received_) s.queued_bytes += m.payload.size();
+  s.queued_fds = received_fds_;
+  s.send_queue_frames = send_queue_.size();
+  s.send_queue_bytes = send_queue_bytes_;
+  s.retained_fds = acks_.retained();
+  s.reading_paused = !disconnect_ && !on_message_ && !ReadAllowedLocked();
+  return s;
+}
+
+}  // namespace moat::transport

@@ -1,0 +1,263 @@
+// moat::transport::Transport: a message transport over a SOCK_STREAM Unix
+// socket with descriptor passing (R17-R22).
+//
+// Frames (core/frame.h) go over the stream; descriptors ride beside the first
+// byte of their frame via SCM_RIGHTS. An IO thread (epoll) reads into the
+// StreamReassembler, decodes whole frames and hands each message to the
+// owner: to `on_message` on the IO thread, or, without a handler, to a queue
+// that Receive() drains. Anything hostile ends in exactly one disconnect
+// event (`on_disconnect`, IO thread) carrying the precise Error; the socket is
+// then shut down and every descriptor we hold for that peer is closed.
+//
+//   auto [transport, handle] = *Transport::CreatePaired();
+//   // send `handle` to a child (as a descriptor, see TransportHandle) ...
+//   MOAT_TRY(transport->Send(bytes, std::move(fds)));
+//   Result<Message> reply = transport->Receive(std::chrono::seconds(5));
+//
+// Sending: the calling thread writes directly (header + payload as one
+// iovec, descriptors in the same sendmsg) when nothing is queued; otherwise
+// the frame is queued and the IO thread flushes it on EPOLLOUT. Send() never
+// blocks on the peer unless this side already has max_unprocessed_bytes
+// queued (then it waits, on threads other than the IO thread, until the queue
+// drains or the peer is gone).
+//
+// Receiving in queue mode: a thread blocked in Receive() reads the socket
+// itself while it waits (the IO thread stops watching for input meanwhile),
+// which saves the IO-thread wake and condition-variable hop per message.
+//
+// Threads: Send() may be called from any thread, including from inside
+// on_message. Receive() from any thread but the IO thread. The destructor and
+// ReleaseForTransfer() must not run concurrently with other calls, and not on
+// the IO thread (that is a programmer error: MOAT_ASSERT).
+#ifndef MOAT_TRANSPORT_TRANSPORT_H_
+#define MOAT_TRANSPORT_TRANSPORT_H_
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "core/frame.h"
+#include "core/mutex.h"
+#include "core/stream_reassembler.h"
+#include "core/unique_fd.h"
+#include "limits/limits.h"
+#include "transport/fd_ack.h"
+#include "transport/peer_credentials.h"
+
+namespace moat::transport {
+
+// A received message owned by the application.
+struct Message {
+  std::vector<uint8_t> payload;
+  std::vector<UniqueFd> fds;
+};
+
+// A received message as on_message sees it: the payload is borrowed from the
+// receive buffer (no copy) and valid only during the call; the handler may
+// move descriptors out of `fds` (the rest are closed afterwards).
+struct MessageView {
+  std::span<const uint8_t> payload;
+  std::vector<UniqueFd>& fds;
+};
+
+struct TransportOptions {
+  // In force on this connection. The fd-ack window is
+  // limits.max_unprocessed_fds: both ends must use the same (or the sender
+  // tighter) limits for the window to protect the receiver's budget.
+  limits::ConnectionLimits limits = limits::ConnectionLimits::Defaults();
+  // Called on the IO thread for every message, in order. Unset: messages are
+  // queued for Receive().
+  std::function<void(MessageView&)> on_message;
+  // Called on the IO thread exactly once when the connection fails (peer
+  // closed, peer died, protocol violation, limit exceeded, IO error). Never
+  // for local destruction or ReleaseForTransfer().
+  std::function<void(const Error&)> on_disconnect;
+};
+
+class Transport;
+
+namespace internal {
+struct OutgoingFrame {
+  FrameHeader header;
+  std::array<uint8_t, kFrameHeaderSize> wire{};  // encoded at the first write
+  std::vector<uint8_t> payload;
+  std::vector<UniqueFd> fds;  // go out with the first byte of the frame
+  size_t sent = 0;            // bytes of wire + payload already written
+  size_t size() const { return kFrameHeaderSize + payload.size(); }
+};
+
+// Local state that moves with a released transport (R21).
+struct HandoffState {
+  std::unique_ptr<StreamReassembler> reassembler;  // bytes/fds of incomplete frames
+  std::deque<Message> received;                    // decoded, not yet delivered
+  std::deque<OutgoingFrame> unsent;                // queued, not (fully) written
+  std::optional<FdAckState> acks;                  // retained fds + pending acks
+  std::optional<Error> disconnect;                 // a pending shutdown to report
+  limits::ConnectionLimits limits;
+};
+}  // namespace internal
+
+// The other end of a connection, not yet a Transport: just the socket (plus,
+// after ReleaseForTransfer(), the local state that moves with it). It is
+// cheap: no thread, no buffers. Turn it into a Transport where it is used.
+class TransportHandle {
+ public:
+  TransportHandle() = default;
+  // Adopts a connected Unix stream socket, e.g. one received in a message.
+  // CreateTransport() verifies that it really is one.
+  explicit TransportHandle(UniqueFd socket) : socket_(std::move(socket)) {}
+  TransportHandle(TransportHandle&&) = default;
+  TransportHandle& operator=(TransportHandle&&) = default;
+
+  bool valid() const { return socket_.valid(); }
+  // True when local state (messages, queued sends, retained descriptors)
+  // travels with this handle.
+  bool has_handoff_state() const;
+
+  Result<std::unique_ptr<Transport>> CreateTransport(TransportOptions options = {}) &&;
+
+  // The socket, to attach to a message for another process. Fails with
+  // kFailedPrecondition if local state would be left behind (that state can
+  // only move within a process; see docs/wire-format-transport.md).
+  Result<UniqueFd> TakeSocketForSending() &&;
+
+ private:
+  friend class Transport;
+  UniqueFd socket_;
+  std::unique_ptr<internal::HandoffState> state_;
+};
+
+struct TransportPair {
+  std::unique_ptr<Transport> transport;
+  TransportHandle handle;
+};
+
+class Transport {
+ public:
+  // A connected pair: a live transport and a lightweight handle for the peer.
+  static Result<TransportPair> CreatePaired(TransportOptions options = {});
+
+  ~Transport();
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  // Sends one message. Over-limit payload or descriptor count, or an invalid
+  // descriptor, is a programmer error (MOAT_ASSERT). Descriptors are owned by
+  // the transport from here on (retained until the peer acknowledges them).
+  // Errors: kPeerClosed (dead or disconnected peer, e.g. EPIPE), kClosed
+  // (released), kResourceExhausted (queue full while on the IO thread).
+  Status Send(std::span<const uint8_t> payload, std::vector<UniqueFd> fds = {});
+  // As above; the payload is moved into the queue if it must wait (no copy).
+  Status Send(std::vector<uint8_t>&& payload, std::vector<UniqueFd> fds = {});
+
+  // Queue mode only (no on_message; else MOAT_ASSERT). The next message;
+  // kShouldWait after `timeout`; once the queue is drained after a
+  // disconnect, the disconnect Error. nullopt waits forever.
+  Result<Message> Receive(std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+
+  // Stops the IO thread and returns the socket with all local state: received
+  // but undelivered messages, unsent queued frames, retained descriptors and
+  // pending acks, a pending disconnect. This endpoint reports nothing (the
+  // handoff is not a peer EOF) and becomes unusable (Send: kClosed).
+  Result<TransportHandle> ReleaseForTransfer();
+
+  Result<PeerCredentials> peer_credentials() const;
+
+  bool is_connected() const;
+  std::optional<Error> disconnect_reason() const;
+
+  struct Stats {
+    size_t queued_messages = 0;      // received, waiting for Receive()
+    size_t queued_bytes = 0;         // their payload bytes
+    size_t queued_fds = 0;           // their descriptors
+    size_t send_queue_frames = 0;    // frames waiting to be written
+    size_t send_queue_bytes = 0;
+    size_t retained_fds = 0;         // sent, not yet acknowledged
+    bool reading_paused = false;     // backpressure: receive queue full
+  };
+  Stats stats() const;
+
+ private:
+  friend class TransportHandle;
+  explicit Transport(UniqueFd socket, TransportOptions options);
+  Status Init(std::unique_ptr<internal::HandoffState> state);
+
+  Status SendFrame(std::span<const uint8_t> payload, std::vector<uint8_t>* owned,
+                   std::vector<UniqueFd> fds) ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
+
+  void IoThreadMain() ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
+  // Reads until EAGAIN (or a pause), delivering frames. Returns false when
+  // the connection ended (disconnect recorded).
+  void ReadAvailable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  Status ReadOnce(size_t want, bool* would_block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  Status DrainFrames() ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  Status DeliverFrame(ReceivedFrame& frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  void FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Writes what it can of `frame`; false with *error set on a fatal error.
+  bool WriteFrameLocked(internal::OutgoingFrame& frame, Error* error)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DisconnectLocked(Error error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UpdateInterestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ReadAllowedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void TakeMessageLocked(Message& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WakeIoThread();
+  bool OnIoThread() const;
+
+  const limits::ConnectionLimits limits_;
+  const std::function<void(MessageView&)> on_message_;
+  const std::function<void(const Error&)> on_disconnect_;
+  // Fixed after construction until ReleaseForTransfer() (after the join).
+  UniqueFd socket_;
+  UniqueFd epoll_;
+  UniqueFd wake_;  // eventfd: stop / report a disconnect / re-evaluate interest
+  std::thread io_thread_;
+  std::thread::id io_thread_id_;
+
+  // Lock order: read_mu_ before mu_. read_mu_ is held by whichever thread
+  // holds the reader role (the IO thread or an inline Receive() waiter) for
+  // the duration of a read + decode; it is acquired only after claiming
+  // reader_busy_ under mu_, so it is never contended while mu_ is held.
+  Mutex read_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::unique_ptr<StreamReassembler> reassembler_ ABSL_GUARDED_BY(read_mu_);
+
+  mutable Mutex mu_;
+  // Signalled on: message queued, disconnect, reader role released, send
+  // queue drained.
+  CondVar cv_;
+  std::deque<Message> received_ ABSL_GUARDED_BY(mu_);
+  size_t received_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t received_fds_ ABSL_GUARDED_BY(mu_) = 0;
+  // reassembler_->unprocessed_bytes() as of the last read, for the budget.
+  size_t reassembler_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<internal::OutgoingFrame> send_queue_ ABSL_GUARDED_BY(mu_);
+  size_t send_queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  FdAckState acks_ ABSL_GUARDED_BY(mu_);
+  // Connection state: connected -> disconnected (disconnect_ set; reported_
+  // once the IO thread has called on_disconnect) or -> released (stopping_ and
+  // released_ set; nothing is reported). Both are final.
+  std::optional<Error> disconnect_ ABSL_GUARDED_BY(mu_);
+  bool reported_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  bool reader_busy_ ABSL_GUARDED_BY(mu_) = false;     // someone holds the reader role
+  bool waiter_reading_ ABSL_GUARDED_BY(mu_) = false;  // ... and it is a Receive() waiter
+  bool want_write_ ABSL_GUARDED_BY(mu_) = false;      // last write hit EAGAIN
+  bool in_epoll_ ABSL_GUARDED_BY(mu_) = false;
+  uint32_t epoll_events_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace moat::transport
+
+#endif  // MOAT_TRANSPORT_TRANSPORT_H_
