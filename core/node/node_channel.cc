@@ -1,0 +1,141 @@
+#include "core/node/node_channel.h"
+
+#include <string>
+
+#include "core/check.h"
+#include "core/codec/decoder.h"
+#include "core/codec/encoder.h"
+#include "limits/limits.h"
+
+namespace moat::node {
+namespace {
+
+constexpr std::string_view kStruct = "NodeChannelMessage";
+
+bool IsDeclared(uint8_t raw) { return raw >= 1 && raw <= kMaxNodeChannelMessageType; }
+
+bool HasSubject(NodeChannelMessageType type) {
+  return type == NodeChannelMessageType::kHello || type == NodeChannelMessageType::kNodeLost;
+}
+
+Error FieldError(Error e, std::string_view field) {
+  return std::move(e).WithField(field).WithField(kStruct);
+}
+
+// The per-type rules, shared by both sides: the encoder asserts them (we
+// never send what the peer must reject), the decoder requires them.
+Status CheckRules(const NodeChannelHeader& h, size_t body_size, size_t num_fds) {
+  // Attack: an invalid (all-zero) name would alias "no node" in routing tables.
+  MOAT_REQUIRE(h.sender.is_valid(), ErrorCode::kMalformed, "sender node name is invalid (zero)");
+  // Attack: as above, for the destination.
+  MOAT_REQUIRE(h.target.is_valid(), ErrorCode::kMalformed, "target node name is invalid (zero)");
+  // Attack: a message "from" its own destination, to loop events back into a node.
+  MOAT_REQUIRE(h.sender != h.target, ErrorCode::kMalformed, "sender equals target ",
+               h.sender.ToString());
+  // Attack: descriptors that no field accounts for (or a field counting
+  // descriptors that never arrived) would pile up or be misattributed.
+  MOAT_REQUIRE(h.fd_count == num_fds, ErrorCode::kMalformed, "fd_count ", h.fd_count,
+               " but the message carries ", num_fds, " descriptors");
+  const bool subject_set = h.subject_hi != 0 || h.subject_lo != 0;
+  if (h.type == NodeChannelMessageType::kEvent) {
+    // Attack: an event envelope without an event (a cheap no-op flood).
+    MOAT_REQUIRE(body_size > 0, ErrorCode::kMalformed, "event message with an empty body");
+    // Attack: smuggled state in a field the type does not use.
+    MOAT_REQUIRE(!subject_set, ErrorCode::kMalformed, "subject must be zero in an event message");
+  } else {
+    const std::string_view name = NodeChannelMessageTypeName(h.type);
+    // Attack: smuggled bytes behind a control message.
+    MOAT_REQUIRE(body_size == 0, ErrorCode::kMalformed, name, " message with a ", body_size,
+                 "-byte body (must be empty)");
+    // Attack: descriptors riding a control message that nobody will consume.
+    MOAT_REQUIRE(num_fds == 0, ErrorCode::kMalformed, name, " message with ", num_fds,
+                 " descriptors (must have none)");
+    if (HasSubject(h.type)) {
+      // Attack: an introduction/loss report naming no port or node.
+      MOAT_REQUIRE(subject_set, ErrorCode::kMalformed, name, " message with a zero subject");
+    } else {
+      // Attack: smuggled state in a field the type does not use.
+      MOAT_REQUIRE(!subject_set, ErrorCode::kMalformed, name,
+                   " message with a non-zero subject");
+    }
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+std::string_view NodeChannelMessageTypeName(NodeChannelMessageType type) {
+  switch (type) {
+    case NodeChannelMessageType::kHello: return "hello";
+    case NodeChannelMessageType::kHelloReply: return "hello_reply";
+    case NodeChannelMessageType::kEvent: return "event";
+    case NodeChannelMessageType::kNodeLost: return "node_lost";
+  }
+  return "unknown";
+}
+
+std::vector<uint8_t> EncodeNodeChannelMessage(const NodeChannelHeader& h,
+                                              std::span<const uint8_t> body) {
+  MOAT_ASSERT(IsDeclared(static_cast<uint8_t>(h.type)), "undeclared node channel type ",
+              +static_cast<uint8_t>(h.type));
+  Status rules = CheckRules(h, body.size(), h.fd_count);
+  MOAT_ASSERT(rules.ok(), "encoding an invalid node channel message: ",
+              rules.ok() ? std::string() : rules.error().ToString());
+  MOAT_ASSERT(body.size() <= limits::MAX_MESSAGE_PAYLOAD_SIZE - kNodeChannelHeaderSize,
+              "node channel body of ", body.size(), " bytes exceeds the payload limit");
+  Encoder e;
+  e.WriteU8(static_cast<uint8_t>(h.type));
+  e.WriteU64(h.sender.hi);
+  e.WriteU64(h.sender.lo);
+  e.WriteU64(h.target.hi);
+  e.WriteU64(h.target.lo);
+  e.WriteU64(h.subject_hi);
+  e.WriteU64(h.subject_lo);
+  e.WriteU32(h.fd_count);
+  e.WriteU32(static_cast<uint32_t>(body.size()));
+  e.WriteRaw(body);
+  return e.TakeBytes();
+}
+
+MOAT_DECODER(node_channel_message)
+Result<NodeChannelMessage> DecodeNodeChannelMessage(std::span<const uint8_t> payload,
+                                                    size_t num_fds) {
+  Decoder d(payload);
+  NodeChannelMessage out;
+  NodeChannelHeader& h = out.header;
+
+  auto u8 = d.ReadU8();
+  if (!u8.ok()) return FieldError(std::move(u8).error(), "type");
+  // Attack: an undeclared type steering dispatch into an unhandled branch.
+  MOAT_REQUIRE(IsDeclared(*u8), ErrorCode::kMalformed, "NodeChannelMessage.type: value ", +*u8,
+               " is not a declared NodeChannelMessageType");
+  h.type = static_cast<NodeChannelMessageType>(*u8);
+
+  uint64_t* words[] = {&h.sender.hi, &h.sender.lo, &h.target.hi,
+                       &h.target.lo, &h.subject_hi, &h.subject_lo};
+  static constexpr std::string_view kWordFields[] = {"sender", "sender", "target",
+                                                     "target", "subject", "subject"};
+  for (size_t i = 0; i < 6; ++i) {
+    auto w = d.ReadU64();
+    if (!w.ok()) return FieldError(std::move(w).error(), kWordFields[i]);
+    *words[i] = *w;
+  }
+  auto fd_count = d.ReadU32();
+  if (!fd_count.ok()) return FieldError(std::move(fd_count).error(), "fd_count");
+  h.fd_count = *fd_count;
+  auto body_size = d.ReadU32();
+  if (!body_size.ok()) return FieldError(std::move(body_size).error(), "body_size");
+  // ReadRaw checks body_size against the bytes that really remain before
+  // touching anything, and returns a view: nothing is allocated here.
+  auto body = d.ReadRaw(*body_size);
+  if (!body.ok()) return FieldError(std::move(body).error(), "body");
+  out.body = *body;
+  Status finish = d.Finish();
+  if (!finish.ok()) return std::move(finish).error().WithField(kStruct);
+
+  Status rules = CheckRules(h, out.body.size(), num_fds);
+  if (!rules.ok()) return std::move(rules).error().WithField(kStruct);
+  return out;
+}
+
+}  // namespace moat::node

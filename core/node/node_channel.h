@@ -1,0 +1,96 @@
+// The node channel: the envelope of every message two nodes (processes)
+// exchange over a moat Transport (R24).
+//
+// One transport message = one envelope. Its layout (little-endian, no
+// padding; see docs/wire-format-node.md):
+//
+//   u8  type         NodeChannelMessageType (only declared values)
+//   u64 sender.hi, sender.lo      node that produced the message
+//   u64 target.hi, target.lo      node it is for
+//   u64 subject.hi, subject.lo    hello: the broker's bootstrap port;
+//                                 node_lost: the lost node; else all zero
+//   u32 fd_count     descriptors riding with the transport message
+//   u32 body_size    event bytes that follow (events only; else 0)
+//   body             a serialized ports event (core/ports/event_codec.h)
+//
+// Decoding is strict: exactly one encoding per message (so the fuzzer can
+// require a byte-identical re-encoding), no trailing bytes, fd_count equal
+// to the descriptors that really arrived, and per-type rules on which fields
+// may be set. Who may send what (a child may only speak as itself, only the
+// broker introduces names and reports lost nodes) is checked by
+// NodeController, which knows the connection's authenticated name.
+//
+//   std::vector<uint8_t> wire = EncodeNodeChannelMessage(header, event_bytes);
+//   ...
+//   MOAT_ASSIGN_OR_RETURN(NodeChannelMessage m,
+//                         DecodeNodeChannelMessage(payload, fds.size()));
+//   // m.body is a view into payload.
+#ifndef MOAT_CORE_NODE_NODE_CHANNEL_H_
+#define MOAT_CORE_NODE_NODE_CHANNEL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "core/decoder_registry.h"
+#include "core/error.h"
+#include "core/ports/name.h"
+
+namespace moat::node {
+
+// Wire values are fixed; never renumber.
+enum class NodeChannelMessageType : uint8_t {
+  // broker -> child, first message: "I am `sender`, you are `target`; merge
+  // your bootstrap port with my port `subject`".
+  kHello = 1,
+  // child -> broker, reply to kHello: "I accept the name `sender`".
+  kHelloReply = 2,
+  // Either way: a ports event from node `sender` for node `target`. A child
+  // sends every event to the broker, which relays events for other children.
+  kEvent = 3,
+  // broker -> child: "node `subject` is gone" (LostConnectionToNode there).
+  kNodeLost = 4,
+};
+inline constexpr uint8_t kMaxNodeChannelMessageType = 4;
+std::string_view NodeChannelMessageTypeName(NodeChannelMessageType type);
+
+// Bytes before the body.
+inline constexpr size_t kNodeChannelHeaderSize = 1 + 6 * 8 + 4 + 4;
+
+struct NodeChannelHeader {
+  NodeChannelMessageType type = NodeChannelMessageType::kEvent;
+  ports::NodeName sender;
+  ports::NodeName target;
+  // kHello: a PortName (same 128-bit shape); kNodeLost: a NodeName.
+  uint64_t subject_hi = 0, subject_lo = 0;
+  uint32_t fd_count = 0;
+
+  ports::PortName subject_port() const { return {subject_hi, subject_lo}; }
+  ports::NodeName subject_node() const { return {subject_hi, subject_lo}; }
+};
+
+// A decoded envelope; `body` points into the decoded payload.
+struct NodeChannelMessage {
+  NodeChannelHeader header;
+  std::span<const uint8_t> body;
+};
+
+// Encodes an envelope. Sending-side misuse (rules DecodeNodeChannelMessage
+// enforces, or a body over the payload limit) is a programmer error.
+std::vector<uint8_t> EncodeNodeChannelMessage(const NodeChannelHeader& header,
+                                              std::span<const uint8_t> body = {});
+
+// Decodes one envelope from a transport message carrying `num_fds`
+// descriptors. Rules: declared type; sender and target valid and distinct;
+// fd_count == num_fds; kEvent: non-empty body, zero subject; the other
+// types: valid subject, empty body, no descriptors; body_size exactly the
+// bytes that remain.
+MOAT_DECODER(node_channel_message)
+Result<NodeChannelMessage> DecodeNodeChannelMessage(std::span<const uint8_t> payload,
+                                                    size_t num_fds);
+
+}  // namespace moat::node
+
+#endif  // MOAT_CORE_NODE_NODE_CHANNEL_H_
