@@ -1,0 +1,67 @@
+#include "core/ports/message_queue.h"
+
+#include <gtest/gtest.h>
+
+#include "limits/limits.h"
+
+namespace moat::ports {
+namespace {
+
+std::unique_ptr<UserMessageEvent> Ev(uint64_t seq, size_t bytes = 1) {
+  auto m = std::make_unique<UserMessage>();
+  m->payload.resize(bytes);
+  return std::make_unique<UserMessageEvent>(PortName::Random(), PortName::Random(), 1, seq,
+                                            std::move(m));
+}
+
+TEST(MessageQueueTest, ReleasesInSequenceOrder) {
+  MessageQueue q;
+  for (uint64_t s : {3, 1, 2}) {
+    auto e = Ev(s, s);
+    ASSERT_TRUE(q.AcceptMessage(&e).ok());
+    EXPECT_EQ(e, nullptr);
+  }
+  EXPECT_EQ(q.queued_num_bytes(), 6u);
+  for (uint64_t s = 1; s <= 3; ++s) {
+    auto e = q.PopNextMessage();
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->sequence_num, s);
+  }
+  EXPECT_EQ(q.PopNextMessage(), nullptr);
+  EXPECT_EQ(q.queued_num_bytes(), 0u);
+}
+
+TEST(MessageQueueTest, HoldsGapUntilFilled) {
+  MessageQueue q;
+  auto e = Ev(2);
+  ASSERT_TRUE(q.AcceptMessage(&e).ok());
+  EXPECT_FALSE(q.HasNextMessage());
+  EXPECT_EQ(q.LastContiguousSequenceNum(), 0u);
+  e = Ev(1);
+  ASSERT_TRUE(q.AcceptMessage(&e).ok());
+  EXPECT_EQ(q.LastContiguousSequenceNum(), 2u);
+}
+
+TEST(MessageQueueTest, RejectsDuplicatesStaleAndFarFuture) {
+  MessageQueue q;
+  auto e = Ev(1);
+  ASSERT_TRUE(q.AcceptMessage(&e).ok());
+  e = Ev(1);
+  Status s = q.AcceptMessage(&e);
+  EXPECT_EQ(s.error().code(), ErrorCode::kProtocolViolation);
+  EXPECT_NE(e, nullptr);  // not taken on error
+  q.PopNextMessage();
+  e = Ev(1);
+  EXPECT_EQ(q.AcceptMessage(&e).error().code(), ErrorCode::kProtocolViolation);
+  e = Ev(2 + limits::MAX_PORT_OUT_OF_ORDER_MESSAGES);
+  s = q.AcceptMessage(&e);
+  EXPECT_EQ(s.error().code(), ErrorCode::kLimitExceeded);
+  EXPECT_NE(s.error().reason().find("MAX_PORT_OUT_OF_ORDER_MESSAGES"), std::string::npos);
+  e = Ev(1 + limits::MAX_PORT_OUT_OF_ORDER_MESSAGES);  // last slot in the window
+  EXPECT_TRUE(q.AcceptMessage(&e).ok());
+  e = Ev(UINT64_MAX);
+  EXPECT_EQ(q.AcceptMessage(&e).error().code(), ErrorCode::kLimitExceeded);
+}
+
+}  // namespace
+}  // namespace moat::ports

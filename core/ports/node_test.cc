@@ -1,0 +1,637 @@
+// Ports invariants (after Mojo's ports_unittest), each ending with "no ports
+// or proxies left behind" on every live node.
+#include "core/ports/node.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "core/ports/test_network.h"
+#include "limits/limits.h"
+
+namespace moat::ports {
+namespace {
+
+using testing::TestNetwork;
+
+std::unique_ptr<UserMessage> Msg(const std::string& text, std::vector<PortName> ports = {}) {
+  auto m = std::make_unique<UserMessage>();
+  m->payload.assign(text.begin(), text.end());
+  m->ports = std::move(ports);
+  return m;
+}
+
+std::string Text(const UserMessage& m) { return std::string(m.payload.begin(), m.payload.end()); }
+
+// Reads the next message as text ("" if none).
+std::string Read(Node& node, const PortRef& port, std::unique_ptr<UserMessage>* keep = nullptr) {
+  std::unique_ptr<UserMessage> m;
+  Status s = node.GetMessage(port, &m);
+  if (!s.ok() || !m) return "";
+  std::string t = Text(*m);
+  if (keep) *keep = std::move(m);
+  return t;
+}
+
+class PortsTest : public ::testing::Test {
+ protected:
+  void ExpectClean() {
+    ASSERT_TRUE(net.Pump());
+    EXPECT_TRUE(net.AllClean()) << net.Describe();
+    EXPECT_TRUE(net.violations().empty()) << net.violations().front().second;
+  }
+  TestNetwork net;
+};
+
+TEST_F(PortsTest, BasicLocalSendReceive) {
+  Node& n = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 0);
+  ASSERT_TRUE(n.SendUserMessage(a, Msg("hello")).ok());
+  ASSERT_TRUE(n.SendUserMessage(b, Msg("back")).ok());
+  net.Pump();
+  EXPECT_EQ(Read(n, b), "hello");
+  EXPECT_EQ(Read(n, a), "back");
+  std::unique_ptr<UserMessage> none;
+  ASSERT_TRUE(n.GetMessage(a, &none).ok());
+  EXPECT_EQ(none, nullptr);
+  EXPECT_EQ(n.port_count(), 2u);
+  ASSERT_TRUE(n.ClosePort(a).ok());
+  ASSERT_TRUE(n.ClosePort(b).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, RemoteSendReceiveInOrder) {
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 1);
+  EXPECT_EQ(n0.proxy_count() + n1.proxy_count(), 0u) << net.Describe();
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(n0.SendUserMessage(a, Msg(std::to_string(i))).ok());
+  net.Pump();
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(Read(n1, b), std::to_string(i));
+  PortStatus st;
+  ASSERT_TRUE(n0.GetStatus(a, &st).ok());
+  EXPECT_TRUE(st.peer_remote);
+  EXPECT_FALSE(st.peer_closed);
+  ASSERT_TRUE(n0.ClosePort(a).ok());
+  net.Pump();
+  ASSERT_TRUE(n1.GetStatus(b, &st).ok());
+  EXPECT_TRUE(st.peer_closed);
+  std::unique_ptr<UserMessage> m;
+  EXPECT_EQ(n1.GetMessage(b, &m).error().code(), ErrorCode::kPeerClosed);
+  ASSERT_TRUE(n1.ClosePort(b).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, ClosurePropagatesOnlyAfterEarlierMessages) {
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 1);
+  ASSERT_TRUE(n0.SendUserMessage(a, Msg("1")).ok());
+  ASSERT_TRUE(n0.SendUserMessage(a, Msg("2")).ok());
+  ASSERT_TRUE(n0.ClosePort(a).ok());
+  net.Pump();
+  PortStatus st;
+  ASSERT_TRUE(n1.GetStatus(b, &st).ok());
+  EXPECT_TRUE(st.peer_closed);
+  EXPECT_TRUE(st.receiving_messages);  // two still to read
+  EXPECT_EQ(Read(n1, b), "1");
+  EXPECT_EQ(Read(n1, b), "2");
+  std::unique_ptr<UserMessage> m;
+  EXPECT_EQ(n1.GetMessage(b, &m).error().code(), ErrorCode::kPeerClosed);
+  ASSERT_TRUE(n1.ClosePort(b).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, SendWithClosedPeerFails) {
+  Node& n = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 0);
+  ASSERT_TRUE(n.ClosePort(b).ok());
+  net.Pump();
+  EXPECT_EQ(n.SendUserMessage(a, Msg("x")).error().code(), ErrorCode::kPeerClosed);
+  EXPECT_EQ(n.ClosePort(b).error().code(), ErrorCode::kClosed);
+  ASSERT_TRUE(n.ClosePort(a).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, DelegationMovesPortAndProxiesCollapse) {
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  Node& n2 = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 1);   // carrier 0 -> 1
+  auto [c, d] = net.CreatePipe(1, 2);   // carrier 1 -> 2
+  PortRef x, y;
+  ASSERT_TRUE(n0.CreatePortPair(&x, &y).ok());
+  // Messages sent to y before and while it moves must all arrive, in order.
+  ASSERT_TRUE(n0.SendUserMessage(x, Msg("m0")).ok());
+  ASSERT_TRUE(n0.SendUserMessage(a, Msg("carry", {y.name()})).ok());
+  ASSERT_TRUE(n0.SendUserMessage(x, Msg("m1")).ok());
+  EXPECT_EQ(n0.SendUserMessage(y, Msg("moved")).error().code(), ErrorCode::kFailedPrecondition);
+  net.Pump();
+  std::unique_ptr<UserMessage> carried;
+  ASSERT_EQ(Read(n1, b, &carried), "carry");
+  ASSERT_EQ(carried->ports.size(), 1u);
+  PortRef y1;
+  ASSERT_TRUE(n1.GetPort(carried->ports[0], &y1).ok());
+  ASSERT_TRUE(n0.SendUserMessage(x, Msg("m2")).ok());
+  // And on again, before the first proxy is necessarily gone.
+  ASSERT_TRUE(n1.SendUserMessage(c, Msg("carry2", {y1.name()})).ok());
+  ASSERT_TRUE(n0.SendUserMessage(x, Msg("m3")).ok());
+  net.Pump();
+  ASSERT_EQ(Read(n2, d, &carried), "carry2");
+  PortRef y2;
+  ASSERT_TRUE(n2.GetPort(carried->ports[0], &y2).ok());
+  for (int i = 0; i < 4; ++i) EXPECT_EQ(Read(n2, y2), "m" + std::to_string(i));
+  // Proxies collapsed: x talks to y2 directly, no proxy anywhere.
+  EXPECT_EQ(n0.proxy_count() + n1.proxy_count() + n2.proxy_count(), 0u) << net.Describe();
+  ASSERT_TRUE(n2.SendUserMessage(y2, Msg("reply")).ok());
+  net.Pump();
+  EXPECT_EQ(Read(n0, x), "reply");
+  PortStatus st;
+  ASSERT_TRUE(n0.GetStatus(x, &st).ok());
+  EXPECT_TRUE(st.peer_remote);
+  for (auto [n, p] : {std::pair{&n0, a}, {&n1, b}, {&n1, c}, {&n2, d}, {&n0, x}, {&n2, y2}}) {
+    ASSERT_TRUE(n->ClosePort(p).ok());
+  }
+  ExpectClean();
+}
+
+TEST_F(PortsTest, SendPortBackToItsOrigin) {
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 1);
+  PortRef x, y;
+  ASSERT_TRUE(n0.CreatePortPair(&x, &y).ok());
+  ASSERT_TRUE(n0.SendUserMessage(a, Msg("go", {y.name()})).ok());
+  net.Pump();
+  std::unique_ptr<UserMessage> m;
+  ASSERT_EQ(Read(n1, b, &m), "go");
+  PortRef y1;
+  ASSERT_TRUE(n1.GetPort(m->ports[0], &y1).ok());
+  ASSERT_TRUE(n1.SendUserMessage(b, Msg("back", {y1.name()})).ok());
+  net.Pump();
+  ASSERT_EQ(Read(n0, a, &m), "back");
+  PortRef y0;
+  ASSERT_TRUE(n0.GetPort(m->ports[0], &y0).ok());
+  ASSERT_TRUE(n0.SendUserMessage(x, Msg("local again")).ok());
+  net.Pump();
+  EXPECT_EQ(Read(n0, y0), "local again");
+  PortStatus st;
+  ASSERT_TRUE(n0.GetStatus(y0, &st).ok());
+  EXPECT_FALSE(st.peer_remote);
+  for (auto p : {a, x, y0}) ASSERT_TRUE(n0.ClosePort(p).ok());
+  ASSERT_TRUE(n1.ClosePort(b).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, InvalidAttachmentsFailWithoutStateChange) {
+  Node& n = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 0);
+  EXPECT_EQ(n.SendUserMessage(a, Msg("self", {a.name()})).error().code(),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(n.SendUserMessage(a, Msg("peer", {b.name()})).error().code(),
+            ErrorCode::kInvalidArgument);
+  EXPECT_EQ(n.SendUserMessage(a, Msg("ghost", {PortName::Random()})).error().code(),
+            ErrorCode::kInvalidArgument);
+  PortRef x, y;
+  ASSERT_TRUE(n.CreatePortPair(&x, &y).ok());
+  EXPECT_EQ(n.SendUserMessage(a, Msg("dup", {x.name(), x.name()})).error().code(),
+            ErrorCode::kInvalidArgument);
+  net.Pump();
+  EXPECT_EQ(n.proxy_count(), 0u);
+  ASSERT_TRUE(n.SendUserMessage(x, Msg("still works")).ok());
+  net.Pump();
+  EXPECT_EQ(Read(n, y), "still works");
+  for (auto p : {a, b, x, y}) ASSERT_TRUE(n.ClosePort(p).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, UnreadMessageCarryingPortDoesNotLeak) {
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 1);
+  PortRef x, y;
+  ASSERT_TRUE(n0.CreatePortPair(&x, &y).ok());
+  ASSERT_TRUE(n0.SendUserMessage(a, Msg("carry", {y.name()})).ok());
+  net.Pump();
+  ASSERT_TRUE(n1.ClosePort(b).ok());  // the message (and y) is never read
+  net.Pump();
+  PortStatus st;
+  ASSERT_TRUE(n0.GetStatus(x, &st).ok());
+  EXPECT_TRUE(st.peer_closed);
+  ASSERT_TRUE(n0.ClosePort(x).ok());
+  ASSERT_TRUE(n0.ClosePort(a).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, MessageCarryingPortToClosedPortDoesNotLeak) {
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 1);
+  PortRef x, y;
+  ASSERT_TRUE(n0.CreatePortPair(&x, &y).ok());
+  ASSERT_TRUE(n1.ClosePort(b).ok());  // closure still in flight
+  ASSERT_TRUE(n0.SendUserMessage(a, Msg("carry", {y.name()})).ok());
+  net.Pump();
+  PortStatus st;
+  ASSERT_TRUE(n0.GetStatus(x, &st).ok());
+  EXPECT_TRUE(st.peer_closed);
+  ASSERT_TRUE(n0.ClosePort(x).ok());
+  ASSERT_TRUE(n0.ClosePort(a).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, MergeLocalPortsFusesPipes) {
+  Node& n = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 0);
+  auto [c, d] = net.CreatePipe(0, 0);
+  ASSERT_TRUE(n.SendUserMessage(a, Msg("early")).ok());  // queued at b, unread: allowed
+  ASSERT_TRUE(n.MergeLocalPorts(b, c).ok());
+  ASSERT_TRUE(n.SendUserMessage(a, Msg("late")).ok());
+  ASSERT_TRUE(n.SendUserMessage(d, Msg("to a")).ok());
+  net.Pump();
+  EXPECT_EQ(Read(n, d), "early");
+  EXPECT_EQ(Read(n, d), "late");
+  EXPECT_EQ(Read(n, a), "to a");
+  EXPECT_EQ(n.port_count(), 2u) << net.Describe();
+  ASSERT_TRUE(n.ClosePort(a).ok());
+  net.Pump();
+  PortStatus st;
+  ASSERT_TRUE(n.GetStatus(d, &st).ok());
+  EXPECT_TRUE(st.peer_closed);
+  EXPECT_FALSE(st.peer_remote);
+  ASSERT_TRUE(n.ClosePort(d).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, MergeAcrossNodesFusesPipes) {
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  Node& n2 = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 1);  // a@0 - b@1
+  auto [c, d] = net.CreatePipe(2, 1);  // c@2 - d@1
+  ASSERT_TRUE(n1.MergeLocalPorts(b, d).ok());
+  ASSERT_TRUE(n0.SendUserMessage(a, Msg("0->2")).ok());
+  ASSERT_TRUE(n2.SendUserMessage(c, Msg("2->0")).ok());
+  net.Pump();
+  EXPECT_EQ(Read(n2, c), "0->2");
+  EXPECT_EQ(Read(n0, a), "2->0");
+  EXPECT_EQ(n1.port_count(), 0u) << net.Describe();
+  PortStatus st;
+  ASSERT_TRUE(n0.GetStatus(a, &st).ok());
+  EXPECT_TRUE(st.peer_remote);
+  ASSERT_TRUE(n0.ClosePort(a).ok());
+  ASSERT_TRUE(n2.ClosePort(c).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, MergeFailsCleanly) {
+  Node& n = net.AddNode();
+  Node& n1 = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 0);
+  auto [c, d] = net.CreatePipe(0, 0);
+  EXPECT_EQ(n.MergeLocalPorts(a, a).error().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(n.MergeLocalPorts(a, b).error().code(), ErrorCode::kFailedPrecondition);
+  ASSERT_TRUE(n.SendUserMessage(c, Msg("used")).ok());
+  EXPECT_EQ(n.MergeLocalPorts(a, c).error().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(n.MergePorts(c, n1.name(), PortName::Random()).error().code(),
+            ErrorCode::kFailedPrecondition);
+  net.Pump();
+  EXPECT_EQ(n.proxy_count(), 0u);
+  // Nothing changed: both pipes still work.
+  ASSERT_TRUE(n.SendUserMessage(a, Msg("ab")).ok());
+  net.Pump();
+  EXPECT_EQ(Read(n, b), "ab");
+  EXPECT_EQ(Read(n, d), "used");
+  for (auto p : {a, b, c, d}) ASSERT_TRUE(n.ClosePort(p).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, RemoteMergeWithUsedPortClosesBothPipes) {
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  PortRef a, b, c, d;
+  ASSERT_TRUE(n0.CreatePortPair(&a, &b).ok());
+  ASSERT_TRUE(n1.CreatePortPair(&c, &d).ok());
+  ASSERT_TRUE(n1.SendUserMessage(c, Msg("used")).ok());
+  std::unique_ptr<UserMessage> m;
+  ASSERT_TRUE(n1.GetMessage(d, &m).ok());  // d has read: merging it must fail
+  ASSERT_TRUE(n0.MergePorts(b, n1.name(), d.name()).ok());
+  net.Pump();
+  PortStatus st;
+  ASSERT_TRUE(n0.GetStatus(a, &st).ok());
+  EXPECT_TRUE(st.peer_closed);
+  ASSERT_TRUE(n1.GetStatus(c, &st).ok());
+  EXPECT_TRUE(st.peer_closed);
+  ASSERT_TRUE(n0.ClosePort(a).ok());
+  ASSERT_TRUE(n1.ClosePort(c).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, MergeWithClosedPeerPropagatesClosure) {
+  Node& n = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 0);
+  auto [c, d] = net.CreatePipe(0, 0);
+  ASSERT_TRUE(n.ClosePort(a).ok());
+  net.Pump();
+  ASSERT_TRUE(n.MergeLocalPorts(b, c).ok());
+  net.Pump();
+  PortStatus st;
+  ASSERT_TRUE(n.GetStatus(d, &st).ok());
+  EXPECT_TRUE(st.peer_closed);
+  std::unique_ptr<UserMessage> m;
+  EXPECT_EQ(n.GetMessage(d, &m).error().code(), ErrorCode::kPeerClosed);
+  ASSERT_TRUE(n.ClosePort(d).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, MergeWithMovedPeer) {
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 1);
+  PortRef x, y, u, v;
+  ASSERT_TRUE(n0.CreatePortPair(&x, &y).ok());
+  ASSERT_TRUE(n0.CreatePortPair(&u, &v).ok());
+  ASSERT_TRUE(n0.SendUserMessage(a, Msg("carry", {x.name()})).ok());  // y's peer moves
+  ASSERT_TRUE(n0.MergeLocalPorts(y, u).ok());                         // while y merges
+  net.Pump();
+  std::unique_ptr<UserMessage> m;
+  ASSERT_EQ(Read(n1, b, &m), "carry");
+  PortRef x1;
+  ASSERT_TRUE(n1.GetPort(m->ports[0], &x1).ok());
+  ASSERT_TRUE(n1.SendUserMessage(x1, Msg("x1->v")).ok());
+  ASSERT_TRUE(n0.SendUserMessage(v, Msg("v->x1")).ok());
+  net.Pump();
+  EXPECT_EQ(Read(n0, v), "x1->v");
+  EXPECT_EQ(Read(n1, x1), "v->x1");
+  EXPECT_EQ(n0.proxy_count() + n1.proxy_count(), 0u) << net.Describe();
+  for (auto p : {a, v}) ASSERT_TRUE(n0.ClosePort(p).ok());
+  for (auto p : {b, x1}) ASSERT_TRUE(n1.ClosePort(p).ok());
+  ExpectClean();
+}
+
+TEST_F(PortsTest, LostNodeClosesPipesButKeepsDeliveredMessages) {
+  Node& n0 = net.AddNode();
+  net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 1);
+  PortRef b_keep = b;
+  (void)b_keep;
+  ASSERT_TRUE(net.node(1).SendUserMessage(b, Msg("before")).ok());
+  net.Pump();
+  net.LoseNode(1);
+  PortStatus st;
+  ASSERT_TRUE(n0.GetStatus(a, &st).ok());
+  EXPECT_TRUE(st.peer_closed);
+  EXPECT_EQ(Read(n0, a), "before");
+  std::unique_ptr<UserMessage> m;
+  EXPECT_EQ(n0.GetMessage(a, &m).error().code(), ErrorCode::kPeerClosed);
+  EXPECT_EQ(n0.SendUserMessage(a, Msg("x")).error().code(), ErrorCode::kPeerClosed);
+  ASSERT_TRUE(n0.ClosePort(a).ok());
+  ExpectClean();
+}
+
+// Loses the node holding a proxy at each step of the port move.
+class LoseProxyNodeTest : public PortsTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(LoseProxyNodeTest, PipeEndsCloseCleanly) {
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  Node& n2 = net.AddNode();
+  auto [a, b] = net.CreatePipe(1, 2);  // carrier 1 -> 2
+  auto [x, y] = net.CreatePipe(0, 1);  // y on node 1 will move to node 2
+  ASSERT_TRUE(n0.SendUserMessage(x, Msg("m")).ok());
+  ASSERT_TRUE(n1.SendUserMessage(a, Msg("carry", {y.name()})).ok());
+  // Deliver a fuzzer-like prefix of events, then node 1 (the proxy) dies.
+  for (int i = 0; i < GetParam(); ++i) {
+    auto links = net.ActiveLinks();
+    if (links.empty()) break;
+    net.DeliverOne(links.front());
+  }
+  net.LoseNode(1);
+  net.Pump();
+  PortStatus st;
+  ASSERT_TRUE(n2.GetStatus(b, &st).ok());
+  EXPECT_TRUE(st.peer_closed);
+  // Whatever reached node 2 is usable: the moved port either works with x
+  // (the move completed before the loss) or both ends see closure.
+  std::unique_ptr<UserMessage> m;
+  PortRef y2;
+  while (n2.GetMessage(b, &m).ok() && m) {
+    for (const PortName& p : m->ports) ASSERT_TRUE(n2.GetPort(p, &y2).ok());
+  }
+  ASSERT_TRUE(n0.GetStatus(x, &st).ok());
+  if (!st.peer_closed) {
+    ASSERT_TRUE(y2.is_valid()) << "x's peer is alive but never arrived";
+    ASSERT_TRUE(n0.SendUserMessage(x, Msg("after")).ok());
+    net.Pump();
+    EXPECT_EQ(Read(n2, y2), "m");
+    EXPECT_EQ(Read(n2, y2), "after");
+  } else if (y2.is_valid()) {
+    ASSERT_TRUE(n2.GetStatus(y2, &st).ok());
+    EXPECT_TRUE(st.peer_closed);
+  }
+  if (y2.is_valid()) ASSERT_TRUE(n2.ClosePort(y2).ok());
+  ASSERT_TRUE(n2.ClosePort(b).ok());
+  ASSERT_TRUE(n0.ClosePort(x).ok());
+  ASSERT_TRUE(net.Pump());
+  EXPECT_EQ(n0.port_count(), 0u) << net.Describe();
+  EXPECT_EQ(n2.port_count(), 0u) << net.Describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(EachStep, LoseProxyNodeTest, ::testing::Range(0, 16));
+
+TEST_F(PortsTest, AckRequestIntervalCountsUnreadMessages) {
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 1);
+  ASSERT_TRUE(n0.SetAcknowledgeRequestInterval(a, 2).ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(n0.SendUserMessage(a, Msg("x")).ok());
+  net.Pump();
+  PortStatus st;
+  ASSERT_TRUE(n0.GetStatus(a, &st).ok());
+  EXPECT_EQ(st.unacknowledged_message_count, 5u);
+  Read(n1, b);
+  net.Pump();
+  ASSERT_TRUE(n0.GetStatus(a, &st).ok());
+  EXPECT_EQ(st.unacknowledged_message_count, 5u);  // acks come every 2
+  Read(n1, b);
+  net.Pump();
+  ASSERT_TRUE(n0.GetStatus(a, &st).ok());
+  EXPECT_EQ(st.unacknowledged_message_count, 3u);
+  Read(n1, b);
+  Read(n1, b);
+  net.Pump();
+  ASSERT_TRUE(n0.GetStatus(a, &st).ok());
+  EXPECT_EQ(st.unacknowledged_message_count, 1u);
+  ASSERT_TRUE(n0.ClosePort(a).ok());
+  ASSERT_TRUE(n1.ClosePort(b).ok());
+  ExpectClean();
+}
+
+// Deliver events from different links in every possible interleaving choice
+// (always the last active link first): order still holds.
+TEST_F(PortsTest, ReorderedLinksKeepMessageOrder) {
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  Node& n2 = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 1);
+  PortRef x, y;
+  ASSERT_TRUE(n2.CreatePortPair(&x, &y).ok());
+  auto [c, d] = net.CreatePipe(2, 0);
+  ASSERT_TRUE(n2.SendUserMessage(c, Msg("carry", {y.name()})).ok());
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(n2.SendUserMessage(x, Msg(std::to_string(i))).ok());
+  while (!net.ActiveLinks().empty()) {
+    auto links = net.ActiveLinks();
+    net.DeliverOne(links.back());
+  }
+  std::unique_ptr<UserMessage> m;
+  ASSERT_EQ(Read(n0, d, &m), "carry");
+  PortRef y0;
+  ASSERT_TRUE(n0.GetPort(m->ports[0], &y0).ok());
+  ASSERT_TRUE(n0.SendUserMessage(a, Msg("carry", {y0.name()})).ok());
+  for (int i = 10; i < 20; ++i) ASSERT_TRUE(n2.SendUserMessage(x, Msg(std::to_string(i))).ok());
+  while (!net.ActiveLinks().empty()) {
+    auto links = net.ActiveLinks();
+    net.DeliverOne(links.back());
+  }
+  ASSERT_EQ(Read(n1, b, &m), "carry");
+  PortRef y1;
+  ASSERT_TRUE(n1.GetPort(m->ports[0], &y1).ok());
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(Read(n1, y1), std::to_string(i));
+  for (auto p : {a, d}) ASSERT_TRUE(n0.ClosePort(p).ok());
+  for (auto p : {b, y1}) ASSERT_TRUE(n1.ClosePort(p).ok());
+  for (auto p : {x, c}) ASSERT_TRUE(n2.ClosePort(p).ok());
+  ExpectClean();
+}
+
+// --- Hostile peers ---------------------------------------------------------
+
+class HostileTest : public PortsTest {
+ protected:
+  void SetUp() override {
+    net.AddNode();
+    net.AddNode();
+    net.AddNode();  // node 2: the attacker
+    auto p = net.CreatePipe(0, 1);
+    a = p.first;
+    b = p.second;
+  }
+  PortRef a, b;
+};
+
+TEST_F(HostileTest, EventClaimingPreviousHopFromWrongNodeIsRejected) {
+  // b's previous hop is a@node0; node 2 forges a message in a's name.
+  auto forged = std::make_unique<UserMessageEvent>(b.name(), a.name(), kInitialSequenceNum,
+                                                   kInitialSequenceNum,
+                                                   std::make_unique<UserMessage>());
+  Status s = net.Inject(2, 1, std::move(forged));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kProtocolViolation);
+  EXPECT_NE(s.error().reason().find("claims previous hop"), std::string::npos) << s.error().ToString();
+  std::unique_ptr<UserMessage> m;
+  ASSERT_TRUE(net.node(1).GetMessage(b, &m).ok());
+  EXPECT_EQ(m, nullptr);  // nothing was delivered
+}
+
+TEST_F(HostileTest, ReplayedEventIsRejected) {
+  ASSERT_TRUE(net.node(0).SendUserMessage(a, Msg("once")).ok());
+  std::unique_ptr<Event> copy;
+  // Capture the message event on the wire and deliver it twice.
+  net.transform = [&](std::unique_ptr<Event> e) -> Result<std::unique_ptr<Event>> {
+    if (e->type() == EventType::kUserMessage) {
+      auto* u = static_cast<UserMessageEvent*>(e.get());
+      auto m = std::make_unique<UserMessage>();
+      m->payload = u->message->payload;
+      copy = std::make_unique<UserMessageEvent>(u->port_name, u->from_port,
+                                                u->control_sequence_num, u->sequence_num,
+                                                std::move(m));
+    }
+    return e;
+  };
+  net.Pump();
+  ASSERT_NE(copy, nullptr);
+  Status s = net.Inject(0, 1, std::move(copy));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kProtocolViolation);
+  EXPECT_EQ(Read(net.node(1), b), "once");
+  EXPECT_EQ(Read(net.node(1), b), "");
+}
+
+TEST_F(HostileTest, FloodOfUnprocessableEventsIsBounded) {
+  Status s = OkStatus();
+  size_t accepted = 0;
+  for (uint32_t i = 0; i <= limits::MAX_PORT_BUFFERED_EVENTS && s.ok(); ++i) {
+    s = net.Inject(2, 1, std::make_unique<ObserveClosureEvent>(b.name(), PortName::Random(), 1, 0));
+    if (s.ok()) ++accepted;
+  }
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kLimitExceeded);
+  EXPECT_EQ(accepted, limits::MAX_PORT_BUFFERED_EVENTS);
+  EXPECT_NE(s.error().reason().find("MAX_PORT_BUFFERED_EVENTS"), std::string::npos);
+  // The pipe itself is unharmed.
+  ASSERT_TRUE(net.node(0).SendUserMessage(a, Msg("ok")).ok());
+  net.Pump();
+  EXPECT_EQ(Read(net.node(1), b), "ok");
+}
+
+TEST_F(HostileTest, OutOfOrderWindowIsBounded) {
+  // The previous hop itself (node 0) skips ahead in sequence numbers.
+  net.transform = [&](std::unique_ptr<Event> e) -> Result<std::unique_ptr<Event>> {
+    if (e->type() == EventType::kUserMessage) {
+      static_cast<UserMessageEvent*>(e.get())->sequence_num +=
+          limits::MAX_PORT_OUT_OF_ORDER_MESSAGES;
+    }
+    return e;
+  };
+  ASSERT_TRUE(net.node(0).SendUserMessage(a, Msg("far")).ok());
+  net.Pump();
+  ASSERT_EQ(net.violations().size(), 1u);
+  EXPECT_EQ(net.violations()[0].first, 0u);
+  EXPECT_NE(net.violations()[0].second.find("MAX_PORT_OUT_OF_ORDER_MESSAGES"), std::string::npos);
+  // The attacker was disconnected: b sees a clean closure.
+  PortStatus st;
+  ASSERT_TRUE(net.node(1).GetStatus(b, &st).ok());
+  EXPECT_TRUE(st.peer_closed);
+}
+
+TEST_F(HostileTest, ForgedPortAcceptedIsRejected) {
+  Status s = net.Inject(2, 0, std::make_unique<PortAcceptedEvent>(a.name(), PortName::Random()));
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kProtocolViolation);
+}
+
+TEST_F(HostileTest, DescriptorFromAnotherNodeIsRejected) {
+  // The previous hop (node 0) sends a port whose proxy claims to live on node 2.
+  net.transform = [&](std::unique_ptr<Event> e) -> Result<std::unique_ptr<Event>> {
+    if (e->type() == EventType::kUserMessage) {
+      auto* u = static_cast<UserMessageEvent*>(e.get());
+      for (auto& d : u->port_descriptors) d.referring_node = net.node(2).name();
+    }
+    return e;
+  };
+  PortRef x, y;
+  ASSERT_TRUE(net.node(0).CreatePortPair(&x, &y).ok());
+  ASSERT_TRUE(net.node(0).SendUserMessage(a, Msg("carry", {y.name()})).ok());
+  net.Pump();
+  ASSERT_EQ(net.violations().size(), 1u);
+  EXPECT_NE(net.violations()[0].second.find("referring_node"), std::string::npos);
+  EXPECT_EQ(net.node(1).port_count(), 1u);  // only b; nothing half-created
+}
+
+TEST_F(HostileTest, ForgedObserveProxyCannotLoopForever) {
+  // The previous hop (node 0) replaces a message with an ObserveProxy naming
+  // a proxy that exists nowhere: a forwards it to b, b to a, ...
+  net.transform = [&](std::unique_ptr<Event> e) -> Result<std::unique_ptr<Event>> {
+    if (e->type() != EventType::kUserMessage) return e;
+    return std::unique_ptr<Event>(std::make_unique<ObserveProxyEvent>(
+        e->port_name, e->from_port, e->control_sequence_num, net.node(2).name(),
+        PortName::Random(), net.node(2).name(), PortName::Random()));
+  };
+  ASSERT_TRUE(net.node(0).SendUserMessage(a, Msg("bait")).ok());
+  EXPECT_TRUE(net.Pump(100000));
+  ASSERT_FALSE(net.violations().empty());
+  EXPECT_NE(net.violations()[0].second.find("MAX_OBSERVE_PROXY_HOPS"), std::string::npos)
+      << net.violations()[0].second;
+}
+
+}  // namespace
+}  // namespace moat::ports
