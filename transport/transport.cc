@@ -167,7 +167,7 @@ Transport::Transport(UniqueFd socket, TransportOptions options)
       reassembler_(std::make_unique<StreamReassembler>(limits_)),
       acks_(std::max<uint32_t>(limits_.max_unprocessed_fds, 1)) {}
 
-Status Transport::Init(std::unique_ptr<internal::HandoffState> state) {
+Status Transport::Init(std::unique_ptr<detail::HandoffState> state) {
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_.valid()) return IoError("epoll_create1", errno);
   wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -313,7 +313,7 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
                                   limits_.max_unprocessed_bytes, "); the peer is not reading"));
   }
 
-  internal::OutgoingFrame frame;
+  detail::OutgoingFrame frame;
   frame.header = FrameHeader{.type = FrameType::kMessage,
                              .payload_size = static_cast<uint32_t>(payload.size()),
                              .fd_count = static_cast<uint32_t>(fds.size())};
@@ -366,19 +366,19 @@ void Transport::FlushLocked() {
   while (!disconnect_ && !released_) {
     if (send_queue_.empty()) {
       if (acks_.pending_acks() == 0) break;
-      internal::OutgoingFrame ack;
+      detail::OutgoingFrame ack;
       ack.header = FrameHeader{.type = FrameType::kFdAck};
       send_queue_bytes_ += ack.size();
       send_queue_.push_back(std::move(ack));
     }
-    internal::OutgoingFrame& frame = send_queue_.front();
+    detail::OutgoingFrame& frame = send_queue_.front();
     if (frame.sent == 0) {
       if (!acks_.CanSend(frame.fds.size())) {
         // Window full: our descriptors wait for the peer's acks. Our own acks
         // must not wait behind them (both sides could wait forever), so they
         // go out now as a standalone FD_ACK at this frame boundary.
         if (acks_.pending_acks() > 0) {
-          internal::OutgoingFrame ack;
+          detail::OutgoingFrame ack;
           ack.header = FrameHeader{.type = FrameType::kFdAck};
           send_queue_bytes_ += ack.size();
           send_queue_.push_front(std::move(ack));
@@ -731,7 +731,7 @@ Result<TransportHandle> Transport::ReleaseForTransfer() {
   WakeIoThread();
   if (io_thread_.joinable()) io_thread_.join();
 
-  auto state = std::make_unique<internal::HandoffState>();
+  auto state = std::make_unique<detail::HandoffState>();
   state->limits = limits_;
   {
     MutexLock read_lock(&read_mu_);

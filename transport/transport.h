@@ -85,7 +85,7 @@ struct TransportOptions {
 
 class Transport;
 
-namespace internal {
+namespace detail {
 struct OutgoingFrame {
   FrameHeader header;
   std::array<uint8_t, kFrameHeaderSize> wire{};  // encoded at the first write
@@ -104,7 +104,7 @@ struct HandoffState {
   std::optional<Error> disconnect;                 // a pending shutdown to report
   limits::ConnectionLimits limits;
 };
-}  // namespace internal
+}  // namespace detail
 
 // The other end of a connection, not yet a Transport: just the socket (plus,
 // after ReleaseForTransfer(), the local state that moves with it). It is
@@ -133,7 +133,7 @@ class TransportHandle {
  private:
   friend class Transport;
   UniqueFd socket_;
-  std::unique_ptr<internal::HandoffState> state_;
+  std::unique_ptr<detail::HandoffState> state_;
 };
 
 struct TransportPair {
@@ -189,7 +189,7 @@ class Transport {
  private:
   friend class TransportHandle;
   explicit Transport(UniqueFd socket, TransportOptions options);
-  Status Init(std::unique_ptr<internal::HandoffState> state);
+  Status Init(std::unique_ptr<detail::HandoffState> state);
 
   Status SendFrame(std::span<const uint8_t> payload, std::vector<uint8_t>* owned,
                    std::vector<UniqueFd> fds) ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
@@ -206,7 +206,7 @@ class Transport {
 
   void FlushLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes what it can of `frame`; false with *error set on a fatal error.
-  bool WriteFrameLocked(internal::OutgoingFrame& frame, Error* error)
+  bool WriteFrameLocked(detail::OutgoingFrame& frame, Error* error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DisconnectLocked(Error error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateInterestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -241,7 +241,7 @@ class Transport {
   size_t received_fds_ ABSL_GUARDED_BY(mu_) = 0;
   // reassembler_->unprocessed_bytes() as of the last read, for the budget.
   size_t reassembler_bytes_ ABSL_GUARDED_BY(mu_) = 0;
-  std::deque<internal::OutgoingFrame> send_queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<detail::OutgoingFrame> send_queue_ ABSL_GUARDED_BY(mu_);
   size_t send_queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   FdAckState acks_ ABSL_GUARDED_BY(mu_);
   // Connection state: connected -> disconnected (disconnect_ set; reported_

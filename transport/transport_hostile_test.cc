@@ -1,0 +1,390 @@
+// Hostile-peer harness: a raw socket end writes arbitrary bytes and
+// descriptors straight at a moat Transport. Every attack must end in exactly
+// one disconnect event with the right ErrorCode and reason, and the process's
+// open-descriptor count must return to its baseline (R18, R22).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <limits>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/frame.h"
+#include "core/internal/little_endian.h"
+#include "core/testing/fd_count.h"
+#include "transport/testing/event_recorder.h"
+#include "transport/transport.h"
+
+namespace moat::transport {
+namespace {
+
+using limits::ConnectionLimits;
+using testing::DisconnectRecorder;
+
+constexpr auto kGuard = std::chrono::seconds(60);
+
+std::vector<uint8_t> Header(uint16_t type, uint32_t payload_size, uint32_t fd_count,
+                            uint32_t ack_count, uint32_t magic = kFrameMagic,
+                            uint16_t flags = 0) {
+  std::vector<uint8_t> out(kFrameHeaderSize);
+  ::moat::internal::StoreLE32(&out[0], magic);
+  ::moat::internal::StoreLE16(&out[4], type);
+  ::moat::internal::StoreLE16(&out[6], flags);
+  ::moat::internal::StoreLE32(&out[8], payload_size);
+  ::moat::internal::StoreLE32(&out[12], fd_count);
+  ::moat::internal::StoreLE32(&out[16], ack_count);
+  ::moat::internal::StoreLE32(&out[20], 0);
+  return out;
+}
+
+std::vector<uint8_t> Frame(const std::string& payload, uint32_t fd_count = 0) {
+  std::vector<uint8_t> out = Header(1, static_cast<uint32_t>(payload.size()), fd_count, 0);
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
+}
+
+std::vector<int> OpenDevNull(size_t n) {
+  std::vector<int> out;
+  for (size_t i = 0; i < n; ++i) out.push_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  return out;
+}
+
+// One raw sendmsg with `fds` attached (the caller's copies are closed after).
+bool SendRaw(int socket, const std::vector<uint8_t>& bytes, std::vector<int> fds = {}) {
+  iovec iov{const_cast<uint8_t*>(bytes.data()), bytes.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * std::max<size_t>(fds.size(), 1)));
+  if (!fds.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  const ssize_t n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
+  for (int fd : fds) ::close(fd);
+  return n == static_cast<ssize_t>(bytes.size());
+}
+
+class HostilePeerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { baseline_ = moat::testing::OpenFdCount(); }
+
+  // Creates the victim transport on one end of a socketpair; raw_ is the attacker.
+  void Start(ConnectionLimits limits = ConnectionLimits::Defaults()) {
+    int sv[2];
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    raw_.reset(sv[0]);
+    auto t = TransportHandle(UniqueFd(sv[1])).CreateTransport(recorder_.Options(limits));
+    ASSERT_TRUE(t.ok()) << t.error().ToString();
+    transport_ = std::move(*t);
+  }
+
+  // Offsets in reasons are within the failing frame's header (the first,
+  // innermost AtOffset wins). Waits for the disconnect, checks it, tears everything down, and checks
+  // exactly one event and no leaked descriptor.
+  void ExpectDisconnect(ErrorCode code, const std::string& text) {
+    Error e = recorder_.WaitForFirst();
+    EXPECT_EQ(e.code(), code) << e.ToString();
+    EXPECT_EQ(e.ToString(), text);
+    EXPECT_FALSE(transport_->is_connected());
+    transport_.reset();
+    raw_.reset();
+    EXPECT_EQ(recorder_.count(), 1u);
+    EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
+  }
+
+  void ExpectDelivered(const std::string& payload, size_t fds = 0) {
+    auto m = transport_->Receive(kGuard);
+    ASSERT_TRUE(m.ok()) << m.error().ToString();
+    EXPECT_EQ(std::string(m->payload.begin(), m->payload.end()), payload);
+    EXPECT_EQ(m->fds.size(), fds);
+  }
+
+  size_t baseline_ = 0;
+  DisconnectRecorder recorder_;
+  UniqueFd raw_;
+  std::unique_ptr<Transport> transport_;
+};
+
+TEST_F(HostilePeerTest, HugePayloadSize) {
+  Start();
+  ASSERT_TRUE(SendRaw(raw_.get(), Header(1, std::numeric_limits<uint32_t>::max(), 0, 0)));
+  ExpectDisconnect(ErrorCode::kLimitExceeded,
+                   "frame.payload_size: payload_size 4294967295 exceeds "
+                   "MAX_MESSAGE_PAYLOAD_SIZE 67108864 (at byte 8)");
+}
+
+TEST_F(HostilePeerTest, U32MaxDescriptorCount) {
+  Start();
+  ASSERT_TRUE(SendRaw(raw_.get(), Header(1, 0, std::numeric_limits<uint32_t>::max(), 0),
+                      OpenDevNull(3)));
+  ExpectDisconnect(ErrorCode::kLimitExceeded,
+                   "frame.fd_count: fd_count 4294967295 exceeds MAX_MESSAGE_FD_COUNT 128 "
+                   "(at byte 12)");
+}
+
+TEST_F(HostilePeerTest, MoreDescriptorsThanDeclared) {
+  Start();
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame("ab", 1), OpenDevNull(3)));
+  ExpectDisconnect(ErrorCode::kProtocolViolation,
+                   "2 descriptors arrived with no frame to claim them (at byte 26)");
+}
+
+TEST_F(HostilePeerTest, DescriptorsSmuggledBeforeTheFrameThatClaimsThem) {
+  Start();
+  // Frame 1 declares none but carries two; frame 2 (a later receive) claims two.
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame("one", 0), OpenDevNull(2)));
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame("two", 2)));
+  Error e = recorder_.WaitForFirst();
+  EXPECT_EQ(e.code(), ErrorCode::kProtocolViolation) << e.ToString();
+  transport_.reset();
+  raw_.reset();
+  EXPECT_EQ(recorder_.count(), 1u);
+  EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
+}
+
+TEST_F(HostilePeerTest, FewerDescriptorsThenClose) {
+  Start();
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame("xyz", 2), OpenDevNull(1)));
+  raw_.reset();
+  ExpectDisconnect(ErrorCode::kIncomplete,
+                   "stream ended inside a frame: 27 unprocessed bytes of a 27-byte frame");
+}
+
+TEST_F(HostilePeerTest, AckForMoreThanSent) {
+  Start();
+  ASSERT_TRUE(SendRaw(raw_.get(), Header(2, 0, 0, 5)));
+  ExpectDisconnect(ErrorCode::kProtocolViolation,
+                   "frame.ack_count: ack_count 5 exceeds the 0 descriptors outstanding");
+}
+
+TEST_F(HostilePeerTest, PiggybackedAckForMoreThanSent) {
+  Start();
+  std::vector<UniqueFd> fds;
+  fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(transport_->Send(std::vector<uint8_t>{1}, std::move(fds)).ok());
+  std::vector<uint8_t> frame = Header(1, 0, 0, 2);
+  ASSERT_TRUE(SendRaw(raw_.get(), frame));
+  ExpectDisconnect(ErrorCode::kProtocolViolation,
+                   "frame.ack_count: ack_count 2 exceeds the 1 descriptors outstanding");
+}
+
+TEST_F(HostilePeerTest, AckWithPayload) {
+  Start();
+  std::vector<uint8_t> frame = Header(2, 4, 0, 1);
+  frame.insert(frame.end(), {1, 2, 3, 4});
+  ASSERT_TRUE(SendRaw(raw_.get(), frame));
+  ExpectDisconnect(ErrorCode::kProtocolViolation,
+                   "frame.payload_size: FD_ACK frame carries 4 payload bytes; acks carry none "
+                   "(at byte 8)");
+}
+
+TEST_F(HostilePeerTest, UnknownType) {
+  Start();
+  ASSERT_TRUE(SendRaw(raw_.get(), Header(7, 0, 0, 0)));
+  ExpectDisconnect(ErrorCode::kProtocolViolation, "frame.type: unknown frame type 7 (at byte 4)");
+}
+
+TEST_F(HostilePeerTest, BadMagicAfterAGoodFrame) {
+  Start();
+  std::vector<uint8_t> stream = Frame("fine");
+  std::vector<uint8_t> bad = Header(1, 0, 0, 0, /*magic=*/0xDEADBEEF);
+  stream.insert(stream.end(), bad.begin(), bad.end());
+  ASSERT_TRUE(SendRaw(raw_.get(), stream));
+  ExpectDelivered("fine");  // what was accepted before the violation is not lost
+  ExpectDisconnect(ErrorCode::kMalformed,
+                   "frame.magic: bad magic 0xdeadbeef, expected 0x54414f4d (at byte 0)");
+}
+
+TEST_F(HostilePeerTest, TruncatedFrameThenClose) {
+  Start();
+  std::vector<uint8_t> frame = Frame(std::string(100, 'q'));
+  frame.resize(60);
+  ASSERT_TRUE(SendRaw(raw_.get(), frame));
+  raw_.reset();
+  ExpectDisconnect(ErrorCode::kIncomplete,
+                   "stream ended inside a frame: 60 unprocessed bytes of a 124-byte frame");
+}
+
+TEST_F(HostilePeerTest, TruncatedHeaderThenClose) {
+  Start();
+  ASSERT_TRUE(SendRaw(raw_.get(), std::vector<uint8_t>(10, 0x4D)));
+  raw_.reset();
+  ExpectDisconnect(ErrorCode::kIncomplete, "stream ended inside a frame: 10 unprocessed bytes");
+}
+
+TEST_F(HostilePeerTest, CleanCloseIsPeerClosed) {
+  Start();
+  raw_.reset();
+  ExpectDisconnect(ErrorCode::kPeerClosed, "peer closed the connection");
+}
+
+// ---- every limit exactly at and one past (tightened for speed) ----
+
+TEST_F(HostilePeerTest, PayloadSizeAtLimit) {
+  Start(ConnectionLimits::Defaults().Tightened({.max_message_payload_size = 1000}));
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame(std::string(1000, 'p'))));
+  ExpectDelivered(std::string(1000, 'p'));
+  raw_.reset();
+  ExpectDisconnect(ErrorCode::kPeerClosed, "peer closed the connection");
+}
+
+TEST_F(HostilePeerTest, PayloadSizeOnePastLimit) {
+  Start(ConnectionLimits::Defaults().Tightened({.max_message_payload_size = 1000}));
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame(std::string(1001, 'p'))));
+  ExpectDisconnect(ErrorCode::kLimitExceeded,
+                   "frame.payload_size: payload_size 1001 exceeds MAX_MESSAGE_PAYLOAD_SIZE 1000 "
+                   "(at byte 8)");
+}
+
+TEST_F(HostilePeerTest, FdCountAtLimit) {
+  Start(ConnectionLimits::Defaults().Tightened({.max_message_fd_count = 4}));
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame("four", 4), OpenDevNull(4)));
+  ExpectDelivered("four", 4);
+  raw_.reset();
+  ExpectDisconnect(ErrorCode::kPeerClosed, "peer closed the connection");
+}
+
+TEST_F(HostilePeerTest, FdCountOnePastLimit) {
+  Start(ConnectionLimits::Defaults().Tightened({.max_message_fd_count = 4}));
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame("five", 5), OpenDevNull(5)));
+  ExpectDisconnect(ErrorCode::kLimitExceeded,
+                   "frame.fd_count: fd_count 5 exceeds MAX_MESSAGE_FD_COUNT 4 (at byte 12)");
+}
+
+TEST_F(HostilePeerTest, UnprocessedBytesAtLimit) {
+  // One frame of exactly max_unprocessed_bytes fits.
+  Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_bytes = 4096}));
+  const std::string payload(4096 - kFrameHeaderSize, 'u');
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame(payload)));
+  ExpectDelivered(payload);
+  raw_.reset();
+  ExpectDisconnect(ErrorCode::kPeerClosed, "peer closed the connection");
+}
+
+TEST_F(HostilePeerTest, UnprocessedBytesOnePastLimit) {
+  Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_bytes = 4096}));
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame(std::string(4096 - kFrameHeaderSize + 1, 'u'))));
+  ExpectDisconnect(ErrorCode::kLimitExceeded,
+                   "unprocessed bytes 4096 reached MAX_UNPROCESSED_BYTES 4096");
+}
+
+TEST_F(HostilePeerTest, UnprocessedFdsAtLimit) {
+  Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_fds = 4}));
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame("a", 2), OpenDevNull(2)));
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame("b", 2), OpenDevNull(2)));
+  ExpectDelivered("a", 2);
+  ExpectDelivered("b", 2);
+  // The victim acknowledged the four descriptors; the attacker never reads
+  // the FD_ACK, so its close is a reset rather than an orderly EOF.
+  raw_.reset();
+  ExpectDisconnect(ErrorCode::kPeerClosed,
+                   "recvmsg: peer closed the connection (Connection reset by peer)");
+}
+
+TEST_F(HostilePeerTest, UnprocessedFdsOnePastLimitInReceiveQueue) {
+  // The peer ignores the fd-ack window while the owner is not reading.
+  Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_fds = 4}));
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame("a", 2), OpenDevNull(2)));
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame("b", 3), OpenDevNull(3)));
+  ExpectDisconnect(ErrorCode::kLimitExceeded,
+                   "unprocessed descriptors 2 + 3 + 0 exceed MAX_UNPROCESSED_FDS 4");
+}
+
+TEST_F(HostilePeerTest, UnprocessedFdsOnePastLimitUnclaimed) {
+  Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_fds = 4}));
+  ASSERT_TRUE(SendRaw(raw_.get(), std::vector<uint8_t>(3, 0x4D), OpenDevNull(5)));
+  ExpectDisconnect(ErrorCode::kLimitExceeded,
+                   "unprocessed descriptors 0 + 5 exceed MAX_UNPROCESSED_FDS 4");
+}
+
+TEST_F(HostilePeerTest, DescriptorsWithNoBytesAtAll) {
+  Start();
+  ASSERT_TRUE(SendRaw(raw_.get(), std::vector<uint8_t>{0x4D}, OpenDevNull(2)));
+  raw_.reset();
+  ExpectDisconnect(ErrorCode::kIncomplete, "stream ended inside a frame: 1 unprocessed bytes");
+}
+
+// A flood of valid messages while the owner never reads: reading stops at the
+// budget (the attacker's writes block), memory stays bounded, no disconnect
+// is needed; a flood of descriptors ignoring the window is a disconnect.
+TEST_F(HostilePeerTest, FloodWhileOwnerNeverReadsIsBounded) {
+  const ConnectionLimits tight =
+      ConnectionLimits::Defaults().Tightened({.max_unprocessed_bytes = 64 * limits::KiB});
+  Start(tight);
+  ASSERT_EQ(::fcntl(raw_.get(), F_SETFL, O_NONBLOCK), 0);
+  const std::vector<uint8_t> frame = Frame(std::string(1000, 'f'));
+  size_t written = 0;
+  // Write until the socket refuses: the victim has stopped reading.
+  while (true) {
+    const ssize_t n = ::send(raw_.get(), frame.data(), frame.size(), MSG_NOSIGNAL);
+    if (n < 0) {
+      ASSERT_TRUE(errno == EAGAIN || errno == EWOULDBLOCK) << std::strerror(errno);
+      while (!transport_->stats().reading_paused) std::this_thread::yield();
+      // Paused reading leaves the socket full; one more try confirms it.
+      if (::send(raw_.get(), frame.data(), frame.size(), MSG_NOSIGNAL) < 0) break;
+      written += frame.size();
+      continue;
+    }
+    written += static_cast<size_t>(n);
+    ASSERT_LT(written, 64 * limits::MiB) << "victim never applied backpressure";
+  }
+  Transport::Stats s = transport_->stats();
+  EXPECT_TRUE(s.reading_paused);
+  EXPECT_LE(s.queued_bytes, tight.max_unprocessed_bytes);
+  EXPECT_TRUE(transport_->is_connected());
+  EXPECT_EQ(recorder_.count(), 0u);
+  transport_.reset();
+  raw_.reset();
+  EXPECT_EQ(recorder_.count(), 0u);
+  EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
+}
+
+TEST_F(HostilePeerTest, DescriptorFloodWhileOwnerNeverReads) {
+  Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_fds = 16}));
+  for (int i = 0; i < 40; ++i) {
+    if (!SendRaw(raw_.get(), Frame("f", 1), OpenDevNull(1))) break;  // EPIPE once cut off
+  }
+  Error e = recorder_.WaitForFirst();
+  EXPECT_EQ(e.code(), ErrorCode::kLimitExceeded) << e.ToString();
+  EXPECT_NE(e.reason().find("exceed MAX_UNPROCESSED_FDS 16"), std::string::npos) << e.ToString();
+  transport_.reset();
+  raw_.reset();
+  EXPECT_EQ(recorder_.count(), 1u);
+  EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
+}
+
+TEST_F(HostilePeerTest, HandlerModeViolationAlsoOneEvent) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  raw_.reset(sv[0]);
+  int delivered = 0;
+  TransportOptions options = recorder_.Options();
+  options.on_message = [&](MessageView&) { ++delivered; };
+  auto t = TransportHandle(UniqueFd(sv[1])).CreateTransport(std::move(options));
+  ASSERT_TRUE(t.ok());
+  transport_ = std::move(*t);
+  std::vector<uint8_t> stream = Frame("ok", 1);
+  std::vector<uint8_t> bad = Header(9, 0, 0, 0);
+  stream.insert(stream.end(), bad.begin(), bad.end());
+  ASSERT_TRUE(SendRaw(raw_.get(), stream, OpenDevNull(1)));
+  Error e = recorder_.WaitForFirst();
+  EXPECT_EQ(delivered, 1);  // on_message ran before on_disconnect, on the same thread
+  EXPECT_EQ(e.ToString(), "frame.type: unknown frame type 9 (at byte 4)");
+  transport_.reset();
+  raw_.reset();
+  EXPECT_EQ(recorder_.count(), 1u);
+  EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
+}
+
+}  // namespace
+}  // namespace moat::transport
