@@ -69,7 +69,7 @@ Choice MakeChoice(Input& in) {
     case 2: return Choice(MakeItem(in));
     default: {
       std::vector<Node> nodes;
-      for (size_t k = in.InRange<size_t>(0, 2); k > 0; --k) nodes.push_back(MakeNode(in, 3));
+      for (size_t k = in.InRange<size_t>(0, 2); k > 0; --k) nodes.push_back(MakeNode(in, 2));
       return Choice(std::move(nodes));
     }
   }
@@ -109,7 +109,7 @@ Rich MakeRich(Input& in) {
   }
   r.choice = MakeChoice(in);
   for (size_t n = in.InRange<size_t>(0, 3); n > 0; --n) r.choices.push_back(MakeChoice(in));
-  r.tree = MakeNode(in, 6);
+  r.tree = MakeNode(in, 4);
   return r;
 }
 
