@@ -1,0 +1,375 @@
+#include "core/system/message_pipe.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "core/check.h"
+#include "core/checked.h"
+#include "limits/limits.h"
+
+namespace moat::system {
+namespace {
+
+uint64_t SaturatingAdd(uint64_t a, uint64_t b) {
+  return CheckedAdd<uint64_t>(a, b).value_or(UINT64_MAX);
+}
+
+}  // namespace
+
+MessagePipeEndpoint::MessagePipeEndpoint(ports::Node* node, ports::PortRef port)
+    : node_(node), port_(std::move(port)) {
+  MOAT_ASSERT(node_ != nullptr && port_.is_valid(), "endpoint without a node or port");
+}
+
+MessagePipeEndpoint::~MessagePipeEndpoint() {
+  bool open;
+  {
+    MutexLock lock(&mu_);
+    open = transit_.usable();
+  }
+  // Core closes endpoints explicitly; this only keeps an abandoned endpoint
+  // from leaving its port open forever.
+  if (open) (void)node_->ClosePort(port_);
+}
+
+Status MessagePipeEndpoint::Write(std::span<const uint8_t> payload,
+                                  std::span<const std::shared_ptr<MessagePipeEndpoint>> handles,
+                                  std::vector<UniqueFd> fds) {
+  MOAT_ASSERT(handles.size() <= limits::MAX_MESSAGE_HANDLE_COUNT, "writing ", handles.size(),
+              " handles exceeds MAX_MESSAGE_HANDLE_COUNT ", limits::MAX_MESSAGE_HANDLE_COUNT);
+  MOAT_ASSERT(fds.size() <= limits::MAX_MESSAGE_FD_COUNT, "writing ", fds.size(),
+              " descriptors exceeds MAX_MESSAGE_FD_COUNT ", limits::MAX_MESSAGE_FD_COUNT);
+  for (const UniqueFd& fd : fds) MOAT_ASSERT(fd.valid(), "writing an invalid descriptor");
+  {
+    MutexLock lock(&mu_);
+    MOAT_TRY(transit_.CheckUsable("write"));
+    if (disconnected_.has_value()) {
+      return Error(ErrorCode::kPeerClosed, "write: pipe disconnected: " + *disconnected_);
+    }
+  }
+  for (size_t i = 0; i < handles.size(); ++i) {
+    MOAT_ASSERT(handles[i] != nullptr, "null endpoint attached");
+    if (handles[i].get() == this) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "write: an endpoint cannot be attached to its own message")
+          .WithField(internal::Concat("handles[", i, "]"));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (handles[j] == handles[i]) {
+        return Error(ErrorCode::kInvalidArgument,
+                     internal::Concat("write: attached twice (also handles[", j, "])"))
+            .WithField(internal::Concat("handles[", i, "]"));
+      }
+    }
+  }
+  size_t begun = 0;
+  for (; begun < handles.size(); ++begun) {
+    Status s = handles[begun]->BeginTransit();
+    if (!s.ok()) {
+      for (size_t j = 0; j < begun; ++j) handles[j]->CancelTransit();
+      return std::move(s).error().WithField(internal::Concat("handles[", begun, "]"));
+    }
+  }
+
+  auto message = std::make_unique<ports::UserMessage>();
+  message->payload = EncodeSystemMessage(payload, handles.size());
+  message->ports.reserve(handles.size());
+  for (const auto& h : handles) message->ports.push_back(h->port().name());
+  message->fds = std::move(fds);
+
+  Status sent = node_->SendUserMessage(port_, std::move(message));
+  if (sent.ok() || sent.error().code() == ErrorCode::kPeerClosed) {
+    // The attachments left with the message (or were dropped with it because
+    // the peer is gone): their handles are gone either way.
+    for (const auto& h : handles) h->CompleteTransit();
+    if (!sent.ok()) {
+      // Make sure nothing stays behind if ports refused before moving them.
+      for (const auto& h : handles) (void)node_->ClosePort(h->port());
+    }
+  } else {
+    for (const auto& h : handles) h->CancelTransit();
+  }
+  Publish();  // the unread count may have changed
+  return sent;
+}
+
+Result<ReceivedMessage> MessagePipeEndpoint::Read(const MessageSizes* capacity,
+                                                  MessageSizes* sizes,
+                                                  const PortBoundCheck& is_bound) {
+  bool fetch = false;
+  {
+    MutexLock lock(&mu_);
+    MOAT_TRY(transit_.CheckUsable("read"));
+    if (disconnected_.has_value()) {
+      return Error(ErrorCode::kPeerClosed, "read: pipe disconnected: " + *disconnected_);
+    }
+    if (reading_) {
+      return Error(ErrorCode::kShouldWait, "read: another thread is taking the next message");
+    }
+    if (!pending_.has_value()) {
+      reading_ = true;
+      fetch = true;
+    }
+  }
+  if (fetch) {
+    std::unique_ptr<ports::UserMessage> message;
+    Status got = node_->GetMessage(port_, &message);
+    if (!got.ok() || message == nullptr) {
+      {
+        MutexLock lock(&mu_);
+        reading_ = false;
+      }
+      if (!got.ok()) {
+        if (got.error().code() == ErrorCode::kPeerClosed) {
+          return Error(ErrorCode::kPeerClosed, "read: peer closed and no message remains");
+        }
+        return std::move(got).error();
+      }
+      return Error(ErrorCode::kShouldWait, "read: no message available");
+    }
+    Result<Pending> accepted = Accept(std::move(message), is_bound);
+    if (!accepted.ok()) {
+      {
+        MutexLock lock(&mu_);
+        reading_ = false;
+      }
+      Disconnect(accepted.error());
+      return std::move(accepted).error();
+    }
+    std::vector<ports::PortRef> orphans;
+    {
+      MutexLock lock(&mu_);
+      reading_ = false;
+      if (transit_.usable()) {
+        pending_ = std::move(accepted).value();
+      } else {
+        orphans = std::move(accepted->ports);  // closed while we were fetching
+      }
+    }
+    if (!orphans.empty()) {
+      for (const auto& p : orphans) (void)node_->ClosePort(p);
+      return Error(ErrorCode::kClosed, "read: handle is closed");
+    }
+  }
+
+  ReceivedMessage out;
+  {
+    MutexLock lock(&mu_);
+    MOAT_TRY(transit_.CheckUsable("read"));
+    if (!pending_.has_value()) return Error(ErrorCode::kShouldWait, "read: no message available");
+    Pending& p = *pending_;
+    MessageSizes need;
+    need.num_bytes = p.parsed.user_payload.size();
+    need.num_handles = p.ports.size();
+    need.num_fds = p.message->fds.size() - p.parsed.first_user_fd;
+    if (sizes != nullptr) *sizes = need;
+    if (capacity != nullptr &&
+        (need.num_bytes > capacity->num_bytes || need.num_handles > capacity->num_handles ||
+         need.num_fds > capacity->num_fds)) {
+      return Error(ErrorCode::kResourceExhausted,
+                   internal::Concat("read: message needs ", need.num_bytes, " bytes, ",
+                                    need.num_handles, " handles, ", need.num_fds,
+                                    " fds; buffers hold ", capacity->num_bytes, ", ",
+                                    capacity->num_handles, ", ", capacity->num_fds));
+    }
+    out.payload.assign(p.parsed.user_payload.begin(), p.parsed.user_payload.end());
+    out.ports = std::move(p.ports);
+    for (size_t i = p.parsed.first_user_fd; i < p.message->fds.size(); ++i) {
+      out.fds.push_back(std::move(p.message->fds[i]));
+    }
+    pending_.reset();  // handle descriptors (none for pipes) close here
+  }
+  Publish();
+  return out;
+}
+
+Result<MessagePipeEndpoint::Pending> MessagePipeEndpoint::Accept(
+    std::unique_ptr<ports::UserMessage> message, const PortBoundCheck& is_bound) {
+  // On rejection, close the ports the message brought (never ones a handle
+  // owns: a hostile message must not be able to close our other pipes).
+  auto reject = [&](Error error) -> Error {
+    std::vector<ports::PortName> unowned;
+    for (const auto& name : message->ports) {
+      if (!is_bound(name)) unowned.push_back(name);
+    }
+    ClosePorts(unowned);
+    return error.WithField("message");
+  };
+  Result<ParsedSystemMessage> parsed =
+      DecodeSystemMessage(message->payload, message->ports, message->fds.size());
+  if (!parsed.ok()) return reject(std::move(parsed).error());
+  Pending p;
+  p.ports.reserve(parsed->handles.size());
+  for (size_t i = 0; i < parsed->handles.size(); ++i) {
+    Result<ports::PortRef> port = DeserializeEndpoint(parsed->handles[i], *node_, is_bound);
+    if (!port.ok()) {
+      return reject(std::move(port).error().WithField(internal::Concat("handles[", i, "]")));
+    }
+    p.ports.push_back(std::move(port).value());
+  }
+  p.parsed = std::move(parsed).value();
+  p.message = std::move(message);
+  return p;
+}
+
+void MessagePipeEndpoint::ClosePorts(const std::vector<ports::PortName>& names) {
+  for (const auto& name : names) {
+    ports::PortRef ref;
+    if (node_->GetPort(name, &ref).ok()) (void)node_->ClosePort(ref);
+  }
+}
+
+void MessagePipeEndpoint::Disconnect(const Error& why) {
+  {
+    MutexLock lock(&mu_);
+    if (disconnected_.has_value() || !transit_.usable()) return;
+    disconnected_ = why.ToString();
+  }
+  (void)node_->ClosePort(port_);
+  Publish();
+}
+
+Status MessagePipeEndpoint::Close() {
+  std::vector<WatcherList::Entry> watchers;
+  std::optional<Pending> pending;
+  {
+    MutexLock lock(&mu_);
+    MOAT_TRY(transit_.Close());
+    watchers = watchers_.TakeAll();
+    pending = std::move(pending_);
+    pending_.reset();
+  }
+  (void)node_->ClosePort(port_);  // may already be closed by Disconnect
+  if (pending.has_value()) {
+    for (const auto& p : pending->ports) (void)node_->ClosePort(p);
+  }
+  WatcherList::NotifyClosed(watchers);
+  return OkStatus();
+}
+
+Status MessagePipeEndpoint::BeginTransit() {
+  MutexLock lock(&mu_);
+  MOAT_REQUIRE(!reading_, ErrorCode::kBusy, "begin transit: a read is in progress");
+  MOAT_REQUIRE(!pending_.has_value(), ErrorCode::kFailedPrecondition,
+               "begin transit: a partially read message is waiting; read it first");
+  return transit_.BeginTransit();
+}
+
+void MessagePipeEndpoint::CancelTransit() {
+  {
+    MutexLock lock(&mu_);
+    transit_.CancelTransit();
+  }
+  Publish();
+}
+
+void MessagePipeEndpoint::CompleteTransit() {
+  std::vector<WatcherList::Entry> watchers;
+  {
+    MutexLock lock(&mu_);
+    transit_.CompleteTransit();
+    watchers = watchers_.TakeAll();
+  }
+  WatcherList::NotifyClosed(watchers);
+}
+
+Status MessagePipeEndpoint::SetQuota(QuotaType type, uint64_t limit) {
+  uint64_t interval;
+  {
+    MutexLock lock(&mu_);
+    MOAT_TRY(transit_.CheckUsable("set quota"));
+    MOAT_TRY(quotas_.Set(type, limit));
+    interval = quotas_.AckRequestInterval();
+  }
+  Status s = node_->SetAcknowledgeRequestInterval(port_, interval);
+  Publish();
+  return s;
+}
+
+Result<QuotaState> MessagePipeEndpoint::QueryQuota(QuotaType type) {
+  MOAT_ASSIGN_OR_RETURN(QuotaType checked, QuotaSet::ParseType(static_cast<uint32_t>(type)));
+  MutexLock lock(&mu_);
+  MOAT_TRY(transit_.CheckUsable("query quota"));
+  ports::PortStatus status;
+  QuotaUsage usage;
+  if (node_->GetStatus(port_, &status).ok()) usage = UsageLocked(status);
+  return QuotaState{quotas_.limit(checked), usage.Of(checked)};
+}
+
+Result<HandleSignalsState> MessagePipeEndpoint::QuerySignals() {
+  MutexLock lock(&mu_);
+  MOAT_TRY(transit_.CheckUsable("query signals"));
+  return ComputeSignalsLocked();
+}
+
+QuotaUsage MessagePipeEndpoint::UsageLocked(const ports::PortStatus& status) {
+  QuotaUsage usage;
+  usage.receive_queue_length = status.queued_message_count;
+  usage.receive_queue_bytes = status.queued_num_bytes;
+  usage.unread_message_count = status.unacknowledged_message_count;
+  if (pending_.has_value()) {
+    usage.receive_queue_length = SaturatingAdd(usage.receive_queue_length, 1);
+    usage.receive_queue_bytes =
+        SaturatingAdd(usage.receive_queue_bytes, pending_->message->size_in_bytes());
+  }
+  return usage;
+}
+
+HandleSignalsState MessagePipeEndpoint::ComputeSignalsLocked() {
+  HandleSignalsState out;
+  if (!transit_.usable()) return out;
+  if (disconnected_.has_value()) return HandleSignalsState{kSignalPeerClosed, kSignalPeerClosed};
+  ports::PortStatus status;
+  if (!node_->GetStatus(port_, &status).ok()) {
+    // The node closed the port (its peer's node was lost).
+    return HandleSignalsState{kSignalPeerClosed, kSignalPeerClosed};
+  }
+  const bool readable = pending_.has_value() || status.has_messages;
+  if (readable) out.satisfied |= kSignalReadable;
+  if (readable || status.receiving_messages) out.satisfiable |= kSignalReadable;
+  out.satisfiable |= kSignalPeerClosed;
+  const QuotaUsage usage = UsageLocked(status);
+  const bool any_exceeded = quotas_.AnyExceeded(usage);
+  if (status.peer_closed) {
+    out.satisfied |= kSignalPeerClosed;
+  } else {
+    out.satisfiable |= kSignalWritable | kSignalQuotaExceeded;
+    // Backpressure: too many unread messages make this end unwritable.
+    if (!quotas_.IsExceeded(QuotaType::kUnreadMessageCount, usage)) {
+      out.satisfied |= kSignalWritable;
+    }
+  }
+  if (any_exceeded) {
+    out.satisfied |= kSignalQuotaExceeded;
+    out.satisfiable |= kSignalQuotaExceeded;
+  }
+  return out;
+}
+
+void MessagePipeEndpoint::Publish() {
+  std::vector<WatcherList::Entry> watchers;
+  SignalsSnapshot snapshot;
+  {
+    MutexLock lock(&mu_);
+    if (watchers_.empty()) return;
+    snapshot.state = ComputeSignalsLocked();
+    snapshot.sequence = ++signals_sequence_;
+    watchers = watchers_.Snapshot();
+  }
+  WatcherList::NotifyState(watchers, snapshot);
+}
+
+Result<SignalsSnapshot> MessagePipeEndpoint::AddWatcher(std::weak_ptr<Trap> trap,
+                                                        uint64_t trigger_id) {
+  MutexLock lock(&mu_);
+  MOAT_TRY(transit_.CheckUsable("add trigger"));
+  watchers_.Add(std::move(trap), trigger_id);
+  return SignalsSnapshot{ComputeSignalsLocked(), ++signals_sequence_};
+}
+
+void MessagePipeEndpoint::RemoveWatcher(const Trap* trap, uint64_t trigger_id) {
+  MutexLock lock(&mu_);
+  watchers_.Remove(trap, trigger_id);
+}
+
+}  // namespace moat::system

@@ -1,0 +1,322 @@
+// The C API (moat.h) over the process-wide Core.
+#include "core/system/moat.h"
+
+#include <fcntl.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/check.h"
+#include "core/system/core.h"
+#include "limits/limits.h"
+
+namespace moat::system {
+namespace {
+
+static_assert(MOAT_HANDLE_SIGNAL_READABLE == kSignalReadable);
+static_assert(MOAT_HANDLE_SIGNAL_WRITABLE == kSignalWritable);
+static_assert(MOAT_HANDLE_SIGNAL_PEER_CLOSED == kSignalPeerClosed);
+static_assert(MOAT_HANDLE_SIGNAL_QUOTA_EXCEEDED == kSignalQuotaExceeded);
+static_assert(MOAT_QUOTA_TYPE_RECEIVE_QUEUE_LENGTH ==
+              static_cast<uint32_t>(QuotaType::kReceiveQueueLength));
+static_assert(MOAT_QUOTA_TYPE_RECEIVE_QUEUE_MEMORY_SIZE ==
+              static_cast<uint32_t>(QuotaType::kReceiveQueueMemorySize));
+static_assert(MOAT_QUOTA_TYPE_UNREAD_MESSAGE_COUNT ==
+              static_cast<uint32_t>(QuotaType::kUnreadMessageCount));
+static_assert(MOAT_QUOTA_LIMIT_NONE == kNoQuotaLimit);
+static_assert(MOAT_TRIGGER_CONDITION_SIGNALS_SATISFIED ==
+              static_cast<uint32_t>(TriggerCondition::kSignalsSatisfied));
+static_assert(MOAT_TRIGGER_CONDITION_SIGNALS_UNSATISFIED ==
+              static_cast<uint32_t>(TriggerCondition::kSignalsUnsatisfied));
+static_assert(sizeof(MoatHandle) == sizeof(Handle));
+
+thread_local std::string g_last_error;
+
+MoatResult ResultFor(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidArgument:
+    case ErrorCode::kClosed:  // a closed/transferred handle is not a valid handle
+      return MOAT_RESULT_INVALID_ARGUMENT;
+    case ErrorCode::kFailedPrecondition:
+    case ErrorCode::kPeerClosed:
+      return MOAT_RESULT_FAILED_PRECONDITION;
+    case ErrorCode::kMalformed:
+    case ErrorCode::kProtocolViolation:
+      return MOAT_RESULT_DATA_LOSS;
+    case ErrorCode::kLimitExceeded:
+    case ErrorCode::kQuotaExceeded:
+    case ErrorCode::kResourceExhausted:
+      return MOAT_RESULT_RESOURCE_EXHAUSTED;
+    case ErrorCode::kBusy: return MOAT_RESULT_BUSY;
+    case ErrorCode::kNotFound: return MOAT_RESULT_NOT_FOUND;
+    case ErrorCode::kShouldWait:
+    case ErrorCode::kIncomplete:
+      return MOAT_RESULT_SHOULD_WAIT;
+    case ErrorCode::kIo: return MOAT_RESULT_UNAVAILABLE;
+  }
+  return MOAT_RESULT_UNKNOWN;
+}
+
+MoatResult Fail(const Error& error) {
+  g_last_error = error.ToString();
+  return ResultFor(error.code());
+}
+
+MoatResult Fail(MoatResult result, std::string message) {
+  g_last_error = std::move(message);
+  return result;
+}
+
+MoatResult Done(const Status& s) {
+  if (!s.ok()) return Fail(s.error());
+  g_last_error.clear();
+  return MOAT_RESULT_OK;
+}
+
+// Every options struct is {struct_size, flags}; NULL means defaults.
+template <typename Options>
+MoatResult CheckOptions(const Options* options, const char* name) {
+  if (options == nullptr) return MOAT_RESULT_OK;
+  if (options->struct_size < sizeof(uint32_t) * 2) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT,
+                internal::Concat(name, ".struct_size: ", options->struct_size, " is below ",
+                                 sizeof(uint32_t) * 2));
+  }
+  if (options->flags != 0) {
+    return Fail(MOAT_RESULT_UNIMPLEMENTED,
+                internal::Concat(name, ".flags: unknown flags 0x", std::hex, options->flags));
+  }
+  return MOAT_RESULT_OK;
+}
+
+#define MOAT_C_CHECK_OPTIONS(options, name)                  \
+  do {                                                       \
+    MoatResult moat_options_result_ = CheckOptions(options, name); \
+    if (moat_options_result_ != MOAT_RESULT_OK) return moat_options_result_; \
+  } while (0)
+
+void FillSignals(const HandleSignalsState& in, MoatHandleSignalsState* out) {
+  out->struct_size = sizeof(MoatHandleSignalsState);
+  out->satisfied_signals = in.satisfied;
+  out->satisfiable_signals = in.satisfiable;
+}
+
+MoatResult EventResult(TrapEventResult r) {
+  switch (r) {
+    case TrapEventResult::kOk: return MOAT_RESULT_OK;
+    case TrapEventResult::kFailedPrecondition: return MOAT_RESULT_FAILED_PRECONDITION;
+    case TrapEventResult::kCancelled: return MOAT_RESULT_CANCELLED;
+  }
+  return MOAT_RESULT_UNKNOWN;
+}
+
+void FillEvent(const TrapEvent& in, MoatTrapEvent* out) {
+  out->struct_size = sizeof(MoatTrapEvent);
+  out->flags = 0;
+  out->trigger_context = in.trigger_context;
+  out->result = EventResult(in.result);
+  FillSignals(in.signals_state, &out->signals_state);
+}
+
+Core& C() { return Core::ForProcess(); }
+
+}  // namespace
+}  // namespace moat::system
+
+using moat::Error;
+using moat::ErrorCode;
+using moat::UniqueFd;
+using moat::internal::Concat;
+using namespace moat::system;  // NOLINT: implementation file of the C API
+
+extern "C" {
+
+const char* MoatResultToString(MoatResult result) {
+  switch (result) {
+    case MOAT_RESULT_OK: return "OK";
+    case MOAT_RESULT_CANCELLED: return "CANCELLED";
+    case MOAT_RESULT_UNKNOWN: return "UNKNOWN";
+    case MOAT_RESULT_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case MOAT_RESULT_NOT_FOUND: return "NOT_FOUND";
+    case MOAT_RESULT_RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case MOAT_RESULT_FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case MOAT_RESULT_OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case MOAT_RESULT_UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case MOAT_RESULT_INTERNAL: return "INTERNAL";
+    case MOAT_RESULT_UNAVAILABLE: return "UNAVAILABLE";
+    case MOAT_RESULT_DATA_LOSS: return "DATA_LOSS";
+    case MOAT_RESULT_BUSY: return "BUSY";
+    case MOAT_RESULT_SHOULD_WAIT: return "SHOULD_WAIT";
+  }
+  return "UNRECOGNIZED";
+}
+
+const char* MoatGetLastErrorMessage(void) { return g_last_error.c_str(); }
+
+MoatResult MoatCreateMessagePipe(const struct MoatCreateMessagePipeOptions* options,
+                                 MoatHandle* endpoint0, MoatHandle* endpoint1) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatCreateMessagePipeOptions");
+  if (endpoint0 == nullptr || endpoint1 == nullptr) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT, "endpoint0/endpoint1: NULL output pointer");
+  }
+  auto pipe = C().CreateMessagePipe();
+  if (!pipe.ok()) return Fail(pipe.error());
+  *endpoint0 = pipe->first;
+  *endpoint1 = pipe->second;
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatWriteMessage(MoatHandle pipe, const void* bytes, uint32_t num_bytes,
+                            const MoatHandle* handles, uint32_t num_handles, const int* fds,
+                            uint32_t num_fds, const struct MoatWriteMessageOptions* options) {
+  // Descriptors are owned from the first instruction, so every return closes them.
+  MOAT_ASSERT(num_fds == 0 || fds != nullptr, "MoatWriteMessage: num_fds ", num_fds,
+              " with a NULL fds array");
+  MOAT_ASSERT(num_fds <= moat::limits::MAX_MESSAGE_FD_COUNT, "MoatWriteMessage: ", num_fds,
+              " descriptors exceed MAX_MESSAGE_FD_COUNT ", moat::limits::MAX_MESSAGE_FD_COUNT);
+  std::vector<UniqueFd> owned;
+  owned.reserve(num_fds);
+  for (uint32_t i = 0; i < num_fds; ++i) {
+    MOAT_ASSERT(fds[i] >= 0 && ::fcntl(fds[i], F_GETFD) != -1, "MoatWriteMessage: fds[", i,
+                "] = ", fds[i], " is not an open descriptor");
+    owned.emplace_back(fds[i]);
+  }
+  MOAT_C_CHECK_OPTIONS(options, "MoatWriteMessageOptions");
+  if (num_bytes != 0 && bytes == nullptr) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT, Concat("bytes: NULL with num_bytes ", num_bytes));
+  }
+  if (num_handles != 0 && handles == nullptr) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT,
+                Concat("handles: NULL with num_handles ", num_handles));
+  }
+  MOAT_ASSERT(num_bytes <= moat::limits::MAX_MESSAGE_PAYLOAD_SIZE, "MoatWriteMessage: ",
+              num_bytes, " bytes exceed MAX_MESSAGE_PAYLOAD_SIZE ",
+              moat::limits::MAX_MESSAGE_PAYLOAD_SIZE);
+  MOAT_ASSERT(num_handles <= moat::limits::MAX_MESSAGE_HANDLE_COUNT, "MoatWriteMessage: ",
+              num_handles, " handles exceed MAX_MESSAGE_HANDLE_COUNT ",
+              moat::limits::MAX_MESSAGE_HANDLE_COUNT);
+  std::span<const uint8_t> payload(static_cast<const uint8_t*>(bytes), num_bytes);
+  std::span<const Handle> attached(handles, num_handles);
+  return Done(C().WriteMessage(pipe, payload, attached, std::move(owned)));
+}
+
+MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMessageOptions* options,
+                           void* bytes, uint32_t* num_bytes, MoatHandle* handles,
+                           uint32_t* num_handles, int* fds, uint32_t* num_fds) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatReadMessageOptions");
+  MessageSizes capacity;
+  capacity.num_bytes = num_bytes ? *num_bytes : 0;
+  capacity.num_handles = num_handles ? *num_handles : 0;
+  capacity.num_fds = num_fds ? *num_fds : 0;
+  if ((capacity.num_bytes != 0 && bytes == nullptr) ||
+      (capacity.num_handles != 0 && handles == nullptr) ||
+      (capacity.num_fds != 0 && fds == nullptr)) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT, "a buffer is NULL but its capacity is not 0");
+  }
+  MessageSizes sizes;
+  auto m = C().ReadMessage(pipe, &capacity, &sizes);
+  // Sizes are reported on success and on RESOURCE_EXHAUSTED (the size query).
+  if (m.ok() || m.error().code() == ErrorCode::kResourceExhausted) {
+    if (num_bytes) *num_bytes = static_cast<uint32_t>(sizes.num_bytes);
+    if (num_handles) *num_handles = static_cast<uint32_t>(sizes.num_handles);
+    if (num_fds) *num_fds = static_cast<uint32_t>(sizes.num_fds);
+  }
+  if (!m.ok()) return Fail(m.error());
+  if (!m->payload.empty()) std::memcpy(bytes, m->payload.data(), m->payload.size());
+  for (size_t i = 0; i < m->handles.size(); ++i) handles[i] = m->handles[i];
+  for (size_t i = 0; i < m->fds.size(); ++i) fds[i] = m->fds[i].release();
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatClose(MoatHandle handle) { return Done(C().Close(handle)); }
+
+MoatResult MoatFuseMessagePipes(MoatHandle endpoint0, MoatHandle endpoint1,
+                                const struct MoatFuseMessagePipesOptions* options) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatFuseMessagePipesOptions");
+  return Done(C().FuseMessagePipes(endpoint0, endpoint1));
+}
+
+MoatResult MoatQueryHandleSignalsState(MoatHandle handle, struct MoatHandleSignalsState* state) {
+  if (state == nullptr || state->struct_size < sizeof(MoatHandleSignalsState)) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT,
+                "state: NULL or struct_size below sizeof(MoatHandleSignalsState)");
+  }
+  auto s = C().QuerySignals(handle);
+  if (!s.ok()) return Fail(s.error());
+  FillSignals(*s, state);
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatSetQuota(MoatHandle pipe, MoatQuotaType type, uint64_t limit,
+                        const struct MoatSetQuotaOptions* options) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatSetQuotaOptions");
+  return Done(C().SetQuota(pipe, type, limit));
+}
+
+MoatResult MoatQueryQuota(MoatHandle pipe, MoatQuotaType type,
+                          const struct MoatQueryQuotaOptions* options, uint64_t* limit,
+                          uint64_t* usage) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatQueryQuotaOptions");
+  auto q = C().QueryQuota(pipe, type);
+  if (!q.ok()) return Fail(q.error());
+  if (limit) *limit = q->limit;
+  if (usage) *usage = q->usage;
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatCreateTrap(MoatTrapEventHandler handler, const struct MoatCreateTrapOptions* options,
+                          MoatHandle* trap) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatCreateTrapOptions");
+  if (handler == nullptr || trap == nullptr) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT, "handler/trap: NULL");
+  }
+  auto h = C().CreateTrap([handler](const TrapEvent& e) {
+    MoatTrapEvent event;
+    FillEvent(e, &event);
+    handler(&event);
+  });
+  if (!h.ok()) return Fail(h.error());
+  *trap = *h;
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatAddTrigger(MoatHandle trap, MoatHandle handle, MoatHandleSignals signals,
+                          MoatTriggerCondition condition, uintptr_t context,
+                          const struct MoatAddTriggerOptions* options) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatAddTriggerOptions");
+  return Done(C().AddTrigger(trap, handle, signals, condition, context));
+}
+
+MoatResult MoatRemoveTrigger(MoatHandle trap, uintptr_t context,
+                             const struct MoatRemoveTriggerOptions* options) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatRemoveTriggerOptions");
+  return Done(C().RemoveTrigger(trap, context));
+}
+
+MoatResult MoatArmTrap(MoatHandle trap, const struct MoatArmTrapOptions* options,
+                       uint32_t* num_blocking_events, struct MoatTrapEvent* blocking_events) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatArmTrapOptions");
+  const uint32_t capacity = num_blocking_events ? *num_blocking_events : 0;
+  if (capacity != 0 && blocking_events == nullptr) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT, "blocking_events: NULL with a capacity");
+  }
+  for (uint32_t i = 0; i < capacity; ++i) {
+    if (blocking_events[i].struct_size < sizeof(MoatTrapEvent)) {
+      return Fail(MOAT_RESULT_INVALID_ARGUMENT,
+                  Concat("blocking_events[", i, "].struct_size: ", blocking_events[i].struct_size,
+                         " is below sizeof(MoatTrapEvent) ", sizeof(MoatTrapEvent)));
+    }
+  }
+  std::vector<TrapEvent> blocking;
+  moat::Status s = C().ArmTrap(trap, &blocking);
+  if (num_blocking_events) *num_blocking_events = 0;
+  if (!s.ok() && s.error().code() == ErrorCode::kFailedPrecondition) {
+    uint32_t n = 0;
+    for (; n < capacity && n < blocking.size(); ++n) FillEvent(blocking[n], &blocking_events[n]);
+    if (num_blocking_events) *num_blocking_events = n;
+  }
+  return Done(s);
+}
+
+}  // extern "C"

@@ -1,0 +1,187 @@
+/*
+ * moat.h: the C API of moat's system layer, for embedders (R16).
+ *
+ * One header, C99, stable: every struct passed in or out starts with a
+ * `struct_size` field that the caller sets to sizeof(the struct as it knows
+ * it), so fields can be added later without breaking old callers. Pass NULL
+ * for any options argument to get the defaults. Full reference:
+ * docs/c-api.md.
+ *
+ *   MoatHandle a, b;
+ *   MoatCreateMessagePipe(NULL, &a, &b);
+ *   MoatWriteMessage(a, "hi", 2, NULL, 0, NULL, 0, NULL);
+ *   uint32_t n = 0, nh = 0, nf = 0;
+ *   if (MoatReadMessage(b, NULL, NULL, &n, NULL, &nh, NULL, &nf) ==
+ *       MOAT_RESULT_RESOURCE_EXHAUSTED) {            // first call: sizes
+ *     char* buf = malloc(n);
+ *     MoatReadMessage(b, NULL, buf, &n, NULL, &nh, NULL, &nf);
+ *   }
+ *   MoatClose(a); MoatClose(b);
+ *
+ * Every function is thread-safe. A failing call leaves a precise reason
+ * (which argument or field, which limit) for MoatGetLastErrorMessage() on the
+ * calling thread. Misuse that can only be a bug in the caller (a payload over
+ * the 64 MiB limit, more than 128 descriptors or 64 handles, an invalid
+ * descriptor) aborts the process with a message instead of returning.
+ */
+#ifndef MOAT_CORE_SYSTEM_MOAT_H_
+#define MOAT_CORE_SYSTEM_MOAT_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Results ----------------------------------------------------------- */
+
+typedef int32_t MoatResult;
+#define MOAT_RESULT_OK ((MoatResult)0)
+#define MOAT_RESULT_CANCELLED ((MoatResult)1)           /* trap trigger removed/closed */
+#define MOAT_RESULT_UNKNOWN ((MoatResult)2)
+#define MOAT_RESULT_INVALID_ARGUMENT ((MoatResult)3)    /* bad argument or stale handle */
+#define MOAT_RESULT_NOT_FOUND ((MoatResult)5)           /* no such trigger; trap has none */
+#define MOAT_RESULT_RESOURCE_EXHAUSTED ((MoatResult)8)  /* buffer too small; table full */
+#define MOAT_RESULT_FAILED_PRECONDITION ((MoatResult)9) /* peer closed; already satisfied */
+#define MOAT_RESULT_OUT_OF_RANGE ((MoatResult)11)
+#define MOAT_RESULT_UNIMPLEMENTED ((MoatResult)12)      /* unknown option flags */
+#define MOAT_RESULT_INTERNAL ((MoatResult)13)
+#define MOAT_RESULT_UNAVAILABLE ((MoatResult)14)        /* OS failure */
+#define MOAT_RESULT_DATA_LOSS ((MoatResult)15)          /* hostile message rejected */
+#define MOAT_RESULT_BUSY ((MoatResult)16)               /* handle in transit */
+#define MOAT_RESULT_SHOULD_WAIT ((MoatResult)17)        /* nothing to read yet */
+
+/* "OK", "INVALID_ARGUMENT", ... ; never NULL. */
+const char* MoatResultToString(MoatResult result);
+
+/* The reason for the last failed call on this thread ("" if none). Valid
+ * until the next moat call on this thread. */
+const char* MoatGetLastErrorMessage(void);
+
+/* ---- Handles and signals ----------------------------------------------- */
+
+typedef uint32_t MoatHandle;
+#define MOAT_HANDLE_INVALID ((MoatHandle)0)
+
+typedef uint32_t MoatHandleSignals;
+#define MOAT_HANDLE_SIGNAL_NONE ((MoatHandleSignals)0)
+#define MOAT_HANDLE_SIGNAL_READABLE ((MoatHandleSignals)1u << 0)
+#define MOAT_HANDLE_SIGNAL_WRITABLE ((MoatHandleSignals)1u << 1)
+#define MOAT_HANDLE_SIGNAL_PEER_CLOSED ((MoatHandleSignals)1u << 2)
+#define MOAT_HANDLE_SIGNAL_QUOTA_EXCEEDED ((MoatHandleSignals)1u << 3)
+
+struct MoatHandleSignalsState {
+  uint32_t struct_size; /* in: sizeof(struct MoatHandleSignalsState) */
+  MoatHandleSignals satisfied_signals;
+  MoatHandleSignals satisfiable_signals;
+};
+
+/* Options structs: struct_size, then flags (0: no flag is defined yet). */
+struct MoatCreateMessagePipeOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatWriteMessageOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatReadMessageOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatFuseMessagePipesOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatSetQuotaOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatQueryQuotaOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatCreateTrapOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatAddTriggerOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatRemoveTriggerOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatArmTrapOptions { uint32_t struct_size; uint32_t flags; };
+
+/* ---- Message pipes ----------------------------------------------------- */
+
+/* Creates a pipe: two entangled endpoints. */
+MoatResult MoatCreateMessagePipe(const struct MoatCreateMessagePipeOptions* options,
+                                 MoatHandle* endpoint0, MoatHandle* endpoint1);
+
+/* Writes num_bytes of bytes, attaching num_handles pipe endpoints and
+ * num_fds descriptors. Attached handles are invalidated on OK (they travel
+ * with the message) and on FAILED_PRECONDITION (peer closed: message and
+ * attachments discarded); on other failures they stay valid. The descriptors
+ * are consumed by every call, success or failure (closed on failure).
+ * INVALID_ARGUMENT: stale handle, a handle attached twice or to its own
+ * message; BUSY: pipe or an attached handle is in transit. */
+MoatResult MoatWriteMessage(MoatHandle pipe, const void* bytes, uint32_t num_bytes,
+                            const MoatHandle* handles, uint32_t num_handles, const int* fds,
+                            uint32_t num_fds, const struct MoatWriteMessageOptions* options);
+
+/* Reads the next message. num_bytes/num_handles/num_fds are in: the buffer
+ * capacities (buffers may be NULL when the capacity is 0), out: the sizes of
+ * the message. If any capacity is too small: RESOURCE_EXHAUSTED, the sizes are
+ * set and the message stays first in line (two-call pattern). Received
+ * descriptors are owned by the caller. SHOULD_WAIT: no message yet;
+ * FAILED_PRECONDITION: peer closed and nothing left; DATA_LOSS: the message
+ * was malformed/hostile, was discarded, and the pipe is disconnected. */
+MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMessageOptions* options,
+                           void* bytes, uint32_t* num_bytes, MoatHandle* handles,
+                           uint32_t* num_handles, int* fds, uint32_t* num_fds);
+
+/* Closes a pipe endpoint or a trap. BUSY while in transit. */
+MoatResult MoatClose(MoatHandle handle);
+
+/* Fuses two endpoints of different pipes: both handles are invalidated and
+ * their peers become one pipe. FAILED_PRECONDITION if either was used (read
+ * or written) or they are each other's peer; both stay valid then. */
+MoatResult MoatFuseMessagePipes(MoatHandle endpoint0, MoatHandle endpoint1,
+                                const struct MoatFuseMessagePipesOptions* options);
+
+MoatResult MoatQueryHandleSignalsState(MoatHandle handle, struct MoatHandleSignalsState* state);
+
+/* ---- Quotas ------------------------------------------------------------ */
+
+typedef uint32_t MoatQuotaType;
+#define MOAT_QUOTA_TYPE_RECEIVE_QUEUE_LENGTH ((MoatQuotaType)0)
+#define MOAT_QUOTA_TYPE_RECEIVE_QUEUE_MEMORY_SIZE ((MoatQuotaType)1)
+#define MOAT_QUOTA_TYPE_UNREAD_MESSAGE_COUNT ((MoatQuotaType)2)
+#define MOAT_QUOTA_LIMIT_NONE ((uint64_t)0xffffffffffffffffull)
+
+/* Sets (or with MOAT_QUOTA_LIMIT_NONE removes) a quota. Exceeding it raises
+ * MOAT_HANDLE_SIGNAL_QUOTA_EXCEEDED. INVALID_ARGUMENT: unknown type or limit 0. */
+MoatResult MoatSetQuota(MoatHandle pipe, MoatQuotaType type, uint64_t limit,
+                        const struct MoatSetQuotaOptions* options);
+MoatResult MoatQueryQuota(MoatHandle pipe, MoatQuotaType type,
+                          const struct MoatQueryQuotaOptions* options, uint64_t* limit,
+                          uint64_t* usage);
+
+/* ---- Traps ------------------------------------------------------------- */
+
+typedef uint32_t MoatTriggerCondition;
+#define MOAT_TRIGGER_CONDITION_SIGNALS_SATISFIED ((MoatTriggerCondition)0)
+#define MOAT_TRIGGER_CONDITION_SIGNALS_UNSATISFIED ((MoatTriggerCondition)1)
+
+struct MoatTrapEvent {
+  uint32_t struct_size; /* sizeof(struct MoatTrapEvent) */
+  uint32_t flags;       /* 0 */
+  uintptr_t trigger_context;
+  /* OK: condition met; FAILED_PRECONDITION: the signals can never be
+   * satisfied again; CANCELLED: trigger removed, handle or trap closed (the
+   * trigger's last event). */
+  MoatResult result;
+  struct MoatHandleSignalsState signals_state;
+};
+
+/* Called with no moat lock held; may call any moat function. Events of one
+ * trap are delivered one at a time, in order. */
+typedef void (*MoatTrapEventHandler)(const struct MoatTrapEvent* event);
+
+MoatResult MoatCreateTrap(MoatTrapEventHandler handler, const struct MoatCreateTrapOptions* options,
+                          MoatHandle* trap);
+MoatResult MoatAddTrigger(MoatHandle trap, MoatHandle handle, MoatHandleSignals signals,
+                          MoatTriggerCondition condition, uintptr_t context,
+                          const struct MoatAddTriggerOptions* options);
+MoatResult MoatRemoveTrigger(MoatHandle trap, uintptr_t context,
+                             const struct MoatRemoveTriggerOptions* options);
+
+/* Arms the trap: OK, or FAILED_PRECONDITION if some trigger is already
+ * satisfied or unsatisfiable. Then up to *num_blocking_events (in) such
+ * events are written to blocking_events (each struct_size must be set), and
+ * *num_blocking_events (out) is the number written. NOT_FOUND: no triggers. */
+MoatResult MoatArmTrap(MoatHandle trap, const struct MoatArmTrapOptions* options,
+                       uint32_t* num_blocking_events, struct MoatTrapEvent* blocking_events);
+
+#ifdef __cplusplus
+}  /* extern "C" */
+#endif
+
+#endif /* MOAT_CORE_SYSTEM_MOAT_H_ */
