@@ -1,0 +1,364 @@
+// `moat bench`: moat's Transport against a raw socketpair baseline, measured
+// side by side in one run, cross-process (R33).
+//
+//   moat bench            full run (about 15 s), readable table
+//   moat bench --quick    fewer iterations
+//   moat bench --json     {"cases":[{"name":..,"moat":..,"baseline":..,"unit":..,"ratio":..}]}
+//
+// Every case forks a fresh child per repetition (the fork is not timed). The
+// moat child echoes from its IO thread (on_message); the moat parent sends
+// directly from its own thread and receives inline in Receive(). The baseline
+// is the same exchange with blocking read/write (and recvmsg/sendmsg with
+// SCM_RIGHTS for the descriptor case) on a raw socketpair. Reported numbers
+// are medians over the repetitions; ratio is moat/baseline for times and
+// baseline/moat for throughputs, so lower is better in both.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/mutex.h"
+#include "core/unique_fd.h"
+#include "limits/limits.h"
+#include "tools/cli/command.h"
+#include "transport/transport.h"
+
+namespace moat::tools {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using transport::MessageView;
+using transport::Transport;
+using transport::TransportHandle;
+using transport::TransportOptions;
+
+enum class Kind { kRoundTrip, kRoundTripFd, kThroughput };
+
+struct Case {
+  const char* name;
+  Kind kind;
+  size_t size;
+  const char* target;
+};
+
+struct Config {
+  int reps = 7;
+  int rt_iters = 20000;
+  int tput_messages = 4000;
+};
+
+[[noreturn]] void Die(const char* what) {
+  std::fprintf(stderr, "moat bench: %s: %s\n", what, std::strerror(errno));
+  std::_Exit(1);
+}
+
+bool WriteAll(int fd, const uint8_t* p, size_t n) {
+  while (n > 0) {
+    const ssize_t w = ::write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return true;
+}
+
+bool ReadAll(int fd, uint8_t* p, size_t n) {
+  while (n > 0) {
+    const ssize_t r = ::read(fd, p, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+bool SendFd(int socket, const uint8_t* p, size_t n, int fd) {
+  iovec iov{const_cast<uint8_t*>(p), n};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  return ::sendmsg(socket, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(n);
+}
+
+// Receives exactly n bytes of which the first receive carries one descriptor.
+int RecvFd(int socket, uint8_t* p, size_t n) {
+  iovec iov{p, n};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  const ssize_t r = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
+  if (r <= 0) return -1;
+  int fd = -1;
+  if (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr && c->cmsg_type == SCM_RIGHTS) {
+    std::memcpy(&fd, CMSG_DATA(c), sizeof(int));
+  }
+  if (static_cast<size_t>(r) < n && !ReadAll(socket, p + r, n - static_cast<size_t>(r))) {
+    return -1;
+  }
+  return fd;
+}
+
+// ---- children ----
+
+[[noreturn]] void RawChild(int socket, const Case& c, const Config& cfg) {
+  std::vector<uint8_t> buf(std::max<size_t>(c.size, 1));
+  switch (c.kind) {
+    case Kind::kRoundTrip:
+      while (ReadAll(socket, buf.data(), c.size) && WriteAll(socket, buf.data(), c.size)) {
+      }
+      break;
+    case Kind::kRoundTripFd:
+      while (true) {
+        const int fd = RecvFd(socket, buf.data(), c.size);
+        if (fd < 0) break;
+        const bool ok = SendFd(socket, buf.data(), c.size, fd);
+        ::close(fd);
+        if (!ok) break;
+      }
+      break;
+    case Kind::kThroughput: {
+      const size_t total = c.size * static_cast<size_t>(cfg.tput_messages);
+      size_t got = 0;
+      while (got < total) {
+        const ssize_t r = ::read(socket, buf.data(), std::min(buf.size(), total - got));
+        if (r <= 0) break;
+        got += static_cast<size_t>(r);
+      }
+      uint8_t done = 1;
+      WriteAll(socket, &done, 1);
+      ReadAll(socket, &done, 1);  // until the parent closes
+      break;
+    }
+  }
+  std::_Exit(0);
+}
+
+[[noreturn]] void MoatChild(int socket, const Case& c, const Config& cfg) {
+  Mutex mu;
+  CondVar cv;
+  bool done = false;
+  std::atomic<Transport*> self{nullptr};
+  const size_t total = c.size * static_cast<size_t>(cfg.tput_messages);
+  size_t got = 0;  // IO thread only
+  TransportOptions options;
+  options.on_message = [&](MessageView& m) {
+    Transport* t;
+    while ((t = self.load(std::memory_order_acquire)) == nullptr) std::this_thread::yield();
+    if (c.kind == Kind::kThroughput) {
+      got += m.payload.size();
+      if (got == total) (void)t->Send(std::vector<uint8_t>{1});
+      return;
+    }
+    (void)t->Send(m.payload, std::move(m.fds));  // echo from the IO thread
+  };
+  options.on_disconnect = [&](const Error&) {
+    MutexLock lock(&mu);
+    done = true;
+    cv.SignalAll();
+  };
+  auto t = TransportHandle(UniqueFd(socket)).CreateTransport(std::move(options));
+  if (!t.ok()) std::_Exit(2);
+  self.store(t->get(), std::memory_order_release);
+  {
+    MutexLock lock(&mu);
+    while (!done) cv.Wait(&mu);
+  }
+  std::_Exit(0);  // skip destructors: nothing to flush, and it is fast
+}
+
+// ---- parents: each returns the measured value (us per RT, or MiB/s) ----
+
+double RawParent(int socket, const Case& c, const Config& cfg) {
+  std::vector<uint8_t> buf(std::max<size_t>(c.size, 1), 0x42);
+  if (c.kind == Kind::kThroughput) {
+    const auto start = Clock::now();
+    for (int i = 0; i < cfg.tput_messages; ++i) {
+      if (!WriteAll(socket, buf.data(), c.size)) Die("write");
+    }
+    uint8_t done;
+    if (!ReadAll(socket, &done, 1)) Die("read");
+    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    return static_cast<double>(c.size) * cfg.tput_messages / secs / limits::MiB;
+  }
+  int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  auto one = [&] {
+    if (c.kind == Kind::kRoundTrip) {
+      if (!WriteAll(socket, buf.data(), c.size) || !ReadAll(socket, buf.data(), c.size)) {
+        Die("raw round trip");
+      }
+    } else {
+      if (!SendFd(socket, buf.data(), c.size, fd)) Die("sendmsg");
+      ::close(fd);
+      fd = RecvFd(socket, buf.data(), c.size);
+      if (fd < 0) Die("recvmsg");
+    }
+  };
+  for (int i = 0; i < cfg.rt_iters / 10; ++i) one();  // warm up
+  const auto start = Clock::now();
+  for (int i = 0; i < cfg.rt_iters; ++i) one();
+  const double us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+  ::close(fd);
+  return us / cfg.rt_iters;
+}
+
+double MoatParent(int socket, const Case& c, const Config& cfg) {
+  auto created = TransportHandle(UniqueFd(socket)).CreateTransport();
+  if (!created.ok()) {
+    std::fprintf(stderr, "moat bench: %s\n", created.error().ToString().c_str());
+    std::_Exit(1);
+  }
+  Transport& t = **created;
+  std::vector<uint8_t> buf(c.size, 0x42);
+  auto check = [](const Status& s) {
+    if (!s.ok()) {
+      std::fprintf(stderr, "moat bench: %s\n", s.error().ToString().c_str());
+      std::_Exit(1);
+    }
+  };
+  if (c.kind == Kind::kThroughput) {
+    const auto start = Clock::now();
+    for (int i = 0; i < cfg.tput_messages; ++i) check(t.Send(buf));
+    auto done = t.Receive();
+    if (!done.ok()) check(done.error());
+    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
+    return static_cast<double>(c.size) * cfg.tput_messages / secs / limits::MiB;
+  }
+  UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  auto one = [&] {
+    std::vector<UniqueFd> fds;
+    if (c.kind == Kind::kRoundTripFd) fds.push_back(std::move(fd));
+    check(t.Send(buf, std::move(fds)));
+    auto reply = t.Receive();
+    if (!reply.ok()) check(reply.error());
+    if (c.kind == Kind::kRoundTripFd) {
+      if (reply->fds.size() != 1) Die("echo lost the descriptor");
+      fd = std::move(reply->fds[0]);
+    }
+  };
+  for (int i = 0; i < cfg.rt_iters / 10; ++i) one();
+  const auto start = Clock::now();
+  for (int i = 0; i < cfg.rt_iters; ++i) one();
+  const double us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+  return us / cfg.rt_iters;
+}
+
+double RunOnce(const Case& c, const Config& cfg, bool moat) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) Die("socketpair");
+  // Fork before any thread exists in this process for this run.
+  const pid_t pid = ::fork();
+  if (pid < 0) Die("fork");
+  if (pid == 0) {
+    ::close(sv[0]);
+    if (moat) MoatChild(sv[1], c, cfg);
+    RawChild(sv[1], c, cfg);
+  }
+  ::close(sv[1]);
+  const double value = moat ? MoatParent(sv[0], c, cfg) : RawParent(sv[0], c, cfg);
+  if (!moat) ::close(sv[0]);  // MoatParent's transport owned and closed it
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return value;
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int RunBench(int argc, char** argv) {
+  bool json = false;
+  Config cfg;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--json") {
+      json = true;
+    } else if (arg == "--quick") {
+      cfg = Config{.reps = 3, .rt_iters = 3000, .tput_messages = 1000};
+    } else {
+      std::fprintf(stderr, "usage: moat bench [--quick] [--json]\n");
+      return 2;
+    }
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  const Case cases[] = {
+      {"round_trip_64B", Kind::kRoundTrip, 64, "<= 1.3"},
+      {"round_trip_4KiB", Kind::kRoundTrip, 4 * limits::KiB, "<= 1.3"},
+      {"throughput_64KiB", Kind::kThroughput, 64 * limits::KiB, "<= 1.25 (>= 0.8x)"},
+      {"round_trip_1fd", Kind::kRoundTripFd, 64, "<= 1.3"},
+  };
+  struct Row {
+    std::string name;
+    double moat, baseline, ratio;
+    const char* unit;
+    const char* target;
+  };
+  std::vector<Row> rows;
+  for (const Case& c : cases) {
+    if (!json) std::fprintf(stderr, "moat bench: %s ...\n", c.name);
+    std::vector<double> m, b;
+    for (int r = 0; r < cfg.reps; ++r) {  // interleaved, so drift hits both alike
+      b.push_back(RunOnce(c, cfg, false));
+      m.push_back(RunOnce(c, cfg, true));
+    }
+    Row row{c.name, Median(m), Median(b), 0, "", c.target};
+    if (c.kind == Kind::kThroughput) {
+      row.unit = "MiB/s";
+      row.ratio = row.baseline / row.moat;
+    } else {
+      row.unit = "us";
+      row.ratio = row.moat / row.baseline;
+    }
+    rows.push_back(row);
+  }
+  if (json) {
+    std::printf("{\"cases\":[");
+    for (size_t i = 0; i < rows.size(); ++i) {
+      std::printf("%s{\"name\":\"%s\",\"moat\":%.3f,\"baseline\":%.3f,\"unit\":\"%s\",\"ratio\":%.3f}",
+                  i ? "," : "", rows[i].name.c_str(), rows[i].moat, rows[i].baseline, rows[i].unit,
+                  rows[i].ratio);
+    }
+    std::printf("]}\n");
+    return 0;
+  }
+  std::printf("%-18s %12s %12s %-6s %7s  %s\n", "case", "moat", "raw", "unit", "ratio",
+              "target (ratio)");
+  for (const Row& r : rows) {
+    std::printf("%-18s %12.2f %12.2f %-6s %7.2f  %s\n", r.name.c_str(), r.moat, r.baseline, r.unit,
+                r.ratio, r.target);
+  }
+  std::printf("(medians of %d runs; ratio = moat/raw for times, raw/moat for throughput)\n",
+              cfg.reps);
+  return 0;
+}
+
+}  // namespace
+
+MOAT_COMMAND(bench, "moat Transport vs raw socketpair: round trips, throughput, descriptors",
+             RunBench);
+
+}  // namespace moat::tools
