@@ -1,0 +1,236 @@
+/* The C API used from C, as an embedder would: plain checks, a summary line,
+ * and a non-zero exit status on any failure. */
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/system/moat.h"
+
+static int g_passed = 0;
+static int g_failed = 0;
+
+#define CHECK(cond)                                                        \
+  do {                                                                     \
+    if (cond) {                                                            \
+      ++g_passed;                                                          \
+    } else {                                                               \
+      ++g_failed;                                                          \
+      fprintf(stderr, "%s:%d: CHECK failed: %s (last error: %s)\n", __FILE__, \
+              __LINE__, #cond, MoatGetLastErrorMessage());                 \
+    }                                                                      \
+  } while (0)
+
+#define CHECK_RESULT(expr, expected)                                             \
+  do {                                                                           \
+    MoatResult r_ = (expr);                                                      \
+    if (r_ == (expected)) {                                                      \
+      ++g_passed;                                                                \
+    } else {                                                                     \
+      ++g_failed;                                                                \
+      fprintf(stderr, "%s:%d: %s returned %s, expected %s (last error: %s)\n", \
+              __FILE__, __LINE__, #expr, MoatResultToString(r_),                \
+              MoatResultToString(expected), MoatGetLastErrorMessage());         \
+    }                                                                            \
+  } while (0)
+
+static struct MoatTrapEvent g_events[16];
+static int g_num_events = 0;
+
+static void OnTrapEvent(const struct MoatTrapEvent* event) {
+  if (g_num_events < 16) g_events[g_num_events++] = *event;
+}
+
+static MoatHandleSignals Satisfied(MoatHandle h) {
+  struct MoatHandleSignalsState s;
+  s.struct_size = sizeof(s);
+  if (MoatQueryHandleSignalsState(h, &s) != MOAT_RESULT_OK) return 0;
+  return s.satisfied_signals;
+}
+
+static void TestWriteAndTwoCallRead(void) {
+  MoatHandle a, b;
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &a, &b), MOAT_RESULT_OK);
+  CHECK(a != MOAT_HANDLE_INVALID && b != MOAT_HANDLE_INVALID && a != b);
+
+  uint32_t n = 0, nh = 0, nf = 0;
+  CHECK_RESULT(MoatReadMessage(b, NULL, NULL, &n, NULL, &nh, NULL, &nf), MOAT_RESULT_SHOULD_WAIT);
+  CHECK_RESULT(MoatWriteMessage(a, "hello, moat", 11, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK((Satisfied(b) & MOAT_HANDLE_SIGNAL_READABLE) != 0);
+
+  /* First call: sizes only; the message stays. */
+  n = 0;
+  CHECK_RESULT(MoatReadMessage(b, NULL, NULL, &n, NULL, &nh, NULL, &nf),
+               MOAT_RESULT_RESOURCE_EXHAUSTED);
+  CHECK(n == 11 && nh == 0 && nf == 0);
+  char buf[32] = {0};
+  n = sizeof(buf);
+  CHECK_RESULT(MoatReadMessage(b, NULL, buf, &n, NULL, &nh, NULL, &nf), MOAT_RESULT_OK);
+  CHECK(n == 11 && memcmp(buf, "hello, moat", 11) == 0);
+  CHECK((Satisfied(b) & MOAT_HANDLE_SIGNAL_READABLE) == 0);
+
+  CHECK_RESULT(MoatClose(a), MOAT_RESULT_OK);
+  CHECK((Satisfied(b) & MOAT_HANDLE_SIGNAL_PEER_CLOSED) != 0);
+  CHECK_RESULT(MoatWriteMessage(b, "x", 1, NULL, 0, NULL, 0, NULL),
+               MOAT_RESULT_FAILED_PRECONDITION);
+  CHECK_RESULT(MoatReadMessage(b, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+               MOAT_RESULT_FAILED_PRECONDITION);
+  CHECK_RESULT(MoatClose(b), MOAT_RESULT_OK);
+}
+
+static void TestStaleHandleAndLastError(void) {
+  MoatHandle a, b;
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &a, &b), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(a), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(a), MOAT_RESULT_INVALID_ARGUMENT);
+  CHECK(strstr(MoatGetLastErrorMessage(), "is not valid") != NULL);
+  CHECK_RESULT(MoatWriteMessage(a, "x", 1, NULL, 0, NULL, 0, NULL), MOAT_RESULT_INVALID_ARGUMENT);
+  CHECK_RESULT(MoatClose(MOAT_HANDLE_INVALID), MOAT_RESULT_INVALID_ARGUMENT);
+  CHECK_RESULT(MoatClose(b), MOAT_RESULT_OK);
+  CHECK(strcmp(MoatGetLastErrorMessage(), "") == 0);
+}
+
+static void TestHandlesAndDescriptorsTravel(void) {
+  MoatHandle a, b, c, d;
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &a, &b), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &c, &d), MOAT_RESULT_OK);
+  int p[2];
+  CHECK(pipe2(p, O_CLOEXEC) == 0);
+  int send_fds[1] = {p[1]};
+  MoatHandle send_handles[1] = {c};
+  CHECK_RESULT(MoatWriteMessage(a, "both", 4, send_handles, 1, send_fds, 1, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(c), MOAT_RESULT_INVALID_ARGUMENT); /* it left with the message */
+
+  char buf[8];
+  MoatHandle got_handles[2];
+  int got_fds[2];
+  uint32_t n = sizeof(buf), nh = 0, nf = 0;
+  CHECK_RESULT(MoatReadMessage(b, NULL, buf, &n, got_handles, &nh, got_fds, &nf),
+               MOAT_RESULT_RESOURCE_EXHAUSTED);
+  CHECK(n == 4 && nh == 1 && nf == 1);
+  n = sizeof(buf);
+  nh = 2;
+  nf = 2;
+  CHECK_RESULT(MoatReadMessage(b, NULL, buf, &n, got_handles, &nh, got_fds, &nf), MOAT_RESULT_OK);
+  CHECK(nh == 1 && nf == 1);
+  CHECK(write(got_fds[0], "z", 1) == 1);
+  char z = 0;
+  CHECK(read(p[0], &z, 1) == 1 && z == 'z');
+  close(got_fds[0]);
+  close(p[0]);
+
+  CHECK_RESULT(MoatWriteMessage(d, "to moved", 8, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  n = sizeof(buf);
+  CHECK_RESULT(MoatReadMessage(got_handles[0], NULL, buf, &n, NULL, NULL, NULL, NULL),
+               MOAT_RESULT_OK);
+  CHECK(n == 8 && memcmp(buf, "to moved", 8) == 0);
+
+  /* Attaching the writer itself is refused and nothing is consumed. */
+  MoatHandle self[1] = {a};
+  CHECK_RESULT(MoatWriteMessage(a, NULL, 0, self, 1, NULL, 0, NULL), MOAT_RESULT_INVALID_ARGUMENT);
+  CHECK_RESULT(MoatClose(a), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(b), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(got_handles[0]), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(d), MOAT_RESULT_OK);
+}
+
+static void TestQuotas(void) {
+  MoatHandle a, b;
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &a, &b), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatSetQuota(b, 7, 1, NULL), MOAT_RESULT_INVALID_ARGUMENT);
+  CHECK_RESULT(MoatSetQuota(b, MOAT_QUOTA_TYPE_RECEIVE_QUEUE_LENGTH, 0, NULL),
+               MOAT_RESULT_INVALID_ARGUMENT);
+  CHECK_RESULT(MoatSetQuota(b, MOAT_QUOTA_TYPE_RECEIVE_QUEUE_LENGTH, 1, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatWriteMessage(a, "1", 1, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK((Satisfied(b) & MOAT_HANDLE_SIGNAL_QUOTA_EXCEEDED) == 0);
+  CHECK_RESULT(MoatWriteMessage(a, "2", 1, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK((Satisfied(b) & MOAT_HANDLE_SIGNAL_QUOTA_EXCEEDED) != 0);
+  uint64_t limit = 0, usage = 0;
+  CHECK_RESULT(MoatQueryQuota(b, MOAT_QUOTA_TYPE_RECEIVE_QUEUE_LENGTH, NULL, &limit, &usage),
+               MOAT_RESULT_OK);
+  CHECK(limit == 1 && usage == 2);
+  CHECK_RESULT(MoatSetQuota(b, MOAT_QUOTA_TYPE_RECEIVE_QUEUE_LENGTH, MOAT_QUOTA_LIMIT_NONE, NULL),
+               MOAT_RESULT_OK);
+  CHECK((Satisfied(b) & MOAT_HANDLE_SIGNAL_QUOTA_EXCEEDED) == 0);
+  CHECK_RESULT(MoatClose(a), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(b), MOAT_RESULT_OK);
+}
+
+static void TestTraps(void) {
+  MoatHandle a, b, trap;
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &a, &b), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatCreateTrap(OnTrapEvent, NULL, &trap), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatArmTrap(trap, NULL, NULL, NULL), MOAT_RESULT_NOT_FOUND);
+  CHECK_RESULT(MoatAddTrigger(trap, b, MOAT_HANDLE_SIGNAL_READABLE,
+                              MOAT_TRIGGER_CONDITION_SIGNALS_SATISFIED, 42, NULL),
+               MOAT_RESULT_OK);
+  CHECK_RESULT(MoatAddTrigger(trap, b, MOAT_HANDLE_SIGNAL_READABLE, 5, 43, NULL),
+               MOAT_RESULT_INVALID_ARGUMENT);
+  CHECK_RESULT(MoatArmTrap(trap, NULL, NULL, NULL), MOAT_RESULT_OK);
+  g_num_events = 0;
+  CHECK_RESULT(MoatWriteMessage(a, "ping", 4, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK(g_num_events == 1);
+  CHECK(g_events[0].trigger_context == 42 && g_events[0].result == MOAT_RESULT_OK);
+  CHECK((g_events[0].signals_state.satisfied_signals & MOAT_HANDLE_SIGNAL_READABLE) != 0);
+  /* Disarmed after firing: a second message is not delivered as an event. */
+  CHECK_RESULT(MoatWriteMessage(a, "pong", 4, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK(g_num_events == 1);
+
+  /* Already satisfied: arming answers with the blocking events. */
+  struct MoatTrapEvent blocking[2];
+  blocking[0].struct_size = sizeof(blocking[0]);
+  blocking[1].struct_size = sizeof(blocking[1]);
+  uint32_t num = 2;
+  CHECK_RESULT(MoatArmTrap(trap, NULL, &num, blocking), MOAT_RESULT_FAILED_PRECONDITION);
+  CHECK(num == 1 && blocking[0].trigger_context == 42 && blocking[0].result == MOAT_RESULT_OK);
+
+  /* Closing the watched handle cancels the trigger. */
+  g_num_events = 0;
+  CHECK_RESULT(MoatClose(b), MOAT_RESULT_OK);
+  CHECK(g_num_events == 1 && g_events[0].result == MOAT_RESULT_CANCELLED);
+  CHECK_RESULT(MoatRemoveTrigger(trap, 42, NULL), MOAT_RESULT_NOT_FOUND);
+  CHECK_RESULT(MoatClose(trap), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(a), MOAT_RESULT_OK);
+}
+
+static void TestFuse(void) {
+  MoatHandle a, b, c, d;
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &a, &b), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &c, &d), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatFuseMessagePipes(a, b, NULL), MOAT_RESULT_FAILED_PRECONDITION);
+  CHECK_RESULT(MoatFuseMessagePipes(b, c, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatWriteMessage(a, "fused", 5, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  char buf[8];
+  uint32_t n = sizeof(buf);
+  CHECK_RESULT(MoatReadMessage(d, NULL, buf, &n, NULL, NULL, NULL, NULL), MOAT_RESULT_OK);
+  CHECK(n == 5 && memcmp(buf, "fused", 5) == 0);
+  CHECK_RESULT(MoatClose(a), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(d), MOAT_RESULT_OK);
+}
+
+static void TestOptionsForwardCompatibility(void) {
+  MoatHandle a, b;
+  struct MoatCreateMessagePipeOptions bad_size = {4, 0};
+  CHECK_RESULT(MoatCreateMessagePipe(&bad_size, &a, &b), MOAT_RESULT_INVALID_ARGUMENT);
+  struct MoatCreateMessagePipeOptions unknown_flag = {sizeof(unknown_flag), 1};
+  CHECK_RESULT(MoatCreateMessagePipe(&unknown_flag, &a, &b), MOAT_RESULT_UNIMPLEMENTED);
+  struct MoatCreateMessagePipeOptions ok = {sizeof(ok), 0};
+  CHECK_RESULT(MoatCreateMessagePipe(&ok, &a, &b), MOAT_RESULT_OK);
+  struct MoatHandleSignalsState small;
+  small.struct_size = 4;
+  CHECK_RESULT(MoatQueryHandleSignalsState(a, &small), MOAT_RESULT_INVALID_ARGUMENT);
+  CHECK_RESULT(MoatClose(a), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(b), MOAT_RESULT_OK);
+}
+
+int main(void) {
+  TestWriteAndTwoCallRead();
+  TestStaleHandleAndLastError();
+  TestHandlesAndDescriptorsTravel();
+  TestQuotas();
+  TestTraps();
+  TestFuse();
+  TestOptionsForwardCompatibility();
+  printf("%d passed, %d failed\n", g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}
