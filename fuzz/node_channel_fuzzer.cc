@@ -6,14 +6,20 @@
 // smuggle state); whatever it rejects is rejected with a field path or a
 // rule naming what broke.
 //
+// An accepted event envelope without descriptors also has its body decoded
+// as a ports event (DecodeEventBytes): never a crash, and an accepted event
+// re-encodes to exactly the body.
+//
 // The first choice (taken from the END of the input, see moat::fuzz::Input)
 // is the number of descriptors that "arrived" with the message.
+#include <algorithm>
 #include <cstring>
 
+#include "core/node/internal/event_bytes.h"
 #include "core/node/node_channel.h"
 #include "fuzz/fuzz_harness.h"
 
-MOAT_FUZZ_COVERS("node_channel_message")
+MOAT_FUZZ_COVERS("node_channel_message", "node_event")
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   moat::fuzz::Input in(data, size);
@@ -33,5 +39,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                   "body is not the tail of the payload");
   std::vector<uint8_t> again = moat::node::EncodeNodeChannelMessage(m->header, m->body);
   MOAT_FUZZ_CHECK(again == bytes, "accepted message does not re-encode identically");
+  if (m->header.type == moat::node::NodeChannelMessageType::kEvent && num_fds == 0) {
+    std::vector<moat::UniqueFd> fds;
+    auto event = moat::node::DecodeEventBytes(m->body, fds);
+    if (!event.ok()) {
+      MOAT_FUZZ_CHECK(!event.error().reason().empty(), "an event rejection must say why");
+      return 0;
+    }
+    std::vector<uint8_t> body;
+    std::vector<moat::UniqueFd> out_fds;
+    MOAT_FUZZ_CHECK(moat::node::EventBytesSize(**event) == m->body.size(), "size mismatch");
+    moat::node::AppendEventBytes(**event, &body, &out_fds);
+    MOAT_FUZZ_CHECK(std::equal(body.begin(), body.end(), m->body.begin(), m->body.end()),
+                    "accepted event does not re-encode identically");
+  }
   return 0;
 }

@@ -4,7 +4,6 @@
 
 #include "core/check.h"
 #include "core/codec/decoder.h"
-#include "core/codec/encoder.h"
 #include "limits/limits.h"
 
 namespace moat::node {
@@ -74,27 +73,36 @@ std::string_view NodeChannelMessageTypeName(NodeChannelMessageType type) {
   return "unknown";
 }
 
-std::vector<uint8_t> EncodeNodeChannelMessage(const NodeChannelHeader& h,
-                                              std::span<const uint8_t> body) {
+std::vector<uint8_t> BeginNodeChannelMessage(const NodeChannelHeader& h, size_t body_size) {
   MOAT_ASSERT(IsDeclared(static_cast<uint8_t>(h.type)), "undeclared node channel type ",
               +static_cast<uint8_t>(h.type));
-  Status rules = CheckRules(h, body.size(), h.fd_count);
+  Status rules = CheckRules(h, body_size, h.fd_count);
   MOAT_ASSERT(rules.ok(), "encoding an invalid node channel message: ",
               rules.ok() ? std::string() : rules.error().ToString());
-  MOAT_ASSERT(body.size() <= limits::MAX_MESSAGE_PAYLOAD_SIZE - kNodeChannelHeaderSize,
-              "node channel body of ", body.size(), " bytes exceeds the payload limit");
-  Encoder e;
-  e.WriteU8(static_cast<uint8_t>(h.type));
-  e.WriteU64(h.sender.hi);
-  e.WriteU64(h.sender.lo);
-  e.WriteU64(h.target.hi);
-  e.WriteU64(h.target.lo);
-  e.WriteU64(h.subject_hi);
-  e.WriteU64(h.subject_lo);
-  e.WriteU32(h.fd_count);
-  e.WriteU32(static_cast<uint32_t>(body.size()));
-  e.WriteRaw(body);
-  return e.TakeBytes();
+  MOAT_ASSERT(body_size <= limits::MAX_MESSAGE_PAYLOAD_SIZE - kNodeChannelHeaderSize,
+              "node channel body of ", body_size, " bytes exceeds the payload limit");
+  std::vector<uint8_t> out;
+  out.reserve(kNodeChannelHeaderSize + body_size);
+  auto put = [&out](uint64_t v, size_t n) {
+    for (size_t i = 0; i < n; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  };
+  put(static_cast<uint8_t>(h.type), 1);
+  put(h.sender.hi, 8);
+  put(h.sender.lo, 8);
+  put(h.target.hi, 8);
+  put(h.target.lo, 8);
+  put(h.subject_hi, 8);
+  put(h.subject_lo, 8);
+  put(h.fd_count, 4);
+  put(body_size, 4);
+  return out;
+}
+
+std::vector<uint8_t> EncodeNodeChannelMessage(const NodeChannelHeader& h,
+                                              std::span<const uint8_t> body) {
+  std::vector<uint8_t> out = BeginNodeChannelMessage(h, body.size());
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
 }
 
 MOAT_DECODER(node_channel_message)

@@ -82,6 +82,11 @@ struct NodeChannelMessage {
 std::vector<uint8_t> EncodeNodeChannelMessage(const NodeChannelHeader& header,
                                               std::span<const uint8_t> body = {});
 
+// The same, for a body the caller appends itself (exactly `body_size` bytes)
+// to the returned buffer, whose capacity already fits it: large event bodies
+// are then written once, in place.
+std::vector<uint8_t> BeginNodeChannelMessage(const NodeChannelHeader& header, size_t body_size);
+
 // Decodes one envelope from a transport message carrying `num_fds`
 // descriptors. Rules: declared type; sender and target valid and distinct;
 // fd_count == num_fds; kEvent: non-empty body, zero subject; the other

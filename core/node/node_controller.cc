@@ -1,0 +1,594 @@
+#include "core/node/node_controller.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "core/check.h"
+#include "core/node/internal/event_bytes.h"
+
+extern char** environ;
+
+namespace moat::node {
+
+// One transport to another node.
+class NodeController::Channel {
+ public:
+  // Handshake state. Child side: kAwaitingHello -> kReady (on the broker's
+  // hello). Broker side: kAwaitingHelloReply -> kReady (on the child's reply).
+  // Only the channel's IO thread changes it after construction.
+  enum class State { kAwaitingHello, kAwaitingHelloReply, kReady };
+
+  Channel(const ports::NodeName& peer, State state) : peer(peer), state(state) {}
+
+  // Broker side: the name given to the child. Child side: set (on the IO
+  // thread) from the hello; read only there.
+  ports::NodeName peer;
+  std::atomic<State> state;
+  // Broker side: the port the child merges its bootstrap pipe with.
+  ports::PortName bootstrap_port;
+  // Set once the connection is being dropped: later messages are ignored.
+  std::atomic<bool> closed{false};
+
+  // Publishes the transport (or its absence) to callers waiting in transport().
+  void SetTransport(std::unique_ptr<transport::Transport> t) ABSL_LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    transport_ = std::move(t);
+    transport_set_ = true;
+    cv_.SignalAll();
+  }
+
+  // The transport; waits until SetTransport ran (a message can arrive on the
+  // IO thread before CreateTransport has returned to us). Null if it failed.
+  // The pointer stays valid while the caller holds a reference to the channel
+  // or runs on its IO thread.
+  transport::Transport* transport() ABSL_LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    while (!transport_set_) cv_.Wait(&mu_);
+    return transport_.get();
+  }
+
+  Status Send(std::span<const uint8_t> payload, std::vector<UniqueFd> fds = {}) {
+    transport::Transport* t = transport();
+    if (t == nullptr) return Error(ErrorCode::kClosed, "node channel has no transport");
+    return t->Send(payload, std::move(fds));
+  }
+  Status Send(std::vector<uint8_t>&& payload, std::vector<UniqueFd> fds = {}) {
+    transport::Transport* t = transport();
+    if (t == nullptr) return Error(ErrorCode::kClosed, "node channel has no transport");
+    return t->Send(std::move(payload), std::move(fds));
+  }
+
+ private:
+  // Lock order: leaf.
+  Mutex mu_;
+  CondVar cv_;
+  std::unique_ptr<transport::Transport> transport_ ABSL_GUARDED_BY(mu_);
+  bool transport_set_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// The system Core of this node, reporting bad buffered events to us.
+class NodeController::NodeCore : public system::Core {
+ public:
+  NodeCore(NodeController* controller, const ports::NodeName& name)
+      : system::Core(
+            [controller](const ports::NodeName& node, std::unique_ptr<ports::Event> event) {
+              controller->ForwardEvent(node, std::move(event));
+            },
+            name),
+        controller_(controller) {}
+
+  void BadEventFrom(const ports::NodeName& node, const Error& error) override {
+    controller_->BadEventFrom(node, error);
+  }
+
+ private:
+  NodeController* const controller_;
+};
+
+void NodeController::ChannelDeleter::operator()(Channel* channel) const {
+  // Never destroy a transport here: this may be its own IO thread.
+  MutexLock lock(&controller->reaper_mu_);
+  controller->graveyard_.push_back(channel);
+  controller->reaper_cv_.Signal();
+}
+
+NodeController::NodeController(bool is_broker, NodeControllerOptions options)
+    : is_broker_(is_broker), options_(std::move(options)) {
+  reaper_ = std::thread([this] { ReaperMain(); });
+}
+
+NodeController::~NodeController() {
+  std::vector<ChannelPtr> channels;
+  {
+    MutexLock lock(&mu_);
+    shutting_down_ = true;
+    for (auto& [name, channel] : channels_) channels.push_back(std::move(channel));
+    channels_.clear();
+    if (broker_channel_) channels.push_back(std::move(broker_channel_));
+    handshake_cv_.SignalAll();
+  }
+  for (ChannelPtr& c : channels) c->closed = true;
+  channels.clear();  // to the reaper
+  {
+    MutexLock lock(&reaper_mu_);
+    reaper_stop_ = true;
+    reaper_cv_.Signal();
+  }
+  reaper_.join();
+  // Every transport is gone: nothing calls into the Core any more except its
+  // own teardown (whose events ForwardEvent now drops).
+  core_.reset();
+}
+
+void NodeController::ReaperMain() {
+  reaper_mu_.Lock();
+  for (;;) {
+    while (!graveyard_.empty()) {
+      Channel* channel = graveyard_.front();
+      graveyard_.pop_front();
+      reaper_mu_.Unlock();
+      delete channel;  // joins the transport's IO thread
+      reaper_mu_.Lock();
+      --live_channels_;
+    }
+    if (reaper_stop_ && live_channels_ == 0) break;
+    reaper_cv_.Wait(&reaper_mu_);
+  }
+  reaper_mu_.Unlock();
+}
+
+std::unique_ptr<NodeController> NodeController::CreateBroker(NodeControllerOptions options) {
+  std::unique_ptr<NodeController> c(new NodeController(/*is_broker=*/true, std::move(options)));
+  c->name_ = ports::NodeName::Random();
+  c->core_ = std::make_unique<NodeCore>(c.get(), c->name_);
+  return c;
+}
+
+Result<NodeController::ChannelPtr> NodeController::NewChannel(const ports::NodeName& peer) {
+  {
+    MutexLock lock(&reaper_mu_);
+    ++live_channels_;
+  }
+  const Channel::State state =
+      is_broker_ ? Channel::State::kAwaitingHelloReply : Channel::State::kAwaitingHello;
+  return ChannelPtr(new Channel(peer, state), ChannelDeleter{this});
+}
+
+transport::TransportOptions NodeController::TransportOptionsFor(Channel* channel) {
+  transport::TransportOptions o;
+  o.limits = options_.limits;
+  // The raw pointer is safe: the channel owns the transport, whose
+  // destruction joins the IO thread these run on.
+  o.on_message = [this, channel](transport::MessageView& m) { OnMessage(channel, m); };
+  o.on_disconnect = [this, channel](const Error& e) { OnDisconnect(channel, e); };
+  return o;
+}
+
+Result<std::unique_ptr<NodeController>> NodeController::ConnectToBroker(
+    UniqueFd socket, std::chrono::nanoseconds timeout, NodeControllerOptions options) {
+  std::unique_ptr<NodeController> c(new NodeController(/*is_broker=*/false, std::move(options)));
+  MOAT_ASSIGN_OR_RETURN(ChannelPtr channel, c->NewChannel(ports::kInvalidNodeName));
+  {
+    MutexLock lock(&c->mu_);
+    c->broker_channel_ = channel;
+  }
+  auto t = transport::TransportHandle(std::move(socket))
+               .CreateTransport(c->TransportOptionsFor(channel.get()));
+  if (!t.ok()) {
+    channel->SetTransport(nullptr);
+    return std::move(t).error();
+  }
+  channel->SetTransport(std::move(*t));
+  channel.reset();
+
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  MutexLock lock(&c->mu_);
+  while (!c->handshake_done_ && !c->handshake_error_.has_value()) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      return Error(ErrorCode::kShouldWait, "no hello from the broker within the timeout");
+    }
+    c->handshake_cv_.WaitFor(&c->mu_, deadline - now);
+  }
+  if (c->handshake_error_.has_value()) return *c->handshake_error_;
+  return c;
+}
+
+Result<Invitation> NodeController::InviteChild() {
+  MOAT_ASSERT(is_broker_, "InviteChild on a child node");
+  ports::NodeName child;
+  do {
+    child = ports::NodeName::Random();
+  } while (child == name_);  // channels_ collisions: 2^-128, checked below anyway
+  MOAT_ASSIGN_OR_RETURN(ChannelPtr channel, NewChannel(child));
+  auto pair = transport::Transport::CreatePaired(TransportOptionsFor(channel.get()));
+  if (!pair.ok()) {
+    channel->SetTransport(nullptr);
+    return std::move(pair).error();
+  }
+  channel->SetTransport(std::move(pair->transport));
+
+  MOAT_ASSIGN_OR_RETURN(auto pipe, core_->CreateMessagePipe());
+  auto port = core_->ReleaseForRemoteMerge(pipe.second);
+  if (!port.ok()) {
+    (void)core_->Close(pipe.first);
+    return std::move(port).error();
+  }
+  channel->bootstrap_port = *port;
+  {
+    MutexLock lock(&mu_);
+    MOAT_ASSERT(!channels_.contains(child), "node name collision");
+    channels_[child] = channel;
+  }
+  NodeChannelHeader hello;
+  hello.type = NodeChannelMessageType::kHello;
+  hello.sender = name_;
+  hello.target = child;
+  hello.subject_hi = port->hi;
+  hello.subject_lo = port->lo;
+  Status sent = channel->Send(EncodeNodeChannelMessage(hello));
+  auto socket = std::move(pair->handle).TakeSocketForSending();
+  if (!sent.ok() || !socket.ok()) {
+    Error why = !sent.ok() ? sent.error() : socket.error();
+    DropChannel(channel.get(), why);
+    (void)core_->Close(pipe.first);
+    return why;
+  }
+  return Invitation{std::move(*socket), child, pipe.first};
+}
+
+Result<LaunchedChild> NodeController::LaunchChild(const std::string& path,
+                                                  const std::vector<std::string>& args) {
+  MOAT_ASSIGN_OR_RETURN(Invitation inv, InviteChild());
+  auto pid = LaunchChildProcess(path, args, std::move(inv.child_socket));
+  if (!pid.ok()) {
+    DisconnectNode(inv.child_name, pid.error());
+    (void)core_->Close(inv.bootstrap);
+    return std::move(pid).error();
+  }
+  return LaunchedChild{*pid, inv.child_name, inv.bootstrap};
+}
+
+std::vector<ports::NodeName> NodeController::ConnectedNodes() const {
+  MutexLock lock(&mu_);
+  std::vector<ports::NodeName> out;
+  for (const auto& [name, channel] : channels_) {
+    if (channel->state == Channel::State::kReady) out.push_back(name);
+  }
+  if (broker_channel_ && handshake_done_) out.push_back(broker_name_);
+  return out;
+}
+
+void NodeController::OnMessage(Channel* channel, transport::MessageView& message) {
+  if (channel->closed) return;  // being dropped; the transport closes the fds
+  Status s = HandleMessage(channel, message);
+  if (!s.ok()) DropChannel(channel, s.error());
+}
+
+void NodeController::OnDisconnect(Channel* channel, const Error& error) {
+  DropChannel(channel, error);
+}
+
+Status NodeController::HandleMessage(Channel* channel, transport::MessageView& raw) {
+  MOAT_ASSIGN_OR_RETURN(NodeChannelMessage message,
+                        DecodeNodeChannelMessage(raw.payload, raw.fds.size()));
+  if (channel->state == Channel::State::kAwaitingHello) return HandleHello(channel, message);
+  if (is_broker_) return HandleAsBroker(channel, message, raw);
+  return HandleAsChild(channel, message, raw.fds);
+}
+
+Status NodeController::HandleHello(Channel* channel, const NodeChannelMessage& message) {
+  const NodeChannelHeader& h = message.header;
+  // Attack: a peer skipping the handshake, e.g. events before this node has a name.
+  MOAT_REQUIRE(h.type == NodeChannelMessageType::kHello, ErrorCode::kProtocolViolation,
+               "expected hello as the broker's first message, got ",
+               NodeChannelMessageTypeName(h.type));
+  name_ = h.target;
+  broker_name_ = h.sender;
+  channel->peer = h.sender;
+  core_ = std::make_unique<NodeCore>(this, name_);
+  MOAT_ASSIGN_OR_RETURN(auto pipe, core_->CreateMessagePipe());
+  channel->state = Channel::State::kReady;
+
+  NodeChannelHeader reply;
+  reply.type = NodeChannelMessageType::kHelloReply;
+  reply.sender = name_;
+  reply.target = broker_name_;
+  // The reply goes out before the merge's events: the broker accepts events
+  // only from a child that has answered.
+  MOAT_TRY(channel->Send(EncodeNodeChannelMessage(reply)));
+  MOAT_TRY(core_->MergeWithRemotePort(pipe.second, broker_name_, h.subject_port()));
+  bootstrap_ = pipe.first;
+  MutexLock lock(&mu_);
+  handshake_done_ = true;
+  handshake_cv_.SignalAll();
+  return OkStatus();
+}
+
+Status NodeController::HandleAsBroker(Channel* channel, const NodeChannelMessage& message,
+                                      transport::MessageView& raw) {
+  const NodeChannelHeader& h = message.header;
+  if (channel->state == Channel::State::kAwaitingHelloReply) {
+    // Attack: a child that skips the handshake and starts sending events.
+    MOAT_REQUIRE(h.type == NodeChannelMessageType::kHelloReply, ErrorCode::kProtocolViolation,
+                 "expected hello_reply as the child's first message, got ",
+                 NodeChannelMessageTypeName(h.type));
+    // Attack: a child claiming a name other than the one it was given (e.g.
+    // another child's, to receive or inject that child's events).
+    MOAT_REQUIRE(h.sender == channel->peer, ErrorCode::kProtocolViolation,
+                 "hello_reply from node ", h.sender.ToString(), " but this connection's node is ",
+                 channel->peer.ToString());
+    // Attack: a reply addressed elsewhere (confusing routing of the handshake).
+    MOAT_REQUIRE(h.target == name_, ErrorCode::kProtocolViolation, "hello_reply addressed to ",
+                 h.target.ToString(), ", not to this broker");
+    channel->state = Channel::State::kReady;
+    return OkStatus();
+  }
+  // Attack: a child sending broker-only messages (names, loss reports) or
+  // repeating the handshake to rename itself.
+  MOAT_REQUIRE(h.type == NodeChannelMessageType::kEvent, ErrorCode::kProtocolViolation,
+               "a child may send only events after the handshake, got ",
+               NodeChannelMessageTypeName(h.type));
+  // Attack: a child forging another node's name to inject events into pipes
+  // it is not part of.
+  MOAT_REQUIRE(h.sender == channel->peer, ErrorCode::kProtocolViolation, "event from node ",
+               h.sender.ToString(), " on the connection of node ", channel->peer.ToString(),
+               " (forged sender)");
+  if (h.target == name_) return AcceptEventBytes(h.sender, message.body, raw.fds);
+
+  // Relay to another child, unchanged: that child checks the event itself.
+  ChannelPtr destination;
+  {
+    MutexLock lock(&mu_);
+    auto it = channels_.find(h.target);
+    if (it != channels_.end()) destination = it->second;
+  }
+  // No such node: it is gone (a normal race with its loss, reported to
+  // everyone by kNodeLost) or never was; the event is dropped like one for a
+  // closed port, and its descriptors are closed.
+  if (!destination || destination->closed) return OkStatus();
+  // A failed send shows up as that transport's own disconnect.
+  (void)destination->Send(raw.payload, std::move(raw.fds));
+  return OkStatus();
+}
+
+Status NodeController::HandleAsChild(Channel* channel, const NodeChannelMessage& message,
+                                     std::vector<UniqueFd>& fds) {
+  const NodeChannelHeader& h = message.header;
+  // Attack: messages for another node (misrouting into this node's ports).
+  MOAT_REQUIRE(h.target == name_, ErrorCode::kProtocolViolation, "message for node ",
+               h.target.ToString(), " arrived at node ", name_.ToString());
+  switch (h.type) {
+    case NodeChannelMessageType::kEvent: {
+      if (h.sender == broker_name_) return AcceptEventBytes(h.sender, message.body, fds);
+      // Relayed from another child. A bad event there is that child's fault:
+      // drop every pipe to it, keep the broker.
+      {
+        MutexLock lock(&mu_);
+        remote_nodes_[h.sender] = true;
+      }
+      Status s = AcceptEventBytes(h.sender, message.body, fds);
+      if (!s.ok()) LoseRemoteNode(h.sender, s.error());
+      return OkStatus();
+    }
+    case NodeChannelMessageType::kNodeLost: {
+      // Attack: (unreachable with the rules above: only the broker is
+      // connected) a loss report about this node or its broker.
+      MOAT_REQUIRE(h.subject_node() != name_ && h.subject_node() != broker_name_,
+                   ErrorCode::kProtocolViolation, "node_lost names node ",
+                   h.subject_node().ToString(), " (this node or the broker)");
+      LoseRemoteNode(h.subject_node(),
+                     Error(ErrorCode::kPeerClosed, moat::internal::Concat("the broker reports node ",
+                                                                    h.subject_node().ToString(),
+                                                                    " lost")));
+      return OkStatus();
+    }
+    case NodeChannelMessageType::kHello:
+    case NodeChannelMessageType::kHelloReply:
+      break;
+  }
+  // Attack: a second hello renaming this node mid-connection.
+  return Error(ErrorCode::kProtocolViolation,
+               moat::internal::Concat("unexpected ", NodeChannelMessageTypeName(h.type),
+                                " after the handshake"));
+}
+
+Status NodeController::AcceptEventBytes(const ports::NodeName& from,
+                                        std::span<const uint8_t> body,
+                                        std::vector<UniqueFd>& fds) {
+  auto event = DecodeEventBytes(body, fds);
+  if (!event.ok()) return std::move(event).error().WithField("NodeChannelMessage.body");
+  return core_->node().AcceptEvent(from, std::move(*event));
+}
+
+void NodeController::ForwardEvent(const ports::NodeName& node,
+                                  std::unique_ptr<ports::Event> event) {
+  ChannelPtr channel;
+  {
+    MutexLock lock(&mu_);
+    if (shutting_down_) return;
+    if (is_broker_) {
+      auto it = channels_.find(node);
+      if (it != channels_.end()) channel = it->second;
+    } else {
+      channel = broker_channel_;
+      if (node != broker_name_) remote_nodes_[node] = true;
+    }
+  }
+  // Unknown or lost node: drop the event (its descriptors close with it); the
+  // pipes that depended on that node were or will be closed by
+  // LostConnectionToNode.
+  if (!channel || channel->closed) return;
+  NodeChannelHeader h;
+  h.type = NodeChannelMessageType::kEvent;
+  h.sender = name_;
+  h.target = node;
+  if (event->type() == ports::EventType::kUserMessage) {
+    h.fd_count = static_cast<uint32_t>(
+        static_cast<const ports::UserMessageEvent&>(*event).message->fds.size());
+  }
+  // Header and event are written into one buffer, once.
+  std::vector<uint8_t> wire = BeginNodeChannelMessage(h, EventBytesSize(*event));
+  std::vector<UniqueFd> fds;
+  AppendEventBytes(*event, &wire, &fds);
+  // A failed send shows up as the transport's own disconnect.
+  (void)channel->Send(std::move(wire), std::move(fds));
+}
+
+void NodeController::BadEventFrom(const ports::NodeName& node, const Error& error) {
+  DisconnectNode(node, error);
+}
+
+void NodeController::DisconnectNode(const ports::NodeName& node, const Error& why) {
+  ChannelPtr channel;
+  {
+    MutexLock lock(&mu_);
+    if (is_broker_) {
+      auto it = channels_.find(node);
+      if (it != channels_.end()) channel = it->second;
+    } else if (node == broker_name_) {
+      channel = broker_channel_;
+    }
+  }
+  if (channel) {
+    DropChannel(channel.get(), why);
+  } else if (!is_broker_) {
+    LoseRemoteNode(node, why);
+  }
+}
+
+void NodeController::DropChannel(Channel* channel, const Error& why) {
+  if (channel->closed.exchange(true)) return;
+  ChannelPtr self;  // released at the end: to the reaper
+  std::vector<ChannelPtr> others;
+  std::vector<ports::NodeName> remote;
+  bool shutting_down;
+  {
+    MutexLock lock(&mu_);
+    shutting_down = shutting_down_;
+    if (is_broker_) {
+      auto it = channels_.find(channel->peer);
+      if (it != channels_.end() && it->second.get() == channel) {
+        self = std::move(it->second);
+        channels_.erase(it);
+      }
+      for (const auto& [name, other] : channels_) others.push_back(other);
+    } else {
+      if (broker_channel_.get() == channel) self = std::move(broker_channel_);
+      for (const auto& [name, unused] : remote_nodes_) remote.push_back(name);
+      remote_nodes_.clear();
+      if (!handshake_done_) {
+        handshake_error_ = why;
+        handshake_cv_.SignalAll();
+      }
+    }
+  }
+  if (shutting_down || !core_ || !channel->peer.is_valid()) return;
+  const ports::NodeName peer = channel->peer;
+  ports::Node& node = core_->node();
+  node.LostConnectionToNode(peer);
+  if (is_broker_) {
+    // A child that never merged its bootstrap pipe leaves our end waiting:
+    // close the port it should have merged with so our end sees peer-closed.
+    ports::PortRef port;
+    if (channel->bootstrap_port.is_valid() && node.GetPort(channel->bootstrap_port, &port).ok()) {
+      (void)node.ClosePort(port);
+    }
+    NodeChannelHeader lost;
+    lost.type = NodeChannelMessageType::kNodeLost;
+    lost.sender = name_;
+    lost.subject_hi = peer.hi;
+    lost.subject_lo = peer.lo;
+    for (const ChannelPtr& other : others) {
+      if (other->closed) continue;
+      lost.target = other->peer;
+      (void)other->Send(EncodeNodeChannelMessage(lost));
+    }
+  } else {
+    for (const ports::NodeName& r : remote) node.LostConnectionToNode(r);
+  }
+  if (options_.on_node_lost) options_.on_node_lost(peer, why);
+}
+
+void NodeController::LoseRemoteNode(const ports::NodeName& node, const Error& why) {
+  {
+    MutexLock lock(&mu_);
+    if (shutting_down_) return;
+    remote_nodes_.erase(node);
+  }
+  core_->node().LostConnectionToNode(node);
+  if (options_.on_node_lost) options_.on_node_lost(node, why);
+}
+
+// ---------------------------------------------------------------------------
+// Processes.
+
+Result<pid_t> LaunchChildProcess(const std::string& path, const std::vector<std::string>& args,
+                                 UniqueFd socket) {
+  MOAT_ASSERT(socket.valid(), "LaunchChildProcess without a socket");
+  // Everything the child needs is built before fork(): between fork and exec
+  // only async-signal-safe calls are allowed (this process has threads).
+  std::vector<std::string> argv_storage;
+  argv_storage.push_back(path);
+  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+  std::vector<std::string> env_storage;
+  const std::string prefix = std::string(kBrokerSocketEnvVar) + "=";
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    if (std::strncmp(*e, prefix.c_str(), prefix.size()) != 0) env_storage.emplace_back(*e);
+  }
+  env_storage.push_back(prefix + std::to_string(socket.get()));
+  std::vector<char*> argv, envp;
+  for (std::string& s : argv_storage) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  for (std::string& s : env_storage) envp.push_back(s.data());
+  envp.push_back(nullptr);
+
+  const int fd = socket.get();
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    return Error(ErrorCode::kIo, moat::internal::Concat("fork: ", std::strerror(errno)));
+  }
+  if (pid == 0) {
+    // The one descriptor the child inherits.
+    if (::fcntl(fd, F_SETFD, 0) != 0) ::_exit(126);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(127);
+  }
+  return pid;  // our copy of the child's socket closes here
+}
+
+Result<UniqueFd> TakeBrokerSocketFromEnvironment() {
+  const char* value = std::getenv(kBrokerSocketEnvVar);
+  MOAT_REQUIRE(value != nullptr, ErrorCode::kNotFound, kBrokerSocketEnvVar, " is not set");
+  char* end = nullptr;
+  errno = 0;
+  const long n = std::strtol(value, &end, 10);
+  // Attack (local misuse): a malformed variable naming some other descriptor.
+  MOAT_REQUIRE(errno == 0 && end != value && *end == '\0' && n >= 0 && n <= INT32_MAX,
+               ErrorCode::kInvalidArgument, kBrokerSocketEnvVar, "=", value,
+               " is not a descriptor number");
+  const int fd = static_cast<int>(n);
+  struct stat st {};
+  // Attack (local misuse): the number names a file, not the broker socket.
+  MOAT_REQUIRE(::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode), ErrorCode::kInvalidArgument,
+               kBrokerSocketEnvVar, "=", fd, " is not an open socket");
+  int type = 0;
+  socklen_t len = sizeof(type);
+  // Attack (local misuse): a datagram socket would break the stream framing.
+  MOAT_REQUIRE(::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM,
+               ErrorCode::kInvalidArgument, kBrokerSocketEnvVar, "=", fd,
+               " is not a stream socket");
+  UniqueFd socket(fd);
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+  ::unsetenv(kBrokerSocketEnvVar);
+  return socket;
+}
+
+}  // namespace moat::node

@@ -1,0 +1,217 @@
+// NodeController: one process's ports node, connected to the nodes of other
+// processes over moat Transports (R24). moat's NodeController (Mojo).
+//
+// Topology: a broker and its children. The broker holds one transport per
+// child; a child holds one transport, to the broker. Events between two
+// children travel through the broker, which relays them unchanged after
+// checking that the sending child speaks under its own name.
+//
+//   // Broker process:
+//   auto broker = NodeController::CreateBroker();
+//   MOAT_ASSIGN_OR_RETURN(LaunchedChild child,
+//                         broker->LaunchChild("/proc/self/exe", {"demo-child"}));
+//   broker->core().WriteMessage(child.bootstrap, bytes, {}, {});
+//
+//   // Child process (started by LaunchChild):
+//   MOAT_ASSIGN_OR_RETURN(UniqueFd socket, TakeBrokerSocketFromEnvironment());
+//   MOAT_ASSIGN_OR_RETURN(auto node, NodeController::ConnectToBroker(std::move(socket)));
+//   node->core().ReadMessage(node->bootstrap(), ...);
+//
+// Handshake (names). The broker names every child: its first message is
+// kHello{sender = broker, target = the child's new name, subject = a port of
+// the broker}. The child adopts that name, answers kHelloReply under it, and
+// merges its end of a new pipe with the broker's port: that pipe is the
+// child's bootstrap pipe (Mojo's invitation). Because the broker picks every
+// name, no node can take another's: a child must answer, and afterwards
+// speak, under exactly the name it was given; anything else disconnects it.
+//
+// Hostile peers. Every node-channel message is decoded strictly
+// (node_channel.h) and checked against the connection's authenticated name
+// and state; events go to Node::AcceptEvent. Any Error disconnects that
+// transport (the broker keeps serving the others) and calls
+// Node::LostConnectionToNode for that node, so every pipe that depended on
+// it reports peer-closed (R11); the broker then tells the other children
+// (kNodeLost). A child that receives a bad event relayed from another child
+// cannot cut that child off; it drops every pipe to it instead
+// (LostConnectionToNode) and reports it through on_node_lost.
+//
+// Threads. Transport callbacks run on each transport's IO thread. Transports
+// are never destroyed on their own IO thread: a released connection is handed
+// to a reaper thread. All public methods may be called from any thread except
+// the destructor, which must not race with other calls.
+#ifndef MOAT_CORE_NODE_NODE_CONTROLLER_H_
+#define MOAT_CORE_NODE_NODE_CONTROLLER_H_
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "core/mutex.h"
+#include "core/node/node_channel.h"
+#include "core/ports/event.h"
+#include "core/ports/name.h"
+#include "core/system/core.h"
+#include "core/unique_fd.h"
+#include "limits/limits.h"
+#include "transport/transport.h"
+
+namespace moat::node {
+
+struct NodeControllerOptions {
+  // In force on every node-channel transport of this node.
+  limits::ConnectionLimits limits = limits::ConnectionLimits::Defaults();
+  // Called once per lost node with the reason: the transport died, the peer
+  // broke the protocol (the precise Error), or the broker reported it lost.
+  // Runs on an IO thread; must not destroy the controller.
+  std::function<void(const ports::NodeName&, const Error&)> on_node_lost;
+};
+
+// What InviteChild returns: hand `child_socket` to the child process; the
+// broker's end of the child's bootstrap pipe is `bootstrap`.
+struct Invitation {
+  UniqueFd child_socket;
+  ports::NodeName child_name;
+  system::Handle bootstrap = system::kInvalidHandle;
+};
+
+struct LaunchedChild {
+  pid_t pid = -1;
+  ports::NodeName name;
+  system::Handle bootstrap = system::kInvalidHandle;
+};
+
+class NodeController {
+ public:
+  static std::unique_ptr<NodeController> CreateBroker(NodeControllerOptions options = {});
+
+  // A child's side: adopts `socket` (a connected Unix stream socket to the
+  // broker), waits up to `timeout` for the broker's hello, takes the name it
+  // assigns and merges the bootstrap pipe (bootstrap()).
+  static Result<std::unique_ptr<NodeController>> ConnectToBroker(
+      UniqueFd socket, std::chrono::nanoseconds timeout = std::chrono::seconds(10),
+      NodeControllerOptions options = {});
+
+  ~NodeController();
+  NodeController(const NodeController&) = delete;
+  NodeController& operator=(const NodeController&) = delete;
+
+  system::Core& core() { return *core_; }
+  const ports::NodeName& name() const { return name_; }
+  bool is_broker() const { return is_broker_; }
+  // Child: its end of the bootstrap pipe to the broker.
+  system::Handle bootstrap() const { return bootstrap_; }
+  // Child: the broker's name.
+  const ports::NodeName& broker_name() const { return broker_name_; }
+
+  // Broker: a new child connection (a socketpair; the broker's end is live).
+  Result<Invitation> InviteChild() ABSL_LOCKS_EXCLUDED(mu_);
+  // Broker: InviteChild + fork/exec `path` with `args` (argv[1..]) and the
+  // child's socket inherited (TakeBrokerSocketFromEnvironment finds it).
+  Result<LaunchedChild> LaunchChild(const std::string& path,
+                                    const std::vector<std::string>& args) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Drops the connection to `node` (if direct) as if it had failed with `why`.
+  void DisconnectNode(const ports::NodeName& node, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Nodes with a live, handshaken transport to this one.
+  std::vector<ports::NodeName> ConnectedNodes() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  class Channel;
+  class NodeCore;
+  struct ChannelDeleter {
+    NodeController* controller;
+    void operator()(Channel* channel) const;
+  };
+  using ChannelPtr = std::shared_ptr<Channel>;
+
+  NodeController(bool is_broker, NodeControllerOptions options);
+
+  Result<ChannelPtr> NewChannel(const ports::NodeName& peer) ABSL_LOCKS_EXCLUDED(mu_);
+  transport::TransportOptions TransportOptionsFor(Channel* channel);
+
+  // Transport callbacks (IO thread of the channel's transport).
+  void OnMessage(Channel* channel, transport::MessageView& message) ABSL_LOCKS_EXCLUDED(mu_);
+  void OnDisconnect(Channel* channel, const Error& error) ABSL_LOCKS_EXCLUDED(mu_);
+
+  Status HandleMessage(Channel* channel, transport::MessageView& message);
+  Status HandleHello(Channel* channel, const NodeChannelMessage& message);
+  Status HandleAsBroker(Channel* channel, const NodeChannelMessage& message,
+                        transport::MessageView& raw);
+  Status HandleAsChild(Channel* channel, const NodeChannelMessage& message,
+                       std::vector<UniqueFd>& fds);
+  Status AcceptEventBytes(const ports::NodeName& from, std::span<const uint8_t> body,
+                          std::vector<UniqueFd>& fds);
+
+  // NodeDelegate paths (via NodeCore).
+  void ForwardEvent(const ports::NodeName& node, std::unique_ptr<ports::Event> event)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  void BadEventFrom(const ports::NodeName& node, const Error& error) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Removes a direct connection and tells everyone who needs to know.
+  void DropChannel(Channel* channel, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);
+  // Forgets an indirect node (reached through the broker).
+  void LoseRemoteNode(const ports::NodeName& node, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);
+  void ReaperMain() ABSL_LOCKS_EXCLUDED(reaper_mu_);
+
+  const bool is_broker_;
+  const NodeControllerOptions options_;
+  // Written once: before any connection exists (broker) or on the broker
+  // channel's IO thread before handshake_done_ is set under mu_ (child); read
+  // by other threads only after that.
+  ports::NodeName name_;
+  ports::NodeName broker_name_;
+  std::unique_ptr<system::Core> core_;
+  system::Handle bootstrap_ = system::kInvalidHandle;
+
+  // Lock order: mu_ is a leaf with respect to this package's locks and is
+  // never held while calling a transport, the Core or a callback.
+  mutable Mutex mu_;
+  CondVar handshake_cv_;
+  std::map<ports::NodeName, ChannelPtr> channels_ ABSL_GUARDED_BY(mu_);  // broker: children
+  ChannelPtr broker_channel_ ABSL_GUARDED_BY(mu_);                      // child: the broker
+  bool handshake_done_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<Error> handshake_error_ ABSL_GUARDED_BY(mu_);
+  // Child: nodes other than the broker it has exchanged events with, so that
+  // losing the broker closes the pipes to them too.
+  std::map<ports::NodeName, bool> remote_nodes_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Channels whose last reference was dropped, destroyed on reaper_ (never on
+  // their own IO thread). Lock order: leaf.
+  Mutex reaper_mu_;
+  CondVar reaper_cv_;
+  std::deque<Channel*> graveyard_ ABSL_GUARDED_BY(reaper_mu_);
+  bool reaper_stop_ ABSL_GUARDED_BY(reaper_mu_) = false;
+  size_t live_channels_ ABSL_GUARDED_BY(reaper_mu_) = 0;  // created, not yet destroyed
+  std::thread reaper_;
+};
+
+// The environment variable through which LaunchChild tells a child which
+// inherited descriptor is its broker socket.
+inline constexpr char kBrokerSocketEnvVar[] = "MOAT_NODE_BROKER_FD";
+
+// fork + execve of `path` with argv = {path, args...}, the current
+// environment plus kBrokerSocketEnvVar, and `socket` inherited (every other
+// descriptor of ours is close-on-exec). Returns the child's pid.
+Result<pid_t> LaunchChildProcess(const std::string& path, const std::vector<std::string>& args,
+                                 UniqueFd socket);
+
+// In a child: the inherited broker socket named by kBrokerSocketEnvVar
+// (checked to be a Unix stream socket, made close-on-exec; the variable is
+// removed so grandchildren do not inherit it).
+Result<UniqueFd> TakeBrokerSocketFromEnvironment();
+
+}  // namespace moat::node
+
+#endif  // MOAT_CORE_NODE_NODE_CONTROLLER_H_

@@ -1,0 +1,211 @@
+// Real multi-process tests of NodeController: this process is the broker,
+// children are fork+exec'd node_test_child processes.
+#include "core/node/node_controller.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "core/mutex.h"
+#include "core/node/pipe_wait.h"
+
+namespace moat::node {
+namespace {
+
+constexpr char kChild[] = "core/node/node_test_child";
+constexpr auto kTimeout = std::chrono::seconds(20);
+
+std::span<const uint8_t> Bytes(const std::string& s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+std::string Text(const std::vector<uint8_t>& b) { return std::string(b.begin(), b.end()); }
+
+int WaitExit(pid_t pid) {
+  int status = 0;
+  if (::waitpid(pid, &status, 0) != pid) return -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+// Records what on_node_lost reported.
+struct LossLog {
+  Mutex mu;
+  CondVar cv;
+  std::vector<std::pair<ports::NodeName, Error>> lost ABSL_GUARDED_BY(mu);
+
+  NodeControllerOptions Options() {
+    NodeControllerOptions o;
+    o.on_node_lost = [this](const ports::NodeName& n, const Error& e) {
+      MutexLock lock(&mu);
+      lost.emplace_back(n, e);
+      cv.SignalAll();
+    };
+    return o;
+  }
+  std::optional<Error> WaitFor(const ports::NodeName& n) {
+    const auto deadline = std::chrono::steady_clock::now() + kTimeout;
+    MutexLock lock(&mu);
+    for (;;) {
+      for (auto& [name, e] : lost) {
+        if (name == n) return e;
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) return std::nullopt;
+      cv.WaitFor(&mu, deadline - now);
+    }
+  }
+};
+
+class NodeControllerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { broker_ = NodeController::CreateBroker(log_.Options()); }
+
+  LaunchedChild Launch(const std::string& mode) {
+    auto c = broker_->LaunchChild(kChild, {mode});
+    EXPECT_TRUE(c.ok()) << c.error().ToString();
+    return c.ok() ? *c : LaunchedChild{};
+  }
+  void Send(const LaunchedChild& c, const std::string& text,
+            std::vector<system::Handle> handles = {}, std::vector<UniqueFd> fds = {}) {
+    Status s = core().WriteMessage(c.bootstrap, Bytes(text), handles, std::move(fds));
+    ASSERT_TRUE(s.ok()) << s.error().ToString();
+  }
+  system::ReadResult Read(const LaunchedChild& c) {
+    auto m = ReadMessageBlocking(core(), c.bootstrap, kTimeout);
+    EXPECT_TRUE(m.ok()) << m.error().ToString();
+    return m.ok() ? std::move(*m) : system::ReadResult{};
+  }
+  void Quit(const LaunchedChild& c) {
+    Send(c, "quit");
+    EXPECT_EQ(WaitExit(c.pid), 0);
+  }
+  system::Core& core() { return broker_->core(); }
+
+  LossLog log_;
+  std::unique_ptr<NodeController> broker_;
+};
+
+TEST_F(NodeControllerTest, MessagesBothWays) {
+  LaunchedChild c = Launch("script");
+  for (int i = 0; i < 20; ++i) {
+    Send(c, "echo ping " + std::to_string(i));
+    EXPECT_EQ(Text(Read(c).payload), "ping " + std::to_string(i));
+  }
+  Quit(c);
+  // The child exited cleanly: its node is reported lost, the pipe is closed.
+  EXPECT_TRUE(log_.WaitFor(c.name).has_value());
+  auto r = ReadMessageBlocking(core(), c.bootstrap, kTimeout);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kPeerClosed);
+}
+
+TEST_F(NodeControllerTest, DescriptorPassedAndUsed) {
+  LaunchedChild c = Launch("script");
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC), 0);
+  UniqueFd read_end(fds[0]);
+  std::vector<UniqueFd> passed;
+  passed.emplace_back(fds[1]);
+  Send(c, "fd-write", {}, std::move(passed));
+  EXPECT_EQ(Text(Read(c).payload), "fd-done");
+  char buf[64] = {};
+  ssize_t n = ::read(read_end.get(), buf, sizeof(buf));
+  EXPECT_EQ(std::string(buf, n > 0 ? n : 0), "written by the child");
+  Quit(c);
+}
+
+TEST_F(NodeControllerTest, EndpointTravelsFromChildAToChildB) {
+  LaunchedChild a = Launch("script");
+  LaunchedChild b = Launch("script");
+  Send(a, "make-pipe");
+  system::ReadResult m = Read(a);
+  ASSERT_EQ(Text(m.payload), "pipe");
+  ASSERT_EQ(m.handles.size(), 1u);
+  Send(b, "take-pipe", {m.handles[0]});
+  // A and B now talk over the pipe (through this broker's relay), in order.
+  EXPECT_EQ(Text(Read(a).payload), "a-ok");
+  EXPECT_EQ(Text(Read(b).payload), "b-ok");
+  Quit(a);
+  Quit(b);
+}
+
+TEST_F(NodeControllerTest, KilledChildClosesOthersPipesCleanly) {
+  LaunchedChild a = Launch("script");
+  LaunchedChild b = Launch("script");
+  Send(a, "make-pipe-hold");
+  system::ReadResult m = Read(a);
+  ASSERT_EQ(Text(m.payload), "pipe");
+  ASSERT_EQ(m.handles.size(), 1u);
+  EXPECT_EQ(Text(Read(a).payload), "made");
+  Send(b, "hold-pipe", {m.handles[0]});
+  EXPECT_EQ(Text(Read(b).payload), "holding");
+
+  ASSERT_EQ(::kill(a.pid, SIGKILL), 0);
+  EXPECT_EQ(WaitExit(a.pid), 128 + SIGKILL);
+  std::optional<Error> why = log_.WaitFor(a.name);
+  ASSERT_TRUE(why.has_value());
+  EXPECT_EQ(why->code(), ErrorCode::kPeerClosed) << why->ToString();
+  // B's end of the pipe whose other end lived in A reports PEER_CLOSED.
+  EXPECT_EQ(Text(Read(b).payload), "peer-closed-seen");
+  // So does our bootstrap pipe to A.
+  auto st = WaitForSignals(core(), a.bootstrap, system::kSignalPeerClosed, kTimeout);
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(st->Satisfies(system::kSignalPeerClosed));
+  Quit(b);
+}
+
+struct HostileCase {
+  const char* kind;
+  ErrorCode code;
+  const char* reason;
+};
+
+class HostileChildTest : public NodeControllerTest,
+                         public ::testing::WithParamInterface<HostileCase> {};
+
+TEST_P(HostileChildTest, IsDisconnectedAndTheBrokerKeepsServing) {
+  LaunchedChild good = Launch("script");
+  Send(good, "echo before");
+  EXPECT_EQ(Text(Read(good).payload), "before");
+
+  LaunchedChild bad = Launch(std::string("hostile-") + GetParam().kind);
+  std::optional<Error> why = log_.WaitFor(bad.name);
+  ASSERT_TRUE(why.has_value());
+  EXPECT_EQ(why->code(), GetParam().code) << why->ToString();
+  EXPECT_NE(why->ToString().find(GetParam().reason), std::string::npos) << why->ToString();
+  // The hostile child saw the disconnect and exited 0 (it checks that).
+  EXPECT_EQ(WaitExit(bad.pid), 0);
+  // Its bootstrap pipe is closed on our side.
+  auto st = WaitForSignals(core(), bad.bootstrap, system::kSignalPeerClosed, kTimeout);
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(st->Satisfies(system::kSignalPeerClosed));
+
+  Send(good, "echo after");
+  EXPECT_EQ(Text(Read(good).payload), "after");
+  Quit(good);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Kinds, HostileChildTest,
+    ::testing::Values(
+        HostileCase{"garbage", ErrorCode::kMalformed, "not a declared NodeChannelMessageType"},
+        HostileCase{"claim-name", ErrorCode::kProtocolViolation,
+                    "but this connection's node is"},
+        HostileCase{"forged-sender", ErrorCode::kProtocolViolation, "(forged sender)"},
+        HostileCase{"trailing-bytes", ErrorCode::kMalformed, "trailing bytes"},
+        HostileCase{"not-prev-hop", ErrorCode::kLimitExceeded, "MAX_PORT_BUFFERED_EVENTS"}),
+    [](const ::testing::TestParamInfo<HostileCase>& info) {
+      std::string n = info.param.kind;
+      for (char& ch : n) {
+        if (ch == '-') ch = '_';
+      }
+      return n;
+    });
+
+}  // namespace
+}  // namespace moat::node
