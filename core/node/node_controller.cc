@@ -11,7 +11,7 @@
 #include <utility>
 
 #include "core/check.h"
-#include "core/node/internal/event_bytes.h"
+#include "core/ports/event_codec.h"
 
 extern char** environ;
 
@@ -403,7 +403,7 @@ Status NodeController::HandleAsChild(Channel* channel, const NodeChannelMessage&
 Status NodeController::AcceptEventBytes(const ports::NodeName& from,
                                         std::span<const uint8_t> body,
                                         std::vector<UniqueFd>& fds) {
-  auto event = DecodeEventBytes(body, fds);
+  auto event = ports::DeserializeEvent(body, fds);
   if (!event.ok()) return std::move(event).error().WithField("NodeChannelMessage.body");
   return core_->node().AcceptEvent(from, std::move(*event));
 }
@@ -430,14 +430,10 @@ void NodeController::ForwardEvent(const ports::NodeName& node,
   h.type = NodeChannelMessageType::kEvent;
   h.sender = name_;
   h.target = node;
-  if (event->type() == ports::EventType::kUserMessage) {
-    h.fd_count = static_cast<uint32_t>(
-        static_cast<const ports::UserMessageEvent&>(*event).message->fds.size());
-  }
-  // Header and event are written into one buffer, once.
-  std::vector<uint8_t> wire = BeginNodeChannelMessage(h, EventBytesSize(*event));
   std::vector<UniqueFd> fds;
-  AppendEventBytes(*event, &wire, &fds);
+  const std::vector<uint8_t> body = ports::SerializeEvent(std::move(event), &fds);
+  h.fd_count = static_cast<uint32_t>(fds.size());
+  std::vector<uint8_t> wire = EncodeNodeChannelMessage(h, body);
   // A failed send shows up as the transport's own disconnect.
   (void)channel->Send(std::move(wire), std::move(fds));
 }

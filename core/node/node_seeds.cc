@@ -1,7 +1,7 @@
 // Seeds for node_channel_fuzzer: real envelopes of every type. The fuzzer
 // takes its descriptor-count choice from the END of the input
 // (moat::fuzz::Input), so each seed is an envelope followed by that byte.
-#include "core/node/internal/event_bytes.h"
+#include "core/ports/event_codec.h"
 #include "core/node/node_channel.h"
 #include "corpus/seed_registry.h"
 
@@ -39,9 +39,8 @@ void NodeChannelSeeds(corpus::SeedSink& sink) {
 
   // Real ports events as bodies.
   auto add_event = [&](const std::string& name, ports::Event& event) {
-    std::vector<uint8_t> body;
     std::vector<UniqueFd> fds;
-    AppendEventBytes(event, &body, &fds);
+    const std::vector<uint8_t> body = ports::SerializeEvent(event, &fds);
     sink.Add("event_" + name,
              WithFdCount(EncodeNodeChannelMessage(Header(NodeChannelMessageType::kEvent), body), 0));
   };

@@ -13,7 +13,7 @@
 #include <cstring>
 #include <string>
 
-#include "core/node/internal/event_bytes.h"
+#include "core/ports/event_codec.h"
 #include "core/node/node_channel.h"
 #include "core/node/node_controller.h"
 #include "core/node/pipe_wait.h"
@@ -143,9 +143,8 @@ int RunHostile(const std::string& kind) {
   // that is not that port's previous hop.
   ports::ObserveClosureEvent closure(hello->header.subject_port(), ports::PortName::Random(),
                                      ports::kInitialSequenceNum, 0);
-  std::vector<uint8_t> closure_bytes;
   std::vector<UniqueFd> no_fds;
-  AppendEventBytes(closure, &closure_bytes, &no_fds);
+  const std::vector<uint8_t> closure_bytes = ports::SerializeEvent(closure, &no_fds);
 
   Status s;
   if (kind == "garbage") {
@@ -164,9 +163,7 @@ int RunHostile(const std::string& kind) {
     s = send(reply, {});
     for (uint64_t seq = 1; s.ok() && seq <= limits::MAX_PORT_BUFFERED_EVENTS + 1; ++seq) {
       ports::ObserveClosureEvent e(hello->header.subject_port(), closure.from_port, seq, 0);
-      std::vector<uint8_t> bytes;
-      AppendEventBytes(e, &bytes, &no_fds);
-      s = send(event, bytes);
+      s = send(event, ports::SerializeEvent(e, &no_fds));
     }
     if (!s.ok() && s.error().code() == ErrorCode::kPeerClosed) s = OkStatus();
   } else if (kind == "trailing-bytes") {
