@@ -209,9 +209,15 @@ std::set<std::string> Build(const std::vector<std::string>& targets, const std::
   auto build = [&](const std::vector<std::string>& batch) {
     std::vector<std::string> argv = {"bazel", "build", "--noshow_progress", "--config=" + config};
     for (const std::string& t : batch) argv.push_back("//fuzz:" + t);
-    RunResult r = RunToEnd(argv, {}, 0, stderr);  // bazel may wait for the server: show it
+    const double started = Now();
+    RunResult r = RunToEnd(argv, {}, 0);
     std::ofstream(log_dir / ("build-" + config + ".log"), std::ios::app) << r.output;
-    if (!r.ok()) return false;
+    std::fprintf(stderr, "        %s in %.0f s\n", r.ok() ? "built" : "FAILED", Now() - started);
+    if (!r.ok()) {
+      // The end of bazel's output holds the error.
+      std::fputs(r.output.substr(r.output.size() > 3000 ? r.output.size() - 3000 : 0).c_str(), stderr);
+      return false;
+    }
     for (const std::string& t : batch) {
       fs::copy_file("bazel-bin/fuzz/" + t, dest / t, fs::copy_options::overwrite_existing);
     }
@@ -324,7 +330,7 @@ class Runner {
     TargetResult& r = *job.result;
     r.seconds = Now() - job.started;
     if (o_.engine == "afl") {
-      Progress(job);  // final fuzzer_stats
+      // The Progress() below re-reads fuzzer_stats, which AFL++ rewrites on exit.
       fs::path crashes = job.work / "afl" / "default" / "crashes";
       if (fs::is_directory(crashes)) {
         for (const auto& e : fs::directory_iterator(crashes)) {
@@ -343,8 +349,8 @@ class Runner {
     std::sort(r.raw_crashes.begin(), r.raw_crashes.end());
     r.stats.crashes = r.raw_crashes.size();
     Progress(job);
-    std::fprintf(stderr, "done    %-32s exit %d%s\n", r.name.c_str(),
-                 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+    std::fprintf(stderr, "done    %-32s exit %d after %.1f s%s\n", r.name.c_str(),
+                 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), r.seconds,
                  r.raw_crashes.empty() ? "" : "  (found a crash)");
   }
 

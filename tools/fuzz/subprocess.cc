@@ -90,7 +90,7 @@ bool RunResult::crashed() const {
 }
 
 RunResult RunToEnd(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                   int timeout_seconds, FILE* echo) {
+                   int timeout_seconds) {
   RunResult result;
   Child child = Spawn(argv, env);
   if (child.pid < 0) {
@@ -112,7 +112,6 @@ RunResult RunToEnd(const std::vector<std::string>& argv, const std::vector<std::
     if (got < 0 && errno == EINTR) continue;
     if (got <= 0) break;
     result.output.append(buf, static_cast<size_t>(got));
-    if (echo) std::fwrite(buf, 1, static_cast<size_t>(got), echo);
   }
   result.status = Reap(child);
   return result;

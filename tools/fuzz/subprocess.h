@@ -15,7 +15,6 @@
 
 #include <sys/types.h>
 
-#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -46,11 +45,10 @@ struct RunResult {
   bool crashed() const;  // exited non-zero or died from a signal
 };
 
-// Runs argv to completion, collecting its output (and copying it to `echo` as
-// it arrives, if given). A timeout of 0 means none. Stops the child if the
-// timeout passes or an interrupt is requested.
+// Runs argv to completion, collecting its output. A timeout of 0 means none.
+// Stops the child if the timeout passes or an interrupt is requested.
 RunResult RunToEnd(const std::vector<std::string>& argv, const std::vector<std::string>& env,
-                   int timeout_seconds, FILE* echo = nullptr);
+                   int timeout_seconds);
 
 void InstallInterruptHandler();
 bool InterruptRequested();
