@@ -1,0 +1,463 @@
+// R29/R11/R12: stateful model of ports (core/ports/node.h) across nodes.
+//
+// System under test: three ports::Node objects in one process, wired by
+// core/ports/test_network.h (each node's delegate queues events on a FIFO per
+// link, as a transport would). Commands create pipes (local or spanning two
+// nodes), write messages (with or without an attached endpoint, which moves to
+// the receiving node and may be sent on again from there), read, close, merge
+// two pipes (MergeLocalPorts), deliver a random number of queued events on
+// random links (so operations interleave with partial event delivery), and
+// lose a node.
+//
+// The model is the ideal: every endpoint has a FIFO inbox of the messages its
+// peer sent, regardless of where either end currently lives; an endpoint
+// attached to a message lives inside that message; closing an end destroys its
+// unread messages and closes every endpoint they carry (recursively); merging a
+// and b makes peer(a) and peer(b) one pipe, with what peer(a) had sent towards
+// a flowing on to peer(b) (and vice versa); losing a node loses every end that
+// lives there. Reads pump the network first, then must match exactly:
+//   * the message read is the model's next one (exactly once, in order), with
+//     the attached endpoints usable on the reader's node;
+//   * "nothing yet" only when the model inbox is empty and the peer alive;
+//     PEER_CLOSED only when the inbox is empty and the peer is gone (so peer
+//     closure is reported only after everything sent before it was read);
+//   * merge succeeds exactly when the model allows it (distinct, receiving,
+//     same node, not each other's peer, never sent or read);
+//   * no node ever blames another for a protocol violation;
+//   * after every end is closed, no ports or proxies remain on any live node.
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+#include <rapidcheck/state.h>
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <ostream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/ports/node.h"
+#include "core/ports/test_network.h"
+#include "core/ports/user_message.h"
+
+namespace moat::ports {
+namespace {
+
+using ::moat::ports::testing::TestNetwork;
+
+constexpr int kNodes = 3;
+constexpr size_t kMaxEnds = 24;
+
+enum class EState { kOpen, kInMessage, kClosed, kMerged, kLost };
+
+const char* Name(EState s) {
+  switch (s) {
+    case EState::kOpen: return "open";
+    case EState::kInMessage: return "in-msg";
+    case EState::kClosed: return "closed";
+    case EState::kMerged: return "merged";
+    case EState::kLost: return "lost";
+  }
+  return "?";
+}
+
+struct MEnd {
+  int node = 0;
+  EState state = EState::kOpen;
+  int peer = -1;
+  bool used = false;        // sent or read a message (merge refuses it)
+  std::deque<int> inbox;    // message ids, oldest first
+};
+
+struct Model {
+  std::vector<MEnd> ends;
+  std::vector<std::vector<int>> msgs;  // message id -> attached ends
+  std::array<bool, kNodes> lost = {};
+};
+
+std::ostream& operator<<(std::ostream& os, const Model& m) {
+  for (size_t i = 0; i < m.ends.size(); ++i) {
+    const MEnd& e = m.ends[i];
+    os << "\n    e" << i << "@n" << e.node << " " << Name(e.state) << " peer=e" << e.peer
+       << (e.used ? " used" : "") << " inbox=[";
+    for (int id : e.inbox) {
+      os << " m" << id;
+      if (!m.msgs[id].empty()) {
+        os << "(";
+        for (int x : m.msgs[id]) os << "e" << x;
+        os << ")";
+      }
+    }
+    os << " ]";
+  }
+  os << "\n    lost nodes:";
+  for (int n = 0; n < kNodes; ++n) {
+    if (m.lost[n]) os << " n" << n;
+  }
+  return os;
+}
+
+[[noreturn]] void FailWith(const Model& m, const std::string& why) {
+  std::ostringstream os;
+  os << why << "\n  model before the step:" << m;
+  RC_FAIL(os.str());
+  __builtin_unreachable();
+}
+
+bool Alive(const Model& m, int e) {
+  return m.ends[e].state == EState::kOpen || m.ends[e].state == EState::kInMessage;
+}
+
+// Ends `e` (closed or lost); its unread messages die and so do the ends they carry.
+void EndCascade(Model& m, int e, EState how) {
+  m.ends[e].state = how;
+  std::deque<int> inbox = std::move(m.ends[e].inbox);
+  m.ends[e].inbox.clear();
+  for (int id : inbox) {
+    for (int x : m.msgs[id]) EndCascade(m, x, how);
+  }
+}
+
+// Delivers message `id` to `to` (or destroys it if `to` is gone).
+void Deliver(Model& m, int to, int id) {
+  if (Alive(m, to)) {
+    m.ends[to].inbox.push_back(id);
+  } else {
+    for (int x : m.msgs[id]) EndCascade(m, x, EState::kClosed);
+  }
+}
+
+// Every end reachable from x through messages in inboxes.
+void Reach(const Model& m, int x, std::set<int>& out) {
+  for (int id : m.ends[x].inbox) {
+    for (int y : m.msgs[id]) {
+      if (out.insert(y).second) Reach(m, y, out);
+    }
+  }
+}
+
+struct Sut {
+  TestNetwork net;
+  std::vector<PortRef> refs;
+  Sut() {
+    for (int i = 0; i < kNodes; ++i) net.AddNode();
+  }
+};
+
+void CheckNoViolations(const Model& m, const Sut& s) {
+  if (!s.net.violations().empty()) {
+    FailWith(m, "node " + std::to_string(s.net.violations().front().first) +
+                    " blamed for: " + s.net.violations().front().second);
+  }
+}
+
+std::vector<int> OpenEnds(const Model& m) {
+  std::vector<int> out;
+  for (size_t i = 0; i < m.ends.size(); ++i) {
+    if (m.ends[i].state == EState::kOpen) out.push_back(static_cast<int>(i));
+  }
+  return out;
+}
+
+int PickOpen(const Model& m) {
+  const std::vector<int> open = OpenEnds(m);
+  RC_PRE(!open.empty());
+  return *rc::gen::elementOf(open);
+}
+
+using Cmd = rc::state::Command<Model, Sut>;
+
+struct CreatePipe : Cmd {
+  int i, j;
+  explicit CreatePipe(const Model&)
+      : i(*rc::gen::inRange(0, kNodes)),
+        j(*rc::gen::weightedOneOf<int>({{1, rc::gen::just(-1)}, {2, rc::gen::inRange(0, kNodes)}})) {}
+  int J() const { return j < 0 ? i : j; }
+  void checkPreconditions(const Model& m) const override {
+    RC_PRE(!m.lost[i]);
+    RC_PRE(!m.lost[J()]);
+    RC_PRE(m.ends.size() + 2 <= kMaxEnds);
+  }
+  void apply(Model& m) const override {
+    const int a = static_cast<int>(m.ends.size());
+    m.ends.push_back({i, EState::kOpen, a + 1, false, {}});
+    m.ends.push_back({J(), EState::kOpen, a, false, {}});
+  }
+  void run(const Model& m, Sut& s) const override {
+    auto [a, b] = s.net.CreatePipe(i, J());
+    s.refs.push_back(a);
+    s.refs.push_back(b);
+    CheckNoViolations(m, s);
+  }
+  void show(std::ostream& os) const override { os << "CreatePipe(n" << i << ", n" << J() << ")"; }
+};
+
+std::unique_ptr<UserMessage> MakeMessage(int id) {
+  auto msg = std::make_unique<UserMessage>();
+  msg->payload.resize(4);
+  const uint32_t v = static_cast<uint32_t>(id);
+  std::memcpy(msg->payload.data(), &v, 4);
+  return msg;
+}
+
+struct Write : Cmd {
+  int e;
+  int x;  // attached end, or -1
+  explicit Write(const Model& m) : e(PickOpen(m)), x(-1) {
+    if (*rc::gen::arbitrary<bool>()) {
+      std::vector<int> candidates;
+      for (int c : OpenEnds(m)) {
+        if (c != e && c != m.ends[e].peer && m.ends[c].node == m.ends[e].node) candidates.push_back(c);
+      }
+      if (!candidates.empty()) x = *rc::gen::elementOf(candidates);
+    }
+  }
+  void checkPreconditions(const Model& m) const override {
+    RC_PRE(e < static_cast<int>(m.ends.size()));
+    RC_PRE(m.ends[e].state == EState::kOpen);
+    if (x >= 0) {
+      RC_PRE(x < static_cast<int>(m.ends.size()));
+      RC_PRE(m.ends[x].state == EState::kOpen);
+      RC_PRE(m.ends[x].node == m.ends[e].node);
+      RC_PRE(x != e && x != m.ends[e].peer);
+      // No cycle of ends carried inside each other's queues (unreachable by
+      // construction in Mojo too: nobody could ever close them).
+      const int r = m.ends[e].peer;
+      std::set<int> reach;
+      Reach(m, x, reach);
+      RC_PRE(r != x);
+      RC_PRE(reach.count(r) == 0u);
+    }
+  }
+  void apply(Model& m) const override {
+    const int id = static_cast<int>(m.msgs.size());
+    m.msgs.push_back(x >= 0 ? std::vector<int>{x} : std::vector<int>{});
+    // A send refused with PEER_CLOSED does not use the port and, like a
+    // cancelled transit (R9), leaves the attached end usable where it was
+    // (run() settles the network first so the sender knows).
+    if (!Alive(m, m.ends[e].peer)) return;  // refused: the attached end stays usable here
+    m.ends[e].used = true;
+    if (x >= 0) m.ends[x].state = EState::kInMessage;
+    Deliver(m, m.ends[e].peer, id);
+  }
+  void run(const Model& m, Sut& s) const override {
+    const int id = static_cast<int>(m.msgs.size());
+    auto msg = MakeMessage(id);
+    if (x >= 0) msg->ports.push_back(s.refs[x].name());
+    Node& node = s.net.node(m.ends[e].node);
+    const bool peer_alive = Alive(m, m.ends[e].peer);
+    // Writing to a dead peer: once the network settles the closure is known
+    // and the send must be refused.
+    if (!peer_alive && !s.net.Pump()) FailWith(m, "network did not settle");
+    Status st = node.SendUserMessage(s.refs[e], std::move(msg));
+    if (peer_alive && !st.ok()) FailWith(m, "SendUserMessage failed: " + st.error().ToString());
+    if (!peer_alive && (st.ok() || st.error().code() != ErrorCode::kPeerClosed)) {
+      FailWith(m, "SendUserMessage to a closed peer returned " +
+                      (st.ok() ? std::string("OK") : st.error().ToString()));
+    }
+    CheckNoViolations(m, s);
+  }
+  void show(std::ostream& os) const override {
+    os << "Write(e" << e;
+    if (x >= 0) os << ", attach e" << x;
+    os << ")";
+  }
+};
+
+struct Read : Cmd {
+  int e;
+  explicit Read(const Model& m) : e(PickOpen(m)) {}
+  void checkPreconditions(const Model& m) const override {
+    RC_PRE(e < static_cast<int>(m.ends.size()));
+    RC_PRE(m.ends[e].state == EState::kOpen);
+  }
+  void apply(Model& m) const override {
+    MEnd& end = m.ends[e];
+    if (end.inbox.empty()) return;
+    const int id = end.inbox.front();
+    end.inbox.pop_front();
+    end.used = true;
+    for (int x : m.msgs[id]) {
+      m.ends[x].state = EState::kOpen;
+      m.ends[x].node = end.node;
+    }
+  }
+  void run(const Model& m, Sut& s) const override {
+    if (!s.net.Pump()) FailWith(m, "network did not settle");
+    CheckNoViolations(m, s);
+    const MEnd& end = m.ends[e];
+    Node& node = s.net.node(end.node);
+    std::unique_ptr<UserMessage> msg;
+    Status st = node.GetMessage(s.refs[e], &msg);
+    const bool peer_alive = Alive(m, end.peer);
+    if (!st.ok()) {
+      if (st.error().code() != ErrorCode::kPeerClosed) FailWith(m, "GetMessage: " + st.error().ToString());
+      if (!end.inbox.empty()) {
+        FailWith(m, "PEER_CLOSED with " + std::to_string(end.inbox.size()) + " messages unread");
+      }
+      if (peer_alive) FailWith(m, "PEER_CLOSED but the peer is alive");
+      return;
+    }
+    if (msg == nullptr) {
+      if (!end.inbox.empty()) {
+        FailWith(m, "no message, but m" + std::to_string(end.inbox.front()) + " is due");
+      }
+      if (!peer_alive) FailWith(m, "no message and no PEER_CLOSED, but the peer is gone");
+      return;
+    }
+    if (end.inbox.empty()) FailWith(m, "read a message the model never sent");
+    uint32_t id = UINT32_MAX;
+    if (msg->payload.size() == 4) std::memcpy(&id, msg->payload.data(), 4);
+    if (static_cast<int>(id) != end.inbox.front()) {
+      FailWith(m, "read m" + std::to_string(id) + " but m" + std::to_string(end.inbox.front()) +
+                      " is due");
+    }
+    const std::vector<int>& attached = m.msgs[id];
+    if (msg->ports.size() != attached.size()) FailWith(m, "wrong number of attached ports");
+    for (size_t k = 0; k < attached.size(); ++k) {
+      PortRef ref;
+      Status got = node.GetPort(msg->ports[k], &ref);
+      if (!got.ok()) FailWith(m, "attached port not found on the reader's node: " + got.error().ToString());
+      s.refs[attached[k]] = ref;
+    }
+  }
+  void show(std::ostream& os) const override { os << "Read(e" << e << ")"; }
+};
+
+struct Close : Cmd {
+  int e;
+  explicit Close(const Model& m) : e(PickOpen(m)) {}
+  void checkPreconditions(const Model& m) const override {
+    RC_PRE(e < static_cast<int>(m.ends.size()));
+    RC_PRE(m.ends[e].state == EState::kOpen);
+  }
+  void apply(Model& m) const override { EndCascade(m, e, EState::kClosed); }
+  void run(const Model& m, Sut& s) const override {
+    Status st = s.net.node(m.ends[e].node).ClosePort(s.refs[e]);
+    if (!st.ok()) FailWith(m, "ClosePort: " + st.error().ToString());
+    CheckNoViolations(m, s);
+  }
+  void show(std::ostream& os) const override { os << "Close(e" << e << ")"; }
+};
+
+struct Merge : Cmd {
+  int a, b;
+  explicit Merge(const Model& m) : a(PickOpen(m)), b(PickOpen(m)) {}
+  void checkPreconditions(const Model& m) const override {
+    const int n = static_cast<int>(m.ends.size());
+    RC_PRE(a < n);
+    RC_PRE(b < n);
+    RC_PRE(m.ends[a].state == EState::kOpen);
+    RC_PRE(m.ends[b].state == EState::kOpen);
+    RC_PRE(m.ends[a].node == m.ends[b].node);
+  }
+  bool Allowed(const Model& m) const {
+    return a != b && m.ends[a].peer != b && !m.ends[a].used && !m.ends[b].used;
+  }
+  void apply(Model& m) const override {
+    if (!Allowed(m)) return;
+    const int pa = m.ends[a].peer, pb = m.ends[b].peer;
+    std::deque<int> from_pa = std::move(m.ends[a].inbox);
+    std::deque<int> from_pb = std::move(m.ends[b].inbox);
+    m.ends[a].inbox.clear();
+    m.ends[b].inbox.clear();
+    m.ends[a].state = EState::kMerged;
+    m.ends[b].state = EState::kMerged;
+    m.ends[pa].peer = pb;
+    m.ends[pb].peer = pa;
+    for (int id : from_pa) Deliver(m, pb, id);
+    for (int id : from_pb) Deliver(m, pa, id);
+  }
+  void run(const Model& m, Sut& s) const override {
+    Status st = s.net.node(m.ends[a].node).MergeLocalPorts(s.refs[a], s.refs[b]);
+    if (st.ok() != Allowed(m)) {
+      FailWith(m, std::string("MergeLocalPorts ") +
+                      (st.ok() ? "succeeded" : "failed (" + st.error().ToString() + ")") +
+                      ", the model says the opposite");
+    }
+    if (!st.ok() && st.error().code() != ErrorCode::kFailedPrecondition) {
+      FailWith(m, "MergeLocalPorts refused with " + st.error().ToString());
+    }
+    CheckNoViolations(m, s);
+  }
+  void show(std::ostream& os) const override { os << "Merge(e" << a << ", e" << b << ")"; }
+};
+
+// Delivers up to n queued events, each on a link chosen by `picks`.
+struct DeliverSome : Cmd {
+  std::vector<uint32_t> picks;
+  explicit DeliverSome(const Model&)
+      : picks(*rc::gen::resize(12, rc::gen::container<std::vector<uint32_t>>(rc::gen::arbitrary<uint32_t>()))) {}
+  void apply(Model&) const override {}
+  void run(const Model& m, Sut& s) const override {
+    for (uint32_t p : picks) {
+      auto links = s.net.ActiveLinks();
+      if (links.empty()) break;
+      s.net.DeliverOne(links[p % links.size()]);
+    }
+    CheckNoViolations(m, s);
+  }
+  void show(std::ostream& os) const override { os << "DeliverSome(" << picks.size() << " events)"; }
+};
+
+// A node crashes once the network is quiet (nothing it sent is in flight).
+struct LoseNode : Cmd {
+  int n;
+  explicit LoseNode(const Model&) : n(*rc::gen::inRange(0, kNodes)) {}
+  void checkPreconditions(const Model& m) const override {
+    RC_PRE(!m.lost[n]);
+    int alive = 0;
+    for (bool l : m.lost) alive += l ? 0 : 1;
+    RC_PRE(alive >= 2);
+  }
+  void apply(Model& m) const override {
+    m.lost[n] = true;
+    for (size_t i = 0; i < m.ends.size(); ++i) {
+      if (m.ends[i].state == EState::kOpen && m.ends[i].node == n) {
+        EndCascade(m, static_cast<int>(i), EState::kLost);
+      }
+    }
+  }
+  void run(const Model& m, Sut& s) const override {
+    if (!s.net.Pump()) FailWith(m, "network did not settle");
+    s.net.LoseNode(n);
+    CheckNoViolations(m, s);
+  }
+  void show(std::ostream& os) const override { os << "LoseNode(n" << n << ")"; }
+};
+
+RC_GTEST_PROP(PortsModel, PipesBehaveAsIdealFifoQueues, ()) {
+  Sut sut;
+  Model initial;
+  // Start from the model the commands leave behind, so the final clean-up
+  // knows which ends are still open.
+  const auto commands = *rc::state::gen::commands(
+      initial, rc::state::gen::execOneOfWithArgs<CreatePipe, CreatePipe, Write, Write, Write, Read,
+                                                 Read, Read, Close, Merge, DeliverSome,
+                                                 DeliverSome, LoseNode>());
+  rc::state::runAll(commands, initial, sut);
+  Model final_model = initial;
+  rc::state::applyAll(commands, final_model);
+  // Close every end still open, then nothing may remain anywhere.
+  for (int e : OpenEnds(final_model)) {
+    Status st = sut.net.node(final_model.ends[e].node).ClosePort(sut.refs[e]);
+    if (!st.ok()) FailWith(final_model, "final ClosePort(e" + std::to_string(e) + "): " + st.error().ToString());
+  }
+  if (!sut.net.Pump()) FailWith(final_model, "network did not settle at the end");
+  CheckNoViolations(final_model, sut);
+  if (!sut.net.AllClean()) FailWith(final_model, "ports left behind: " + sut.net.Describe());
+  for (int n = 0; n < kNodes; ++n) {
+    if (sut.net.is_lost(n)) continue;
+    if (sut.net.node(n).proxy_count() != 0) FailWith(final_model, "proxies left: " + sut.net.Describe());
+    RC_ASSERT(sut.net.node(n).CanShutdownCleanly());
+  }
+}
+
+}  // namespace
+}  // namespace moat::ports
