@@ -181,11 +181,11 @@ class Node {
   const NodeName name_;
   NodeDelegate* const delegate_;
 
-  // Lock order: ports_mu_ is a leaf taken alone (never while a port lock is
-  // held, and no port lock is taken while holding it). Port locks
-  // (Port::mu) are taken one at a time, except MergeLocalPorts and sends with
-  // attachments, which lock several in ascending PortName order. local_mu_
-  // is a leaf. No lock is held while calling the delegate.
+  // Lock order: Port::mu (several only in ascending PortName order, as in
+  // MergeLocalPorts and sends with attachments; or a proxy's lock, then the
+  // not-yet-reachable ports attached to messages it forwards) -> ports_mu_.
+  // ports_mu_ and local_mu_ are leaves: nothing is locked while holding them.
+  // No lock is held while calling the delegate.
   mutable Mutex ports_mu_;
   std::map<PortName, std::shared_ptr<Port>> ports_ ABSL_GUARDED_BY(ports_mu_);
 

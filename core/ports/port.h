@@ -41,8 +41,8 @@ class Port {
 
   explicit Port(State initial) : state(initial) {}
 
-  // Lock order: see Node (node.h): a port lock is never held while taking
-  // Node::ports_mu_; several port locks only in ascending PortName order.
+  // Lock order: see Node (node.h): port locks before Node::ports_mu_;
+  // several port locks only in ascending PortName order.
   Mutex mu;
 
   State state ABSL_GUARDED_BY(mu);
