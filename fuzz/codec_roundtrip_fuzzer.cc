@@ -3,7 +3,17 @@
 // re-encodes to the same bytes; every strict prefix of the encoding is
 // rejected as kIncomplete. Differential by construction: the value built
 // here is the oracle.
+//
+// Bounded work per input (R25 speed). Every container element
+// (node, item, map entry, choice, number) and code point is paid for from a
+// budget that grows with the input length and is capped, so a value never
+// outgrows its input and the work per input is bounded; the schema's shape
+// (every field type, depth 4 trees, every variant alternative, per-container
+// sizes) is unchanged.
+#include <algorithm>
+#include <bit>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -17,108 +27,133 @@ using namespace moat;  // NOLINT
 using namespace moat::codec_testing;  // NOLINT
 using moat::fuzz::Input;
 
-// Appends one valid code point as UTF-8, from every length class.
-void AppendCodePoint(Input& in, std::string& out) {
-  uint32_t cp;
-  switch (in.InRange<uint8_t>(0, 3)) {
-    case 0: cp = in.InRange<uint32_t>(0, 0x7F); break;
-    case 1: cp = in.InRange<uint32_t>(0x80, 0x7FF); break;
-    case 2:
-      cp = in.InRange<uint32_t>(0x800, 0xFFFF - 0x800);
-      if (cp >= 0xD800) cp += 0x800;  // skip surrogates
-      break;
-    default: cp = in.InRange<uint32_t>(0x10000, 0x10FFFF); break;
+// Elements (container elements and code points) per value: at most one per 4
+// input bytes, and never more than kMaxElements, so the cost of one run stays
+// flat as libFuzzer grows inputs towards 4 KiB (unbounded, such an input built
+// a 121-node tree plus dozens of strings and items).
+constexpr size_t kBytesPerElement = 4;
+constexpr size_t kMaxElements = 24;
+// Code points per string; each also costs one element.
+constexpr size_t kMaxCodePoints = 12;
+
+class Builder {
+ public:
+  explicit Builder(Input& in) : in_(in), budget_(std::min(kMaxElements, in.remaining() / kBytesPerElement)) {}
+
+  Rich MakeRich() {
+    Rich r;
+    r.u8 = in_.Integral<uint8_t>();
+    r.u16 = in_.Integral<uint16_t>();
+    r.u32 = in_.Integral<uint32_t>();
+    r.u64 = in_.Integral<uint64_t>();
+    r.i8 = in_.Integral<int8_t>();
+    r.i16 = in_.Integral<int16_t>();
+    r.i32 = in_.Integral<int32_t>();
+    r.i64 = in_.Integral<int64_t>();
+    r.flag = in_.Bool();
+    r.f64_bits = in_.Integral<uint64_t>();
+    r.f64 = std::bit_cast<double>(in_.Integral<uint64_t>());
+    constexpr Color kColors[] = {Color::kRed, Color::kGreen, Color::kBlue};
+    r.color = kColors[in_.InRange<uint8_t>(0, 2)];
+    constexpr Wide kWides[] = {Wide::kNegative, Wide::kZero, Wide::kLarge};
+    r.wide = kWides[in_.InRange<uint8_t>(0, 2)];
+    r.text = Text();
+    r.blob = in_.Bytes(in_.InRange<size_t>(0, 16));
+    for (size_t n = in_.InRange<size_t>(0, 6); n > 0 && More(); --n) r.numbers.push_back(in_.Integral<int32_t>());
+    for (size_t n = in_.InRange<size_t>(0, 4); n > 0 && More(); --n) r.items.push_back(MakeItem());
+    for (size_t n = in_.InRange<size_t>(0, 4); n > 0 && More(); --n) r.attributes[Text()] = in_.Integral<uint32_t>();
+    for (size_t n = in_.InRange<size_t>(0, 3); n > 0 && More(); --n) {
+      Envelope& e = r.envelopes[in_.Integral<uint16_t>()];
+      for (size_t k = in_.InRange<size_t>(0, 2); k > 0 && More(); --k) e.items.push_back(MakeItem());
+    }
+    if (in_.Bool()) r.maybe_item = MakeItem();
+    switch (in_.InRange<uint8_t>(0, 2)) {
+      case 0: break;
+      case 1: r.maybe_maybe = std::optional<bool>(); break;
+      default: r.maybe_maybe = std::optional<bool>(in_.Bool()); break;
+    }
+    r.choice = MakeChoice();
+    for (size_t n = in_.InRange<size_t>(0, 3); n > 0 && More(); --n) r.choices.push_back(MakeChoice());
+    r.tree = MakeNode(4);
+    return r;
   }
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
+
+ private:
+  // Pays for one more container element; false once the budget or the input is spent.
+  bool More() {
+    if (budget_ == 0 || in_.empty()) return false;
+    --budget_;
+    return true;
   }
-}
 
-std::string Text(Input& in) {
-  std::string s;
-  for (size_t n = in.InRange<size_t>(0, 12); n > 0 && !in.empty(); --n) AppendCodePoint(in, s);
-  return s;
-}
-
-Item MakeItem(Input& in) { return Item{in.Integral<uint16_t>(), Text(in)}; }
-
-Node MakeNode(Input& in, int depth) {
-  Node n{in.Integral<uint32_t>(), {}};
-  if (depth > 0) {
-    for (size_t k = in.InRange<size_t>(0, 3); k > 0 && !in.empty(); --k) n.children.push_back(MakeNode(in, depth - 1));
-  }
-  return n;
-}
-
-Choice MakeChoice(Input& in) {
-  switch (in.InRange<uint8_t>(0, 3)) {
-    case 0: return Choice(in.Integral<uint32_t>());
-    case 1: return Choice(Text(in));
-    case 2: return Choice(MakeItem(in));
-    default: {
-      std::vector<Node> nodes;
-      for (size_t k = in.InRange<size_t>(0, 2); k > 0; --k) nodes.push_back(MakeNode(in, 2));
-      return Choice(std::move(nodes));
+  // Appends one valid code point as UTF-8, from every length class.
+  void AppendCodePoint(std::string& out) {
+    uint32_t cp;
+    switch (in_.InRange<uint8_t>(0, 3)) {
+      case 0: cp = in_.InRange<uint32_t>(0, 0x7F); break;
+      case 1: cp = in_.InRange<uint32_t>(0x80, 0x7FF); break;
+      case 2:
+        cp = in_.InRange<uint32_t>(0x800, 0xFFFF - 0x800);
+        if (cp >= 0xD800) cp += 0x800;  // skip surrogates
+        break;
+      default: cp = in_.InRange<uint32_t>(0x10000, 0x10FFFF); break;
+    }
+    if (cp < 0x80) {
+      out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+      out += static_cast<char>(0xC0 | (cp >> 6));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+      out += static_cast<char>(0xE0 | (cp >> 12));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+      out += static_cast<char>(0xF0 | (cp >> 18));
+      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+      out += static_cast<char>(0x80 | (cp & 0x3F));
     }
   }
-}
 
-Rich MakeRich(Input& in) {
-  Rich r;
-  r.u8 = in.Integral<uint8_t>();
-  r.u16 = in.Integral<uint16_t>();
-  r.u32 = in.Integral<uint32_t>();
-  r.u64 = in.Integral<uint64_t>();
-  r.i8 = in.Integral<int8_t>();
-  r.i16 = in.Integral<int16_t>();
-  r.i32 = in.Integral<int32_t>();
-  r.i64 = in.Integral<int64_t>();
-  r.flag = in.Bool();
-  r.f64_bits = in.Integral<uint64_t>();
-  r.f64 = std::bit_cast<double>(in.Integral<uint64_t>());
-  constexpr Color kColors[] = {Color::kRed, Color::kGreen, Color::kBlue};
-  r.color = kColors[in.InRange<uint8_t>(0, 2)];
-  constexpr Wide kWides[] = {Wide::kNegative, Wide::kZero, Wide::kLarge};
-  r.wide = kWides[in.InRange<uint8_t>(0, 2)];
-  r.text = Text(in);
-  r.blob = in.Bytes(in.InRange<size_t>(0, 16));
-  for (size_t n = in.InRange<size_t>(0, 6); n > 0; --n) r.numbers.push_back(in.Integral<int32_t>());
-  for (size_t n = in.InRange<size_t>(0, 4); n > 0; --n) r.items.push_back(MakeItem(in));
-  for (size_t n = in.InRange<size_t>(0, 4); n > 0; --n) r.attributes[Text(in)] = in.Integral<uint32_t>();
-  for (size_t n = in.InRange<size_t>(0, 3); n > 0; --n) {
-    Envelope& e = r.envelopes[in.Integral<uint16_t>()];
-    for (size_t k = in.InRange<size_t>(0, 2); k > 0; --k) e.items.push_back(MakeItem(in));
+  std::string Text() {
+    std::string s;
+    for (size_t n = in_.InRange<size_t>(0, kMaxCodePoints); n > 0 && More(); --n) AppendCodePoint(s);
+    return s;
   }
-  if (in.Bool()) r.maybe_item = MakeItem(in);
-  switch (in.InRange<uint8_t>(0, 2)) {
-    case 0: break;
-    case 1: r.maybe_maybe = std::optional<bool>(); break;
-    default: r.maybe_maybe = std::optional<bool>(in.Bool()); break;
+
+  Item MakeItem() { return Item{in_.Integral<uint16_t>(), Text()}; }
+
+  Node MakeNode(int depth) {
+    Node n{in_.Integral<uint32_t>(), {}};
+    if (depth > 0) {
+      for (size_t k = in_.InRange<size_t>(0, 3); k > 0 && More(); --k) n.children.push_back(MakeNode(depth - 1));
+    }
+    return n;
   }
-  r.choice = MakeChoice(in);
-  for (size_t n = in.InRange<size_t>(0, 3); n > 0; --n) r.choices.push_back(MakeChoice(in));
-  r.tree = MakeNode(in, 4);
-  return r;
-}
+
+  Choice MakeChoice() {
+    switch (in_.InRange<uint8_t>(0, 3)) {
+      case 0: return Choice(in_.Integral<uint32_t>());
+      case 1: return Choice(Text());
+      case 2: return Choice(MakeItem());
+      default: {
+        std::vector<Node> nodes;
+        for (size_t k = in_.InRange<size_t>(0, 2); k > 0 && More(); --k) nodes.push_back(MakeNode(2));
+        return Choice(std::move(nodes));
+      }
+    }
+  }
+
+  Input& in_;
+  size_t budget_;
+};
 
 }  // namespace
 
 MOAT_FUZZ_COVERS("codec_value")
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Input in(data, size);
-  const Rich value = MakeRich(in);
+  const Rich value = Builder(in).MakeRich();
   Result<EncodedMessage> msg = EncodeMessage(value);
   MOAT_FUZZ_CHECK(msg.ok(), "encoding failed");
   Result<Rich> back = DecodeMessage<Rich>(msg->bytes);
