@@ -575,7 +575,11 @@ int RunFuzz(int argc, char** argv) {
 
   if (o.targets.empty()) {
     if (!o.bin_dir.empty()) {
-      for (const auto& e : fs::directory_iterator(fs::path(o.bin_dir) / o.engine)) o.targets.push_back(e.path().filename());
+      // Skip the .zip/.dict files a ClusterFuzzLite-style $OUT also holds.
+      for (const auto& e : fs::directory_iterator(fs::path(o.bin_dir) / o.engine)) {
+        std::string name = e.path().filename();
+        if (e.is_regular_file() && name.find('.') == std::string::npos) o.targets.push_back(name);
+      }
       std::sort(o.targets.begin(), o.targets.end());
     } else {
       std::string error;
