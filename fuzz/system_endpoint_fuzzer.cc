@@ -66,8 +66,12 @@ void DecodeMode(moat::fuzz::Input& in, size_t num_ports, size_t num_fds,
           (void)node->ClosePort(a);
         } else {
           to_close.push_back(a);
-          if (kinds[i] == kBound) bound.insert(a.name());
-          if (kinds[i] == kFresh) fresh.insert(a.name());
+          // kFresh, or kDuplicate with nothing to duplicate: a live unowned port.
+          if (kinds[i] == kBound) {
+            bound.insert(a.name());
+          } else {
+            fresh.insert(a.name());
+          }
         }
     }
   }
