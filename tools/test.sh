@@ -59,6 +59,7 @@ fuzz_labels() { fuzz_targets | sed 's|^|//fuzz:|'; }
 
 fuzz_smoke() {  # target: 5 s of libFuzzer from the checked-in corpus, into a scratch dir
   local t="$1" scratch
+  [[ -x "$log_dir/fuzzers/$t" ]] || { echo "no libFuzzer binary for $t"; return 1; }
   scratch="$(mktemp -d)"
   cp -r "corpus/$t/." "$scratch/"
   local dict=()
@@ -76,9 +77,11 @@ if [[ "${1:-}" != "--quick" ]]; then
   echo "=== fuzz targets: libFuzzer and AFL++ builds, 5 s libFuzzer smoke each"
   mkdir -p "$log_dir/fuzzers"
   targets=$(fuzz_targets)
-  check "fuzz build (AFL++, all fuzz targets)" bazel build --config=afl $(fuzz_labels)
+  # The libFuzzer config must build everything (tests included), not only fuzzers.
   check "build (libFuzzer config, //...)" bazel build --config=libfuzzer //...
-  for t in $targets; do cp "bazel-bin/fuzz/$t" "$log_dir/fuzzers/$t" 2>/dev/null || true; done
+  lf_bin=$(bazel info --config=libfuzzer bazel-bin 2>/dev/null)
+  for t in $targets; do cp "$lf_bin/fuzz/$t" "$log_dir/fuzzers/$t" 2>/dev/null || true; done
+  check "build (AFL++ config, all fuzz targets)" bazel build --config=afl $(fuzz_labels)
   for t in $targets; do
     check "fuzz smoke $t" fuzz_smoke "$t"
   done
