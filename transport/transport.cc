@@ -240,7 +240,7 @@ void Transport::UpdateInterestLocked() {
   uint32_t want = 0;
   if (!disconnect_ && !stopping_ && socket_.valid()) {
     if (!waiter_reading_ && ReadAllowedLocked()) want |= EPOLLIN | EPOLLRDHUP;
-    if (want_write_) want |= EPOLLOUT;
+    if (want_write_ && !writer_busy_) want |= EPOLLOUT;
   }
   if (want == epoll_events_ && in_epoll_ == (want != 0)) return;
   if (want == 0) {
@@ -317,7 +317,7 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
   frame.header = FrameHeader{.type = FrameType::kMessage,
                              .payload_size = static_cast<uint32_t>(payload.size()),
                              .fd_count = static_cast<uint32_t>(fds.size())};
-  if (send_queue_.empty() && acks_.CanSend(fds.size())) {
+  if (send_queue_.empty() && !writer_busy_ && acks_.CanSend(fds.size())) {
     // Fast path (R19): write from the caller's thread, header and payload as
     // one iovec, no copy, piggybacking our pending acknowledgements.
     frame.header.ack_count = acks_.TakePendingAcks();
@@ -336,6 +336,43 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
       sent += *n;
     }
     if (sent == frame_size) return OkStatus();
+    if (owned == nullptr && !OnIoThread()) {
+      // The socket is full and the bytes are borrowed. Finish this frame
+      // from the caller's buffer (no copy), waiting for POLLOUT with the lock
+      // released; other senders queue behind it meanwhile. It ends when the
+      // peer reads or is gone (shutdown wakes the poll).
+      writer_busy_ = true;
+      UpdateInterestLocked();
+      Status status = OkStatus();
+      while (sent < frame_size) {
+        mu_.Unlock();
+        pollfd pfd{socket_.get(), POLLOUT, 0};
+        while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+        }
+        mu_.Lock();
+        if (disconnect_ || released_) {
+          status = Error(ErrorCode::kPeerClosed,
+                         ::moat::internal::Concat("send on a disconnected transport: ",
+                                                  disconnect_ ? disconnect_->ToString()
+                                                              : std::string("released")));
+          break;
+        }
+        Result<size_t> n = WriteSome(socket_.get(), frame.wire, payload, sent, fds);
+        if (!n.ok()) {
+          status = n.error();
+          DisconnectLocked(std::move(n).error());
+          break;
+        }
+        if (sent == 0 && *n > 0 && !fds.empty()) acks_.OnSent(std::move(fds));
+        if (*n > 0) fds.clear();
+        sent += *n;
+      }
+      writer_busy_ = false;
+      if (!send_queue_.empty()) FlushLocked();  // frames queued behind us
+      UpdateInterestLocked();
+      cv_.SignalAll();
+      return status;
+    }
     frame.sent = sent;
     want_write_ = true;
   }
@@ -347,9 +384,14 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
     frame.payload.assign(payload.begin(), payload.end());
   }
   frame.fds = std::move(fds);
+  const bool socket_full = want_write_;
   send_queue_bytes_ += frame.size() - frame.sent;
   send_queue_.push_back(std::move(frame));
-  FlushLocked();
+  if (socket_full) {
+    UpdateInterestLocked();  // the IO thread writes on EPOLLOUT
+  } else {
+    FlushLocked();
+  }
   // Bound our own memory against a peer that stops reading: wait (never on
   // the IO thread, checked above) until the queue drains or the peer is gone.
   while (send_queue_bytes_ > limits_.max_unprocessed_bytes && !disconnect_ && !stopping_) {
@@ -363,6 +405,9 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
 }
 
 void Transport::FlushLocked() {
+  // A sender is finishing a partial frame from its own buffer: nothing may be
+  // written before it; it flushes the queue when done.
+  if (writer_busy_) return;
   while (!disconnect_ && !released_) {
     if (send_queue_.empty()) {
       if (acks_.pending_acks() == 0) break;
@@ -488,6 +533,10 @@ Status Transport::ReadOnce(size_t want, bool* would_block) {
     return Error(ErrorCode::kPeerClosed, "peer closed the connection");
   }
   MOAT_TRY(reassembler_->CommitWrite(static_cast<size_t>(n), std::move(fds)));
+  // A short read almost always means the socket is drained: skip the extra
+  // recvmsg() that would only say EAGAIN (epoll is level-triggered, so
+  // anything that did arrive meanwhile is reported again).
+  if (static_cast<size_t>(n) < space.size()) *would_block = true;
   return DrainFrames();
 }
 
@@ -787,6 +836,7 @@ Transport::Stats Transport::stats() const {
   s.send_queue_bytes = send_queue_bytes_;
   s.retained_fds = acks_.retained();
   s.reading_paused = !disconnect_ && !on_message_ && !ReadAllowedLocked();
+  s.sender_waiting = writer_busy_;
   return s;
 }
 

@@ -16,10 +16,10 @@
 //
 // Sending: the calling thread writes directly (header + payload as one
 // iovec, descriptors in the same sendmsg) when nothing is queued; otherwise
-// the frame is queued and the IO thread flushes it on EPOLLOUT. Send() never
-// blocks on the peer unless this side already has max_unprocessed_bytes
-// queued (then it waits, on threads other than the IO thread, until the queue
-// drains or the peer is gone).
+// the frame is queued and the IO thread flushes it on EPOLLOUT (see Send()
+// for borrowed vs owned payloads). The queue is bounded by
+// max_unprocessed_bytes: beyond it a sender thread waits until it drains or
+// the peer is gone.
 //
 // Receiving in queue mode: a thread blocked in Receive() reads the socket
 // itself while it waits (the IO thread stops watching for input meanwhile),
@@ -155,8 +155,16 @@ class Transport {
   // the transport from here on (retained until the peer acknowledges them).
   // Errors: kPeerClosed (dead or disconnected peer, e.g. EPIPE), kClosed
   // (released), kResourceExhausted (queue full while on the IO thread).
+  //
+  // Borrowed bytes: if the socket fills up mid-frame, the calling thread
+  // finishes the frame itself, waiting for the socket (no copy; like a
+  // blocking write, it returns when the peer has read enough or is gone). On
+  // the IO thread, and when frames are already queued or the fd-ack window
+  // is full, the bytes are copied into the queue instead.
   Status Send(std::span<const uint8_t> payload, std::vector<UniqueFd> fds = {});
-  // As above; the payload is moved into the queue if it must wait (no copy).
+  // Owned bytes: whatever cannot be written at once is queued by moving the
+  // vector (no copy) and flushed by the IO thread on EPOLLOUT; the caller
+  // waits only when max_unprocessed_bytes are already queued.
   Status Send(std::vector<uint8_t>&& payload, std::vector<UniqueFd> fds = {});
 
   // Queue mode only (no on_message; else MOAT_ASSERT). The next message;
@@ -183,6 +191,7 @@ class Transport {
     size_t send_queue_bytes = 0;
     size_t retained_fds = 0;         // sent, not yet acknowledged
     bool reading_paused = false;     // backpressure: receive queue full
+    bool sender_waiting = false;     // a Send() caller waits for socket space
   };
   Stats stats() const;
 
@@ -254,6 +263,7 @@ class Transport {
   bool reader_busy_ ABSL_GUARDED_BY(mu_) = false;     // someone holds the reader role
   bool waiter_reading_ ABSL_GUARDED_BY(mu_) = false;  // ... and it is a Receive() waiter
   bool want_write_ ABSL_GUARDED_BY(mu_) = false;      // last write hit EAGAIN
+  bool writer_busy_ ABSL_GUARDED_BY(mu_) = false;     // a Send() caller owns a partial frame
   bool in_epoll_ ABSL_GUARDED_BY(mu_) = false;
   uint32_t epoll_events_ ABSL_GUARDED_BY(mu_) = 0;
 };

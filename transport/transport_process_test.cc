@@ -188,7 +188,15 @@ TEST(TransportProcessTest, PeerKilledWhileWeWaitAndSend) {
     Child c = StartChild({"idle"}, rec.Options());
     auto hello = c.transport->Receive(kGuard);
     ASSERT_TRUE(hello.ok()) << hello.error().ToString();
-    // Far larger than the socket buffer: most of it is queued for EPOLLOUT.
+    // A borrowed-bytes send blocks in its own thread until the peer reads or dies.
+    const std::vector<uint8_t> lent(8 << 20, 9);
+    std::thread blocked_sender([&] {
+      Status s = c.transport->Send(lent);
+      EXPECT_FALSE(s.ok());
+      EXPECT_EQ(s.error().code(), ErrorCode::kPeerClosed) << s.error().ToString();
+    });
+    while (!c.transport->stats().sender_waiting) std::this_thread::yield();
+    // Owned bytes queue behind it (for the IO thread), without blocking.
     std::vector<UniqueFd> fds;
     fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     ASSERT_TRUE(c.transport->Send(std::vector<uint8_t>(16 << 20, 7), std::move(fds)).ok());
@@ -201,6 +209,7 @@ TEST(TransportProcessTest, PeerKilledWhileWeWaitAndSend) {
     ASSERT_EQ(::kill(c.pid, SIGKILL), 0);
     Reap(c.pid);
     waiter.join();
+    blocked_sender.join();
     Error e = rec.WaitForFirst();
     EXPECT_EQ(e.code(), ErrorCode::kPeerClosed) << e.ToString();
     EXPECT_FALSE(c.transport->Send(Bytes("x")).ok());
