@@ -206,6 +206,14 @@ std::vector<std::string> DiscoverTargets(std::string& error) {
 std::set<std::string> Build(const std::vector<std::string>& targets, const std::string& config,
                             const fs::path& dest, const fs::path& log_dir) {
   fs::create_directories(dest);
+  // Not the bazel-bin symlink: a concurrent build of another config may move it,
+  // and configs with a --platform_suffix have their own tree.
+  RunResult info = RunToEnd({"bazel", "info", "--config=" + config, "bazel-bin"}, {}, 0);
+  std::string bin_dir = "bazel-bin";
+  std::istringstream lines(info.output);  // stdout and stderr: keep the path line
+  for (std::string line; std::getline(lines, line);) {
+    if (info.ok() && line.starts_with("/") && fs::is_directory(line)) bin_dir = line;
+  }
   auto build = [&](const std::vector<std::string>& batch) {
     std::vector<std::string> argv = {"bazel", "build", "--noshow_progress", "--config=" + config};
     for (const std::string& t : batch) argv.push_back("//fuzz:" + t);
@@ -219,7 +227,7 @@ std::set<std::string> Build(const std::vector<std::string>& targets, const std::
       return false;
     }
     for (const std::string& t : batch) {
-      fs::copy_file("bazel-bin/fuzz/" + t, dest / t, fs::copy_options::overwrite_existing);
+      fs::copy_file(fs::path(bin_dir) / "fuzz" / t, dest / t, fs::copy_options::overwrite_existing);
     }
     return true;
   };
