@@ -201,24 +201,21 @@ Result<std::unique_ptr<NodeController>> NodeController::ConnectToBroker(
   return c;
 }
 
-Result<Invitation> NodeController::InviteChild() {
-  MOAT_ASSERT(is_broker_, "InviteChild on a child node");
+ports::NodeName NodeController::NewChildName() const {
   ports::NodeName child;
   do {
     child = ports::NodeName::Random();
-  } while (child == name_);  // channels_ collisions: 2^-128, checked below anyway
-  MOAT_ASSIGN_OR_RETURN(ChannelPtr channel, NewChannel(child));
-  auto pair = transport::Transport::CreatePaired(TransportOptionsFor(channel.get()));
-  if (!pair.ok()) {
-    channel->SetTransport(nullptr);
-    return std::move(pair).error();
-  }
-  channel->SetTransport(std::move(pair->transport));
+  } while (child == name_);  // channels_ collisions: 2^-128, asserted in Greet
+  return child;
+}
 
+Result<system::Handle> NodeController::Greet(const ChannelPtr& channel) {
+  const ports::NodeName child = channel->peer;
   MOAT_ASSIGN_OR_RETURN(auto pipe, core_->CreateMessagePipe());
   auto port = core_->ReleaseForRemoteMerge(pipe.second);
   if (!port.ok()) {
     (void)core_->Close(pipe.first);
+    DropChannel(channel.get(), port.error());
     return std::move(port).error();
   }
   channel->bootstrap_port = *port;
@@ -234,14 +231,44 @@ Result<Invitation> NodeController::InviteChild() {
   hello.subject_hi = port->hi;
   hello.subject_lo = port->lo;
   Status sent = channel->Send(EncodeNodeChannelMessage(hello));
-  auto socket = std::move(pair->handle).TakeSocketForSending();
-  if (!sent.ok() || !socket.ok()) {
-    Error why = !sent.ok() ? sent.error() : socket.error();
-    DropChannel(channel.get(), why);
+  if (!sent.ok()) {
+    DropChannel(channel.get(), sent.error());
     (void)core_->Close(pipe.first);
-    return why;
+    return std::move(sent).error();
   }
-  return Invitation{std::move(*socket), child, pipe.first};
+  return pipe.first;
+}
+
+Result<Invitation> NodeController::InviteChild() {
+  MOAT_ASSERT(is_broker_, "InviteChild on a child node");
+  MOAT_ASSIGN_OR_RETURN(ChannelPtr channel, NewChannel(NewChildName()));
+  auto pair = transport::Transport::CreatePaired(TransportOptionsFor(channel.get()));
+  if (!pair.ok()) {
+    channel->SetTransport(nullptr);
+    return std::move(pair).error();
+  }
+  auto socket = std::move(pair->handle).TakeSocketForSending();
+  if (!socket.ok()) {
+    channel->SetTransport(nullptr);
+    return std::move(socket).error();  // pair->transport is destroyed here, on our thread
+  }
+  channel->SetTransport(std::move(pair->transport));
+  MOAT_ASSIGN_OR_RETURN(system::Handle bootstrap, Greet(channel));
+  return Invitation{std::move(*socket), channel->peer, bootstrap};
+}
+
+Result<LaunchedChild> NodeController::AddChild(UniqueFd socket) {
+  MOAT_ASSERT(is_broker_, "AddChild on a child node");
+  MOAT_ASSIGN_OR_RETURN(ChannelPtr channel, NewChannel(NewChildName()));
+  auto t = transport::TransportHandle(std::move(socket))
+               .CreateTransport(TransportOptionsFor(channel.get()));
+  if (!t.ok()) {
+    channel->SetTransport(nullptr);
+    return std::move(t).error();
+  }
+  channel->SetTransport(std::move(*t));
+  MOAT_ASSIGN_OR_RETURN(system::Handle bootstrap, Greet(channel));
+  return LaunchedChild{-1, channel->peer, bootstrap};
 }
 
 Result<LaunchedChild> NodeController::LaunchChild(const std::string& path,

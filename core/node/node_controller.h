@@ -115,6 +115,10 @@ class NodeController {
 
   // Broker: a new child connection (a socketpair; the broker's end is live).
   Result<Invitation> InviteChild() ABSL_LOCKS_EXCLUDED(mu_);
+  // Broker: a child already connected over `socket` (e.g. a socketpair made
+  // before a fork). Returns the child's name and the bootstrap pipe; the
+  // child calls ConnectToBroker on the other end.
+  Result<LaunchedChild> AddChild(UniqueFd socket) ABSL_LOCKS_EXCLUDED(mu_);
   // Broker: InviteChild + fork/exec `path` with `args` (argv[1..]) and the
   // child's socket inherited (TakeBrokerSocketFromEnvironment finds it).
   Result<LaunchedChild> LaunchChild(const std::string& path,
@@ -138,6 +142,10 @@ class NodeController {
   NodeController(bool is_broker, NodeControllerOptions options);
 
   Result<ChannelPtr> NewChannel(const ports::NodeName& peer) ABSL_LOCKS_EXCLUDED(mu_);
+  // Broker: names the child on `channel`'s transport, creates its bootstrap
+  // pipe and sends the hello. Returns the broker's end of the pipe.
+  Result<system::Handle> Greet(const ChannelPtr& channel) ABSL_LOCKS_EXCLUDED(mu_);
+  ports::NodeName NewChildName() const;
   transport::TransportOptions TransportOptionsFor(Channel* channel);
 
   // Transport callbacks (IO thread of the channel's transport).

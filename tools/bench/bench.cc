@@ -30,6 +30,7 @@
 #include "core/mutex.h"
 #include "core/unique_fd.h"
 #include "limits/limits.h"
+#include "tools/bench/pipe_bench.h"
 #include "tools/cli/command.h"
 #include "transport/transport.h"
 
@@ -335,6 +336,7 @@ int RunBench(int argc, char** argv) {
     }
     rows.push_back(row);
   }
+  for (const PipeBenchRow& p : RunPipeBenchCases({cfg.reps, cfg.rt_iters, cfg.tput_messages, !json})) rows.push_back({p.name, p.moat, p.baseline, p.ratio, p.unit, p.target});
   if (json) {
     std::printf("{\"cases\":[");
     for (size_t i = 0; i < rows.size(); ++i) {
