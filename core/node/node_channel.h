@@ -2,7 +2,7 @@
 // exchange over a moat Transport (R24).
 //
 // One transport message = one envelope. Its layout (little-endian, no
-// padding; see docs/wire-format-node.md):
+// padding; this comment is the reference):
 //
 //   u8  type         NodeChannelMessageType (only declared values)
 //   u64 sender.hi, sender.lo      node that produced the message
