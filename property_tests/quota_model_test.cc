@@ -1,24 +1,26 @@
 // R29/R13: stateful model of quota backpressure (core/system/quota.h).
 //
-// System under test: a sender endpoint A (QuotaSet + AckTracker for what it
-// sends) and a receiver endpoint B (QuotaSet + its receive queue), wired with
-// Mojo's read-ack protocol exactly as the ports layer runs it: A asks B to
-// acknowledge sequence number `acked + interval` (interval =
-// QuotaSet::AckRequestInterval()), B acknowledges its last read sequence
-// number once it has read that far, and every applied ack makes A ask for the
-// next one. Acks travel on a "wire" the test controls: they are delivered
-// late, out of order, twice, or never, and a hostile peer forges arbitrary
-// ones.
+// System under test: a pipe between port A on node 0 and port B on node 1
+// (core/ports/test_network.h), each end with a QuotaSet, as the system layer
+// wires them: A's unread-count limit L sets A's read-ack request interval to
+// QuotaSet::AckRequestInterval(); the ports layer then asks B to acknowledge
+// `acked + interval`, B acknowledges its last read sequence number once it
+// has read that far, and every applied ack makes A ask for the next one (the
+// read-ack tracking lives in ports::Node: PortStatus::unacknowledged_message_count).
+// The network is pumped after each step (acks arrive promptly); a compromised
+// node 1 forges acks (stale, duplicate, in range, over-count, u64 max) stamped
+// as B's own events, and is disconnected when one is a violation.
 //
 // The model is plain counters. After every step:
-//   * AckTracker's last_sent/last_acked/unread equal the model's (an ack is
-//     applied iff sent >= v > acked, a violation iff v > sent, else stale);
+//   * A's unacknowledged count equals the model's (an ack is applied iff
+//     sent >= v > acked, a violation iff v > sent, else ignored as stale);
+//     B's queued message count and bytes equal the model's;
 //   * QUOTA_EXCEEDED (AnyExceeded, and IsExceeded per quota) on A and on B
 //     is raised exactly when the model says some usage > limit;
 //   * AckRequestInterval == (L + 1) / 2, computed without overflow;
 //   * without forged acks, A never believes more was read than really was
-//     (true unread <= unacknowledged), and once every honest ack is
-//     delivered its view lags by less than one ack window
+//     (true unread <= unacknowledged), and its view lags by less than one ack
+//     window
 //     (unacknowledged - true unread < interval), so a drained receiver
 //     always un-exceeds the sender (no backpressure deadlock);
 //   * a writer that honours QUOTA_EXCEEDED keeps unacknowledged <= L + 1,
@@ -38,6 +40,12 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/mutex.h"
+#include "core/ports/event.h"
+#include "core/ports/node.h"
+#include "core/ports/port.h"
+#include "core/ports/test_network.h"
+#include "core/ports/user_message.h"
 #include "core/system/quota.h"
 
 namespace moat::system {
@@ -63,6 +71,7 @@ struct Model {
   std::vector<uint64_t> wire;     // honest acks in flight B -> A
   bool forged_applied = false;    // a forged ack was accepted (it can lie within range)
   bool lost = false;              // an honest ack was lost: the sender may lag for good
+  bool disconnected = false;      // a forged ack was a violation: node 1 was cut off
   bool polite = true;             // no write while A was exceeded since the limit last changed
 };
 
@@ -96,41 +105,52 @@ bool ModelExceeded(const MEndpoint& e, uint64_t len, uint64_t bytes, uint64_t un
 }
 
 struct Sut {
+  ports::testing::TestNetwork net;
+  ports::PortRef a, b;
   QuotaSet quota_a, quota_b;
-  AckTracker tracker;  // A's
-  std::deque<MMessage> queue_at_b;
-  uint64_t last_read_at_b = 0;
-  uint64_t ack_request_at_b = 0;
-  std::vector<uint64_t> wire;
 
-  QuotaUsage UsageA() const { return {0, 0, tracker.unread()}; }
-  QuotaUsage UsageB() const {
-    uint64_t bytes = 0;
-    for (const MMessage& m : queue_at_b) bytes += m.bytes;
-    return {queue_at_b.size(), bytes, 0};
+  Sut() {
+    net.AddNode();
+    net.AddNode();
+    auto [x, y] = net.CreatePipe(0, 1);
+    a = x;
+    b = y;
   }
-
-  // B receives a request to acknowledge `seq` (Node::OnReadAckRequest).
-  void RequestAt(uint64_t seq) {
-    if (seq <= last_read_at_b) {
-      ack_request_at_b = 0;
-      wire.push_back(last_read_at_b);
-    } else {
-      ack_request_at_b = seq;
-    }
+  ports::PortStatus Status(int node, const ports::PortRef& p) {
+    ports::PortStatus st;
+    RC_ASSERT(net.node(node).GetStatus(p, &st).ok());
+    return st;
   }
-  // A asks for the next ack (after a limit change or an applied ack).
-  void AskNext() {
-    const uint64_t interval = quota_a.AckRequestInterval();
-    if (interval != 0) RequestAt(tracker.last_acked() + interval);
+  QuotaUsage UsageA() { return {0, 0, Status(0, a).unacknowledged_message_count}; }
+  QuotaUsage UsageB() {
+    const ports::PortStatus st = Status(1, b);
+    return {st.queued_message_count, st.queued_num_bytes, 0};
   }
 };
 
-// Model twin of Sut::RequestAt/AskNext.
+enum class Outcome { kApplied, kStale, kViolation };
+
+Outcome ModelAck(const Model& m, uint64_t v) {
+  if (v > m.sent) return Outcome::kViolation;
+  if (v <= m.acked) return Outcome::kStale;
+  return Outcome::kApplied;
+}
+
+void ModelAskNext(Model& m);
+
+// A's port receives ack v (acks are delivered promptly: the network is
+// pumped after every step).
+void ModelApplyAck(Model& m, uint64_t v) {
+  if (ModelAck(m, v) != Outcome::kApplied) return;
+  m.acked = v;
+  ModelAskNext(m);
+}
+
+// B receives a request to acknowledge `seq` (Node::OnReadAckRequest).
 void ModelRequestAt(Model& m, uint64_t seq) {
   if (seq <= m.read) {
     m.ack_request_at_b = 0;
-    m.wire.push_back(m.read);
+    ModelApplyAck(m, m.read);
   } else {
     m.ack_request_at_b = seq;
   }
@@ -140,15 +160,22 @@ void ModelAskNext(Model& m) {
   if (interval != 0) ModelRequestAt(m, m.acked + interval);
 }
 
-void CheckInvariants(const Model& m, const Sut& s) {
-  if (s.tracker.last_sent() != m.sent || s.tracker.last_acked() != m.acked) {
-    FailWith(m, "tracker sent/acked " + std::to_string(s.tracker.last_sent()) + "/" +
-                    std::to_string(s.tracker.last_acked()));
+void CheckInvariants(const Model& m, Sut& s) {
+  if (!s.net.Pump()) FailWith(m, "network did not settle");
+  if (m.disconnected) {
+    if (s.net.violations().empty()) FailWith(m, "violating ack did not disconnect node 1");
+    return;
   }
-  if (s.tracker.unread() != m.sent - m.acked) {
-    FailWith(m, "tracker unread " + std::to_string(s.tracker.unread()));
+  if (!s.net.violations().empty()) FailWith(m, "node 1 blamed: " + s.net.violations().front().second);
+  const uint64_t unacked_real = s.UsageA().unread_message_count;
+  if (unacked_real != m.sent - m.acked) {
+    FailWith(m, "A reports " + std::to_string(unacked_real) + " unacknowledged");
   }
-  if (s.tracker.last_acked() > s.tracker.last_sent()) FailWith(m, "acked beyond sent");
+  const QuotaUsage ub = s.UsageB();
+  if (ub.receive_queue_length != m.queue_at_b.size() || ub.receive_queue_bytes != m.queued_bytes) {
+    FailWith(m, "B reports " + std::to_string(ub.receive_queue_length) + " queued / " +
+                    std::to_string(ub.receive_queue_bytes) + " bytes");
+  }
   for (uint32_t t = 0; t < kQuotaTypeCount; ++t) {
     if (s.quota_a.limit(static_cast<QuotaType>(t)) != m.a.limits[t] ||
         s.quota_b.limit(static_cast<QuotaType>(t)) != m.b.limits[t]) {
@@ -226,6 +253,7 @@ struct SetQuota : Cmd {
       ModelAskNext(m);
     }
   }
+  void checkPreconditions(const Model& m) const override { RC_PRE(!m.disconnected); }
   void run(const Model& m, Sut& s) const override {
     Result<QuotaType> type = QuotaSet::ParseType(raw_type);
     if (raw_type >= kQuotaTypeCount) {
@@ -237,7 +265,10 @@ struct SetQuota : Cmd {
       Status st = q.Set(*type, limit);
       if (st.ok() != Valid()) FailWith(m, "Set returned " + std::string(st.ok() ? "ok" : "error"));
       if (!st.ok()) RC_ASSERT(st.error().code() == ErrorCode::kInvalidArgument);
-      if (st.ok() && on_a && *type == QuotaType::kUnreadMessageCount) s.AskNext();
+      // What the system layer does when the unread quota changes.
+      if (st.ok() && on_a && *type == QuotaType::kUnreadMessageCount) {
+        RC_ASSERT(s.net.node(0).SetAcknowledgeRequestInterval(s.a, s.quota_a.AckRequestInterval()).ok());
+      }
     }
     Model next = m;
     apply(next);
@@ -249,6 +280,12 @@ struct SetQuota : Cmd {
   }
 };
 
+std::unique_ptr<ports::UserMessage> Message(uint64_t bytes) {
+  auto msg = std::make_unique<ports::UserMessage>();
+  msg->payload.assign(bytes, 0x5A);
+  return msg;
+}
+
 // A writes a message of `bytes`; a polite writer skips while A is exceeded.
 struct Write : Cmd {
   uint64_t bytes;
@@ -258,6 +295,7 @@ struct Write : Cmd {
   bool Skips(const Model& m) const {
     return polite && ModelExceeded(m.a, 0, 0, m.sent - m.acked);
   }
+  void checkPreconditions(const Model& m) const override { RC_PRE(!m.disconnected); }
   void apply(Model& m) const override {
     if (Skips(m)) return;
     if (ModelExceeded(m.a, 0, 0, m.sent - m.acked)) m.polite = false;
@@ -268,8 +306,8 @@ struct Write : Cmd {
   void run(const Model& m, Sut& s) const override {
     const bool exceeded = s.quota_a.AnyExceeded(s.UsageA());
     if (!(polite && exceeded)) {
-      const uint64_t seq = s.tracker.OnMessageSent();
-      s.queue_at_b.push_back({seq, bytes});
+      Status st = s.net.node(0).SendUserMessage(s.a, Message(bytes));
+      if (!st.ok()) FailWith(m, "SendUserMessage: " + st.error().ToString());
     }
     Model next = m;
     apply(next);
@@ -280,10 +318,13 @@ struct Write : Cmd {
   }
 };
 
-// B reads one message and acknowledges it if A asked for that far.
+// B reads one message (the ports layer acknowledges it if A asked for that far).
 struct Read : Cmd {
   explicit Read(const Model&) {}
-  void checkPreconditions(const Model& m) const override { RC_PRE(!m.queue_at_b.empty()); }
+  void checkPreconditions(const Model& m) const override {
+    RC_PRE(!m.disconnected);
+    RC_PRE(!m.queue_at_b.empty());
+  }
   void apply(Model& m) const override {
     const MMessage msg = m.queue_at_b.front();
     m.queue_at_b.pop_front();
@@ -291,18 +332,14 @@ struct Read : Cmd {
     m.read = msg.seq;
     if (m.ack_request_at_b != 0 && msg.seq >= m.ack_request_at_b) {
       m.ack_request_at_b = 0;
-      m.wire.push_back(msg.seq);
+      ModelApplyAck(m, msg.seq);
     }
   }
   void run(const Model& m, Sut& s) const override {
-    const MMessage msg = s.queue_at_b.front();
-    s.queue_at_b.pop_front();
-    RC_ASSERT(msg.seq == m.queue_at_b.front().seq);
-    s.last_read_at_b = msg.seq;
-    if (s.ack_request_at_b != 0 && msg.seq >= s.ack_request_at_b) {
-      s.ack_request_at_b = 0;
-      s.wire.push_back(msg.seq);
-    }
+    std::unique_ptr<ports::UserMessage> msg;
+    Status st = s.net.node(1).GetMessage(s.b, &msg);
+    if (!st.ok() || msg == nullptr) FailWith(m, "B could not read a queued message");
+    RC_ASSERT(msg->payload.size() == m.queue_at_b.front().bytes);
     Model next = m;
     apply(next);
     CheckInvariants(next, s);
@@ -310,99 +347,41 @@ struct Read : Cmd {
   void show(std::ostream& os) const override { os << "Read()"; }
 };
 
-enum class Outcome { kApplied, kStale, kViolation };
-
-Outcome ModelAck(const Model& m, uint64_t v) {
-  if (v > m.sent) return Outcome::kViolation;
-  if (v <= m.acked) return Outcome::kStale;
-  return Outcome::kApplied;
-}
-
-void ModelApplyAck(Model& m, uint64_t v) {
-  if (ModelAck(m, v) != Outcome::kApplied) return;
-  m.acked = v;
-  ModelAskNext(m);
-}
-
-void RunAck(const Model& m, Sut& s, uint64_t v) {
-  Result<AckTracker::AckOutcome> r = s.tracker.OnReadAck(v);
-  const Outcome want = ModelAck(m, v);
-  Outcome got = Outcome::kViolation;
-  if (r.ok()) {
-    got = *r == AckTracker::AckOutcome::kApplied ? Outcome::kApplied : Outcome::kStale;
-  } else {
-    RC_ASSERT(r.error().code() == ErrorCode::kProtocolViolation);
-  }
-  if (got != want) {
-    static const char* kNames[] = {"applied", "stale", "violation"};
-    FailWith(m, "ack " + std::to_string(v) + " was " + kNames[static_cast<int>(got)] +
-                    ", model says " + kNames[static_cast<int>(want)]);
-  }
-  if (got == Outcome::kApplied) s.AskNext();
-}
-
-// Delivers honest ack `index` from the wire (possibly out of order: late acks
-// arrive stale). `keep` leaves it on the wire to be delivered again.
-struct DeliverAck : Cmd {
-  size_t index;
-  bool keep;
-  explicit DeliverAck(const Model& m)
-      : index(*rc::gen::inRange<size_t>(0, std::max<size_t>(m.wire.size(), 1))),
-        keep(*rc::gen::weightedOneOf<bool>({{3, rc::gen::just(false)}, {1, rc::gen::just(true)}})) {}
-  void checkPreconditions(const Model& m) const override { RC_PRE(index < m.wire.size()); }
-  void apply(Model& m) const override {
-    const uint64_t v = m.wire[index];
-    if (!keep) m.wire.erase(m.wire.begin() + static_cast<ptrdiff_t>(index));
-    ModelApplyAck(m, v);
-  }
-  void run(const Model& m, Sut& s) const override {
-    const uint64_t v = s.wire[index];
-    RC_ASSERT(v == m.wire[index]);
-    if (!keep) s.wire.erase(s.wire.begin() + static_cast<ptrdiff_t>(index));
-    RunAck(m, s, v);
-    Model next = m;
-    apply(next);
-    CheckInvariants(next, s);
-  }
-  void show(std::ostream& os) const override {
-    os << (keep ? "DuplicateAck(wire[" : "DeliverAck(wire[") << index << "])";
-  }
-};
-
-// Loses an honest ack on the wire.
-struct DropAck : Cmd {
-  size_t index;
-  explicit DropAck(const Model& m)
-      : index(*rc::gen::inRange<size_t>(0, std::max<size_t>(m.wire.size(), 1))) {}
-  void checkPreconditions(const Model& m) const override { RC_PRE(index < m.wire.size()); }
-  void apply(Model& m) const override {
-    m.wire.erase(m.wire.begin() + static_cast<ptrdiff_t>(index));
-    m.lost = true;
-  }
-  void run(const Model& m, Sut& s) const override {
-    s.wire.erase(s.wire.begin() + static_cast<ptrdiff_t>(index));
-    Model next = m;
-    apply(next);
-    CheckInvariants(next, s);
-  }
-  void show(std::ostream& os) const override { os << "DropAck(wire[" << index << "])"; }
-};
-
-// A hostile peer forges an ack value.
+// A compromised node 1 sends A a read ack of its choosing, stamped as B's own
+// next event (so only the ack's value is hostile).
 struct ForgeAck : Cmd {
   uint64_t value;
   explicit ForgeAck(const Model& m)
       : value(*rc::gen::oneOf(
             rc::gen::element<uint64_t>(0, m.sent, m.sent + 1, m.acked, UINT64_MAX, UINT64_MAX - 1),
             rc::gen::inRange<uint64_t>(0, m.sent + 5))) {}
+  void checkPreconditions(const Model& m) const override { RC_PRE(!m.disconnected); }
   void apply(Model& m) const override {
-    const bool applied = ModelAck(m, value) == Outcome::kApplied;
-    const bool beyond_read = value > m.read;
+    const Outcome o = ModelAck(m, value);
+    if (o == Outcome::kViolation) {
+      m.disconnected = true;
+      return;
+    }
+    if (o == Outcome::kApplied && value > m.read) m.forged_applied = true;
     ModelApplyAck(m, value);
-    if (applied && beyond_read) m.forged_applied = true;
   }
   void run(const Model& m, Sut& s) const override {
-    RunAck(m, s, value);
+    auto ack = std::make_unique<ports::UserMessageReadAckEvent>(ports::kInvalidPortName,
+                                                               ports::kInvalidPortName, 0, value);
+    {
+      ports::Port* port = s.b.port();
+      MutexLock lock(&port->mu);
+      port->StampForPeer(ack.get(), s.b.name());
+    }
+    Status st = s.net.Inject(1, 0, std::move(ack));
+    const bool violation = ModelAck(m, value) == Outcome::kViolation;
+    if (st.ok() == violation) {
+      FailWith(m, "forged ack " + std::to_string(value) + (st.ok() ? " accepted" : " rejected (" + st.error().ToString() + ")") +
+                      ", model says the opposite");
+    }
+    if (!st.ok() && st.error().code() != ErrorCode::kProtocolViolation) {
+      FailWith(m, "forged ack gave " + st.error().ToString());
+    }
     Model next = m;
     apply(next);
     CheckInvariants(next, s);
@@ -415,7 +394,7 @@ RC_GTEST_PROP(QuotaModel, BackpressureMatchesTheModel, ()) {
   Sut sut;
   rc::state::check(initial, sut,
                    rc::state::gen::execOneOfWithArgs<SetQuota, Write, Write, Write, Read, Read,
-                                                     DeliverAck, DeliverAck, DropAck, ForgeAck>());
+                                                     ForgeAck>());
 }
 
 // The interval formula on its own, over the whole u64 range (the stateful
