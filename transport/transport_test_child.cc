@@ -6,7 +6,7 @@
 //   transport_test_child count N K   receive N messages from K sender threads,
 //                                    check per-thread order, reply "ok" or the error
 //   transport_test_child partial     raw: a "ready" frame plus half a frame, then wait
-//   transport_test_child idle        wait forever (the parent kills it)
+//   transport_test_child idle        raw: an "idle" frame, then never read (the parent kills it)
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -118,9 +118,14 @@ int Partial() {
   while (true) ::pause();
 }
 
+// Raw: says "idle" and then never reads, so the parent's sends fill the socket.
 int Idle() {
-  std::unique_ptr<Transport> t = Connect({});
-  if (!t->Send(Bytes("idle")).ok()) return 3;
+  auto header = moat::EncodeFrameHeader({.type = moat::FrameType::kMessage, .payload_size = 4});
+  std::vector<uint8_t> bytes(header.begin(), header.end());
+  bytes.insert(bytes.end(), {'i', 'd', 'l', 'e'});
+  if (::write(kSocketFd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) {
+    return 3;
+  }
   while (true) ::pause();
 }
 
