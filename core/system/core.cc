@@ -57,6 +57,7 @@ Result<Handle> Core::AddHandle(Object object) {
     index = free_slots_.back();
     free_slots_.pop_back();
   } else {
+    // Attack: a peer sending handle after handle to grow our table without bound.
     MOAT_REQUIRE(slots_.size() <= kHandleIndexMask, ErrorCode::kResourceExhausted,
                  "handle table full: ", kHandleIndexMask, " live handles");
     index = static_cast<uint32_t>(slots_.size());

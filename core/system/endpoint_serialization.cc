@@ -56,6 +56,7 @@ Result<ParsedSystemMessage> DecodeSystemMessage(std::span<const uint8_t> payload
                "SystemHeader: payload of ", payload.size(), " bytes is shorter than the ",
                kSystemHeaderSize, "-byte header");
   const uint32_t magic = GetU32(payload, 0);
+  // Attack: bytes that are not a system message (or an old/foreign format) parsed as one.
   MOAT_REQUIRE(magic == kSystemMessageMagic, ErrorCode::kMalformed, "SystemHeader.magic: 0x",
                std::hex, magic, " is not 0x", kSystemMessageMagic);
   const uint32_t num_handles = GetU32(payload, 4);
@@ -149,10 +150,12 @@ Result<ports::PortRef> DeserializeEndpoint(const HandleRecord& record, ports::No
                "pipe_endpoint.num_bytes: ", record.bytes.size(), " (must be exactly ",
                kSerializedEndpointSize, ")");
   const uint32_t magic = GetU32(record.bytes, 0);
+  // Attack: arbitrary bytes of the right length passed off as an endpoint record.
   MOAT_REQUIRE(magic == kSerializedEndpointMagic, ErrorCode::kMalformed,
                "pipe_endpoint.magic: 0x", std::hex, magic, " is not 0x",
                kSerializedEndpointMagic);
   const uint32_t flags = GetU32(record.bytes, 4);
+  // Attack: reserved bits that a future version would interpret differently.
   MOAT_REQUIRE(flags == 0, ErrorCode::kMalformed, "pipe_endpoint.flags: 0x", std::hex, flags,
                " has reserved bits set");
 

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -100,7 +101,17 @@ TEST(MoatApiTest, ConcurrentWritersAndTrapDrivenReader) {
     // Event-driven wait: arm, and if nothing is readable yet, yield until the trap fires.
     int before = g_ready.load();
     if (MoatArmTrap(trap, nullptr, nullptr, nullptr) == MOAT_RESULT_OK) {
-      while (g_ready.load() == before) std::this_thread::yield();
+      // Bounded so that a lost wakeup fails with a diagnosis instead of hanging.
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while (g_ready.load() == before) {
+        if (std::chrono::steady_clock::now() > deadline) {
+          MoatHandleSignalsState st{sizeof(st), 0, 0};
+          MoatQueryHandleSignalsState(b, &st);
+          FAIL() << "lost wakeup: trap armed, no event; received " << received
+                 << " satisfied=" << st.satisfied_signals;
+        }
+        std::this_thread::yield();
+      }
     }
   }
   for (auto& w : writers) w.join();

@@ -1,7 +1,6 @@
 #include "core/system/quota.h"
 
 #include "core/check.h"
-#include "core/checked.h"
 
 namespace moat::system {
 
@@ -49,30 +48,6 @@ uint64_t QuotaSet::AckRequestInterval() const {
   if (l == kNoQuotaLimit) return 0;
   // (l + 1) / 2 without overflow for l near UINT64_MAX.
   return l / 2 + (l % 2);
-}
-
-uint64_t AckTracker::OnMessageSent() {
-  std::optional<uint64_t> next = CheckedAdd<uint64_t>(last_sent_, 1);
-  MOAT_ASSERT(next.has_value(), "message sequence numbers exhausted");
-  last_sent_ = *next;
-  return last_sent_;
-}
-
-Result<AckTracker::AckOutcome> AckTracker::OnReadAck(uint64_t last_read) {
-  // Attack: a peer acks messages never sent to drive the unread count below zero.
-  MOAT_REQUIRE(last_read <= last_sent_, ErrorCode::kProtocolViolation, "read ack for message ",
-               last_read, " but only ", last_sent_, " messages were sent");
-  // Attack: a replayed or reordered ack would move the count backwards.
-  if (last_read <= last_acked_) return AckOutcome::kIgnoredStale;
-  last_acked_ = last_read;
-  return AckOutcome::kApplied;
-}
-
-uint64_t AckTracker::unread() const {
-  Checked<uint64_t> n = last_sent_;
-  n -= last_acked_;
-  MOAT_ASSERT(!n.has_overflow(), "acked beyond sent: invariant broken");
-  return n.value();
 }
 
 }  // namespace moat::system

@@ -13,8 +13,10 @@
 // Cross-process backpressure: with an unread-count limit L set, the endpoint
 // asks its port to request a read acknowledgement from the peer every
 // (L + 1) / 2 messages (AckRequestInterval), so the count of unread messages
-// is learned without the peer's cooperation on every message and without
-// trusting it: acks are validated by AckTracker.
+// is learned without an ack per message. The acks come from the peer and are
+// validated by the ports layer (Node::OnReadAck): an ack for a message never
+// sent is a protocol violation, a stale or duplicated one is ignored, so the
+// count can neither underflow nor go backwards.
 //
 //   QuotaSet q;
 //   MOAT_TRY(q.Set(QuotaType::kUnreadMessageCount, 10));   // interval 5
@@ -76,37 +78,6 @@ class QuotaSet {
 
  private:
   std::array<uint64_t, kQuotaTypeCount> limits_ = {kNoQuotaLimit, kNoQuotaLimit, kNoQuotaLimit};
-};
-
-// Tracks messages sent and the peer's read acknowledgements, and derives the
-// number of unread messages. The peer is untrusted: an ack claiming more
-// messages read than were sent is a protocol violation, and an ack that is
-// stale or duplicated (not newer than the last one) is ignored, so the unread
-// count can never underflow or go backwards.
-//
-//   AckTracker t;
-//   uint64_t seq = t.OnMessageSent();        // 1, 2, 3 ...
-//   MOAT_TRY(t.OnReadAck(peer_says_read_up_to));
-//   t.unread();
-class AckTracker {
- public:
-  enum class AckOutcome { kApplied, kIgnoredStale };
-
-  // Records one sent message and returns its sequence number (first is 1).
-  // Sequence numbers are 64-bit: exhausting them is a bug, not an attack.
-  uint64_t OnMessageSent();
-
-  // The peer says it has read every message with sequence number <=
-  // `last_read`. kProtocolViolation if last_read > last_sent().
-  Result<AckOutcome> OnReadAck(uint64_t last_read);
-
-  uint64_t last_sent() const { return last_sent_; }
-  uint64_t last_acked() const { return last_acked_; }
-  uint64_t unread() const;
-
- private:
-  uint64_t last_sent_ = 0;
-  uint64_t last_acked_ = 0;
 };
 
 }  // namespace moat::system

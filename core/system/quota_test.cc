@@ -84,40 +84,5 @@ TEST(QuotaSetTest, AckIntervalIsHalfTheUnreadLimitRoundedUp) {
   EXPECT_EQ(other.AckRequestInterval(), 0u);
 }
 
-TEST(AckTrackerTest, CountsUnreadMessages) {
-  AckTracker t;
-  EXPECT_EQ(t.OnMessageSent(), 1u);
-  EXPECT_EQ(t.OnMessageSent(), 2u);
-  EXPECT_EQ(t.OnMessageSent(), 3u);
-  EXPECT_EQ(t.unread(), 3u);
-  auto r = t.OnReadAck(2);
-  ASSERT_TRUE(r.ok());
-  EXPECT_EQ(*r, AckTracker::AckOutcome::kApplied);
-  EXPECT_EQ(t.unread(), 1u);
-}
-
-TEST(AckTrackerTest, AckBeyondSentIsAProtocolViolation) {
-  AckTracker t;
-  t.OnMessageSent();
-  auto r = t.OnReadAck(2);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.error().code(), ErrorCode::kProtocolViolation);
-  EXPECT_EQ(r.error().reason(), "read ack for message 2 but only 1 messages were sent");
-  EXPECT_EQ(t.unread(), 1u);
-  EXPECT_FALSE(t.OnReadAck(UINT64_MAX).ok());
-  EXPECT_EQ(t.unread(), 1u);
-}
-
-TEST(AckTrackerTest, StaleAndDuplicateAcksAreIgnored) {
-  AckTracker t;
-  for (int i = 0; i < 5; ++i) t.OnMessageSent();
-  ASSERT_EQ(*t.OnReadAck(4), AckTracker::AckOutcome::kApplied);
-  EXPECT_EQ(*t.OnReadAck(4), AckTracker::AckOutcome::kIgnoredStale);
-  EXPECT_EQ(*t.OnReadAck(2), AckTracker::AckOutcome::kIgnoredStale);
-  EXPECT_EQ(*t.OnReadAck(0), AckTracker::AckOutcome::kIgnoredStale);
-  EXPECT_EQ(t.last_acked(), 4u);
-  EXPECT_EQ(t.unread(), 1u);
-}
-
 }  // namespace
 }  // namespace moat::system
