@@ -16,29 +16,23 @@ Status MessageQueue::AcceptMessage(std::unique_ptr<UserMessageEvent>* event_ptr)
   // Attack: replaying an already delivered message so it is delivered twice.
   MOAT_REQUIRE(seq >= next_sequence_num_, ErrorCode::kProtocolViolation, "sequence_num ", seq,
                " was already delivered (next expected ", next_sequence_num_, ")");
-  Checked<uint64_t> window_end = next_sequence_num_;
+  Checked<uint64_t> window_end = first_missing_;
   window_end += limits::MAX_PORT_OUT_OF_ORDER_MESSAGES;
   // Attack: sequence numbers far ahead of the next one, buffered without bound.
   MOAT_REQUIRE(window_end.has_overflow() || seq < window_end.value(), ErrorCode::kLimitExceeded,
-               "sequence_num ", seq, " is ", seq - next_sequence_num_,
-               " ahead of the next expected, exceeds MAX_PORT_OUT_OF_ORDER_MESSAGES ",
+               "sequence_num ", seq, " is ", seq - first_missing_,
+               " ahead of the first missing one, exceeds MAX_PORT_OUT_OF_ORDER_MESSAGES ",
                limits::MAX_PORT_OUT_OF_ORDER_MESSAGES);
   // Attack: two messages with one sequence number (one would be lost or duplicated).
   MOAT_REQUIRE(messages_.find(seq) == messages_.end(), ErrorCode::kProtocolViolation,
                "duplicate sequence_num ", seq);
   queued_bytes_ += event->message->size_in_bytes();
   messages_.emplace(seq, std::move(event));
+  while (messages_.contains(first_missing_)) ++first_missing_;
   return OkStatus();
 }
 
-uint64_t MessageQueue::LastContiguousSequenceNum() const {
-  uint64_t last = next_sequence_num_ - 1;
-  for (const auto& [seq, event] : messages_) {
-    if (seq != last + 1) break;
-    last = seq;
-  }
-  return last;
-}
+uint64_t MessageQueue::LastContiguousSequenceNum() const { return first_missing_ - 1; }
 
 std::unique_ptr<UserMessageEvent> MessageQueue::PopNextMessage() {
   if (!HasNextMessage()) return nullptr;
@@ -55,6 +49,7 @@ std::vector<std::unique_ptr<UserMessageEvent>> MessageQueue::TakeAll() {
   for (auto& [seq, event] : messages_) out.push_back(std::move(event));
   messages_.clear();
   queued_bytes_ = 0;
+  first_missing_ = next_sequence_num_;
   return out;
 }
 

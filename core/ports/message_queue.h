@@ -30,7 +30,7 @@ namespace moat::ports {
 class MessageQueue {
  public:
   explicit MessageQueue(uint64_t next_sequence_num = kInitialSequenceNum)
-      : next_sequence_num_(next_sequence_num) {}
+      : next_sequence_num_(next_sequence_num), first_missing_(next_sequence_num) {}
 
   // Sequence number of the next message PopNextMessage will return.
   uint64_t next_sequence_num() const { return next_sequence_num_; }
@@ -55,6 +55,11 @@ class MessageQueue {
 
  private:
   uint64_t next_sequence_num_;
+  // The first sequence number neither popped nor queued: the out-of-order
+  // window starts here, not at next_sequence_num_, so in-order messages the
+  // embedder has not read yet never count against it (unread messages are
+  // bounded by the embedder's quota, R13).
+  uint64_t first_missing_;
   std::map<uint64_t, std::unique_ptr<UserMessageEvent>> messages_;
   size_t queued_bytes_ = 0;
 };

@@ -63,5 +63,26 @@ TEST(MessageQueueTest, RejectsDuplicatesStaleAndFarFuture) {
   EXPECT_EQ(q.AcceptMessage(&e).error().code(), ErrorCode::kLimitExceeded);
 }
 
+// Regression: the window used to start at the next message to *read*, so a
+// receiver with MAX_PORT_OUT_OF_ORDER_MESSAGES unread in-order messages
+// rejected the next one and its (well-behaved) sender was disconnected.
+TEST(MessageQueueTest, UnreadInOrderMessagesDoNotCountAgainstTheWindow) {
+  MessageQueue q;
+  const uint64_t n = 3 * limits::MAX_PORT_OUT_OF_ORDER_MESSAGES;
+  for (uint64_t s = 1; s <= n; ++s) {
+    auto e = Ev(s);
+    ASSERT_TRUE(q.AcceptMessage(&e).ok()) << "sequence_num " << s;
+  }
+  EXPECT_EQ(q.LastContiguousSequenceNum(), n);
+  // The window is measured from the first missing message (n + 1).
+  auto e = Ev(n + 1 + limits::MAX_PORT_OUT_OF_ORDER_MESSAGES);
+  EXPECT_EQ(q.AcceptMessage(&e).error().code(), ErrorCode::kLimitExceeded);
+  e = Ev(n + limits::MAX_PORT_OUT_OF_ORDER_MESSAGES);
+  EXPECT_TRUE(q.AcceptMessage(&e).ok());
+  EXPECT_EQ(q.LastContiguousSequenceNum(), n);
+  for (uint64_t s = 1; s <= n; ++s) ASSERT_EQ(q.PopNextMessage()->sequence_num, s);
+  EXPECT_FALSE(q.HasNextMessage());
+}
+
 }  // namespace
 }  // namespace moat::ports
