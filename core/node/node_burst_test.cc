@@ -16,7 +16,7 @@
 namespace moat::node {
 namespace {
 
-constexpr auto kTimeout = std::chrono::seconds(30);
+constexpr auto kTimeout = std::chrono::seconds(20);
 
 std::atomic<bool> g_running{false};
 
@@ -25,11 +25,14 @@ struct Pair {
   system::Handle parent_end = system::kInvalidHandle;
 };
 
-Pair Connect() {
+Pair Connect(size_t max_unprocessed_bytes) {
   int sv[2];
   MOAT_ASSERT(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
   Pair p;
   NodeControllerOptions o;
+  limits::ConnectionLimits tight;
+  tight.max_unprocessed_bytes = max_unprocessed_bytes;
+  o.limits = o.limits.Tightened(tight);
   o.on_node_lost = [](const ports::NodeName& n, const Error& e) {
     if (g_running) ADD_FAILURE() << "node " << n.ToString() << " lost: " << e.ToString();
   };
@@ -46,8 +49,9 @@ Pair Connect() {
   return p;
 }
 
-void Burst(size_t count, size_t size) {
-  Pair p = Connect();
+void Burst(size_t count, size_t size,
+           size_t max_unprocessed_bytes = limits::MAX_UNPROCESSED_BYTES) {
+  Pair p = Connect(max_unprocessed_bytes);
   g_running = true;
   // Written at once: the bootstrap pipe's proxies are still in place.
   std::vector<uint8_t> buf(size);
@@ -73,6 +77,17 @@ void Burst(size_t count, size_t size) {
 
 TEST(NodeBurstTest, BurstRightAfterAddChildArrivesInOrder) {
   for (int i = 0; i < 10; ++i) Burst(1000, 64 * 1024);
+}
+
+// Regression: the broker's IO thread, busy with an event of its own, became
+// the node's only drainer of local events, so the writer's messages (routed
+// through the merge's local proxy) were forwarded by the IO thread. It cannot
+// wait for its own socket: once the send queue held max_unprocessed_bytes the
+// transport refused (kResourceExhausted), ForwardEvent dropped the event
+// silently, and the child waited forever for the missing one. The tight
+// limit makes the queue fill within one burst.
+TEST(NodeBurstTest, BurstLargerThanTheSendQueueRightAfterAddChild) {
+  for (int i = 0; i < 5; ++i) Burst(1000, 64 * 1024, 1 * limits::MiB);
 }
 
 TEST(NodeBurstTest, ManySmallMessagesRightAfterAddChild) {

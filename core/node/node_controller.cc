@@ -461,8 +461,14 @@ void NodeController::ForwardEvent(const ports::NodeName& node,
   const std::vector<uint8_t> body = ports::SerializeEvent(std::move(event), &fds);
   h.fd_count = static_cast<uint32_t>(fds.size());
   std::vector<uint8_t> wire = EncodeNodeChannelMessage(h, body);
-  // A failed send shows up as the transport's own disconnect.
-  (void)channel->Send(std::move(wire), std::move(fds));
+  // A failed send shows up as the transport's own disconnect, except a
+  // refusal: the send queue is full and this is the transport's IO thread,
+  // which cannot wait. The event would be lost and the pipe stall silently
+  // (the receiver waits for it forever): fail the connection loudly instead.
+  Status sent = channel->Send(std::move(wire), std::move(fds));
+  if (!sent.ok() && sent.error().code() == ErrorCode::kResourceExhausted) {
+    DropChannel(channel.get(), sent.error());
+  }
 }
 
 void NodeController::BadEventFrom(const ports::NodeName& node, const Error& error) {

@@ -135,7 +135,36 @@ bool Node::CanShutdownCleanly() const { return port_count() == 0; }
 // ---------------------------------------------------------------------------
 // Flush: events and notifications go out with no lock held.
 
+namespace {
+
+// The local events of the outermost Flush of one node on this thread. Nested
+// Flush calls (from handlers or delegate callbacks) only append to it.
+struct LocalDrain {
+  const Node* node;
+  std::deque<std::unique_ptr<Event>> events;
+  LocalDrain* outer;  // another node's drain further up this thread's stack
+};
+thread_local LocalDrain* t_local_drain = nullptr;
+
+}  // namespace
+
+// Why per thread: with one node-wide queue drained by whichever thread got
+// there first, a writer's events for a local proxy could be handed to a
+// transport IO thread that happened to be draining. That thread then
+// forwarded the writer's whole burst itself, and an IO thread cannot wait for
+// its own socket: its send queue filled and events were refused, i.e. lost.
+// Draining on the sending thread keeps the writer subject to backpressure.
+// Events of one link may now be processed by two threads in either order;
+// their control sequence numbers restore the order (AcceptEventFrom buffers
+// the early one), and the reordering is at most one in-flight event per
+// concurrently sending thread.
 void Node::Flush(Pending* p) {
+  LocalDrain* drain = t_local_drain;
+  while (drain != nullptr && drain->node != this) drain = drain->outer;
+  LocalDrain own{this, {}, t_local_drain};
+  const bool outermost = drain == nullptr;
+  if (outermost) drain = &own;
+
   while (!p->empty()) {
     while (!p->ports_to_close.empty()) {
       std::vector<PortName> names = std::move(p->ports_to_close);
@@ -150,8 +179,7 @@ void Node::Flush(Pending* p) {
     p->bad_nodes.clear();
     for (auto& [node, event] : events) {
       if (node == name_) {
-        MutexLock lock(&local_mu_);
-        local_events_.push_back(std::move(event));
+        drain->events.push_back(std::move(event));
       } else {
         delegate_->ForwardEvent(node, std::move(event));
       }
@@ -159,31 +187,19 @@ void Node::Flush(Pending* p) {
     for (auto& ref : changed) delegate_->PortStatusChanged(ref);
     for (auto& [node, error] : bad) delegate_->BadEventFrom(node, error);
   }
+  if (!outermost || own.events.empty()) return;
 
-  // Events this node sent to itself: one thread drains them in FIFO order;
-  // nested Flush calls (from handlers or delegate callbacks) only enqueue.
-  {
-    MutexLock lock(&local_mu_);
-    if (draining_local_ || local_events_.empty()) return;
-    draining_local_ = true;
-  }
-  for (;;) {
-    std::unique_ptr<Event> event;
-    {
-      MutexLock lock(&local_mu_);
-      if (local_events_.empty()) {
-        draining_local_ = false;
-        return;
-      }
-      event = std::move(local_events_.front());
-      local_events_.pop_front();
-    }
+  t_local_drain = &own;
+  while (!own.events.empty()) {
+    std::unique_ptr<Event> event = std::move(own.events.front());
+    own.events.pop_front();
     Pending inner;
     // Our own events are well-formed; an error here is a benign race (the
     // state moved on), never a reason to disconnect anyone.
     (void)AcceptEventFrom(name_, std::move(event), &inner);
     Flush(&inner);
   }
+  t_local_drain = own.outer;
 }
 
 // ---------------------------------------------------------------------------

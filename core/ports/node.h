@@ -176,7 +176,7 @@ class Node {
 
   // Sends everything collected in `pending` (delegate calls and this node's
   // own events) with no lock held.
-  void Flush(Pending* pending) ABSL_LOCKS_EXCLUDED(ports_mu_, local_mu_);
+  void Flush(Pending* pending) ABSL_LOCKS_EXCLUDED(ports_mu_);
 
   const NodeName name_;
   NodeDelegate* const delegate_;
@@ -184,15 +184,13 @@ class Node {
   // Lock order: Port::mu (several only in ascending PortName order, as in
   // MergeLocalPorts and sends with attachments; or a proxy's lock, then the
   // not-yet-reachable ports attached to messages it forwards) -> ports_mu_.
-  // ports_mu_ and local_mu_ are leaves: nothing is locked while holding them.
+  // ports_mu_ is a leaf: nothing is locked while holding it.
   // No lock is held while calling the delegate.
   mutable Mutex ports_mu_;
   std::map<PortName, std::shared_ptr<Port>> ports_ ABSL_GUARDED_BY(ports_mu_);
 
-  // Events this node sent to itself, processed FIFO by one thread at a time.
-  Mutex local_mu_;
-  std::deque<std::unique_ptr<Event>> local_events_ ABSL_GUARDED_BY(local_mu_);
-  bool draining_local_ ABSL_GUARDED_BY(local_mu_) = false;
+  // Events this node sends to itself are processed by the thread that sent
+  // them (a per-thread FIFO, see Flush), never handed to another thread.
 };
 
 }  // namespace moat::ports
