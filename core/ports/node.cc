@@ -156,8 +156,8 @@ thread_local LocalDrain* t_local_drain = nullptr;
 // Draining on the sending thread keeps the writer subject to backpressure.
 // Events of one link may now be processed by two threads in either order;
 // their control sequence numbers restore the order (AcceptEventFrom buffers
-// the early one), and the reordering is at most one in-flight event per
-// concurrently sending thread.
+// every event behind a gap until the preempted sender delivers the missing
+// one; self-sent events are not subject to the hostile-node buffer cap).
 void Node::Flush(Pending* p) {
   LocalDrain* drain = t_local_drain;
   while (drain != nullptr && drain->node != this) drain = drain->outer;
@@ -697,7 +697,12 @@ Status Node::AcceptEventFrom(const NodeName& from, std::unique_ptr<Event> event,
       }
       // Attack: flooding a port with events that can never be processed
       // (unknown hop, far-future sequence number), buffered without bound.
-      MOAT_REQUIRE(port->buffered_events.size() < limits::MAX_PORT_BUFFERED_EVENTS,
+      // Only other nodes are capped: this node's own events are trusted, and
+      // one preempted local sender legitimately holds back every event that
+      // other local threads send meanwhile (they all buffer behind its gap);
+      // refusing one of those would lose it and stall the port for good.
+      MOAT_REQUIRE(from == name_ ||
+                       port->buffered_events.size() < limits::MAX_PORT_BUFFERED_EVENTS,
                    ErrorCode::kLimitExceeded, "port ", ref.name().ToString(), " buffers ",
                    port->buffered_events.size(),
                    " events not from its previous hop in order, MAX_PORT_BUFFERED_EVENTS ",
