@@ -73,7 +73,8 @@ std::string_view NodeChannelMessageTypeName(NodeChannelMessageType type) {
   return "unknown";
 }
 
-std::vector<uint8_t> BeginNodeChannelMessage(const NodeChannelHeader& h, size_t body_size) {
+void WriteNodeChannelHeader(const NodeChannelHeader& h, size_t body_size,
+                            std::span<uint8_t, kNodeChannelHeaderSize> out) {
   MOAT_ASSERT(IsDeclared(static_cast<uint8_t>(h.type)), "undeclared node channel type ",
               +static_cast<uint8_t>(h.type));
   Status rules = CheckRules(h, body_size, h.fd_count);
@@ -81,10 +82,9 @@ std::vector<uint8_t> BeginNodeChannelMessage(const NodeChannelHeader& h, size_t 
               rules.ok() ? std::string() : rules.error().ToString());
   MOAT_ASSERT(body_size <= limits::MAX_MESSAGE_PAYLOAD_SIZE - kNodeChannelHeaderSize,
               "node channel body of ", body_size, " bytes exceeds the payload limit");
-  std::vector<uint8_t> out;
-  out.reserve(kNodeChannelHeaderSize + body_size);
-  auto put = [&out](uint64_t v, size_t n) {
-    for (size_t i = 0; i < n; ++i) out.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  size_t at = 0;
+  auto put = [&out, &at](uint64_t v, size_t n) {
+    for (size_t i = 0; i < n; ++i) out[at++] = static_cast<uint8_t>(v >> (8 * i));
   };
   put(static_cast<uint8_t>(h.type), 1);
   put(h.sender.hi, 8);
@@ -95,6 +95,13 @@ std::vector<uint8_t> BeginNodeChannelMessage(const NodeChannelHeader& h, size_t 
   put(h.subject_lo, 8);
   put(h.fd_count, 4);
   put(body_size, 4);
+}
+
+std::vector<uint8_t> BeginNodeChannelMessage(const NodeChannelHeader& h, size_t body_size) {
+  std::vector<uint8_t> out;
+  out.reserve(kNodeChannelHeaderSize + body_size);
+  out.resize(kNodeChannelHeaderSize);
+  WriteNodeChannelHeader(h, body_size, std::span<uint8_t, kNodeChannelHeaderSize>(out.data(), kNodeChannelHeaderSize));
   return out;
 }
 

@@ -87,6 +87,11 @@ std::vector<uint8_t> EncodeNodeChannelMessage(const NodeChannelHeader& header,
 // are then written once, in place.
 std::vector<uint8_t> BeginNodeChannelMessage(const NodeChannelHeader& header, size_t body_size);
 
+// Writes the envelope header for a `body_size`-byte body into `out` (e.g.
+// the prefix left by ports::SerializeEventAfterPrefix). Same checks.
+void WriteNodeChannelHeader(const NodeChannelHeader& header, size_t body_size,
+                            std::span<uint8_t, kNodeChannelHeaderSize> out);
+
 // Decodes one envelope from a transport message carrying `num_fds`
 // descriptors. Rules: declared type; sender and target valid and distinct;
 // fd_count == num_fds; kEvent: non-empty body, zero subject; the other

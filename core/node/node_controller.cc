@@ -458,9 +458,13 @@ void NodeController::ForwardEvent(const ports::NodeName& node,
   h.sender = name_;
   h.target = node;
   std::vector<UniqueFd> fds;
-  const std::vector<uint8_t> body = ports::SerializeEvent(std::move(event), &fds);
+  // Encoded once, payload included, into the buffer the transport sends.
+  std::vector<uint8_t> wire =
+      ports::SerializeEventAfterPrefix(std::move(event), kNodeChannelHeaderSize, &fds);
   h.fd_count = static_cast<uint32_t>(fds.size());
-  std::vector<uint8_t> wire = EncodeNodeChannelMessage(h, body);
+  WriteNodeChannelHeader(
+      h, wire.size() - kNodeChannelHeaderSize,
+      std::span<uint8_t, kNodeChannelHeaderSize>(wire.data(), kNodeChannelHeaderSize));
   // A failed send shows up as the transport's own disconnect, except a
   // refusal: the send queue is full and this is the transport's IO thread,
   // which cannot wait. The event would be lost and the pipe stall silently

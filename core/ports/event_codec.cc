@@ -91,8 +91,9 @@ Result<PortDescriptor> ReadDescriptor(Decoder& dec) {
 }
 
 std::vector<uint8_t> Serialize(const Event& event, std::vector<UniqueFd>* moved_fds,
-                               std::vector<UniqueFd>* fds_out) {
+                               std::vector<UniqueFd>* fds_out, size_t prefix_size = 0) {
   Encoder enc;
+  if (prefix_size != 0) enc.WriteRaw(std::vector<uint8_t>(prefix_size, 0));
   enc.WriteU32(static_cast<uint32_t>(event.type()));
   WriteName(enc, event.port_name);
   WriteName(enc, event.from_port);
@@ -282,6 +283,11 @@ Result<std::unique_ptr<Event>> DecodeBody(Decoder& dec, EventType type, const Po
 }  // namespace
 
 std::vector<uint8_t> SerializeEvent(std::unique_ptr<Event> event, std::vector<UniqueFd>* fds_out) {
+  return SerializeEventAfterPrefix(std::move(event), 0, fds_out);
+}
+
+std::vector<uint8_t> SerializeEventAfterPrefix(std::unique_ptr<Event> event, size_t prefix_size,
+                                               std::vector<UniqueFd>* fds_out) {
   MOAT_ASSERT(event != nullptr && fds_out != nullptr);
   if (event->type() == EventType::kUserMessage) {
     auto& e = static_cast<UserMessageEvent&>(*event);
@@ -289,10 +295,9 @@ std::vector<uint8_t> SerializeEvent(std::unique_ptr<Event> event, std::vector<Un
     e.message->fds.clear();
     // The count written must match: temporarily size the vector for Serialize.
     e.message->fds.resize(fds.size());
-    std::vector<uint8_t> out = Serialize(*event, &fds, fds_out);
-    return out;
+    return Serialize(*event, &fds, fds_out, prefix_size);
   }
-  return Serialize(*event, nullptr, fds_out);
+  return Serialize(*event, nullptr, fds_out, prefix_size);
 }
 
 std::vector<uint8_t> SerializeEvent(const Event& event, std::vector<UniqueFd>* fds_out) {

@@ -31,7 +31,13 @@ namespace moat::ports {
 // Serializes `event`, moving a UserMessage's descriptors into *fds_out.
 std::vector<uint8_t> SerializeEvent(std::unique_ptr<Event> event, std::vector<UniqueFd>* fds_out);
 
-// As above but leaves `event` intact: descriptors are duplicated (dup()).
+// As above, but the result starts with `prefix_size` zero bytes for the
+// caller to fill (an envelope header): the event, payload included, is
+// encoded once, straight into the buffer that goes on the wire.
+std::vector<uint8_t> SerializeEventAfterPrefix(std::unique_ptr<Event> event, size_t prefix_size,
+                                               std::vector<UniqueFd>* fds_out);
+
+// As SerializeEvent but leaves `event` intact: descriptors are duplicated (dup()).
 std::vector<uint8_t> SerializeEvent(const Event& event, std::vector<UniqueFd>* fds_out);
 
 // Parses one event. Descriptors are moved out of `fds` into the event as

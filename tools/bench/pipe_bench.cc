@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -168,14 +169,16 @@ double PipeParent(int socket, const PipeCase& c, const PipeBenchConfig& cfg) {
     {
       // Warm-up ping-pongs: the bootstrap pipe's route settles (the merge's
       // proxy is removed) before the timed burst.
-      int pings = 10;
+      int pings = std::getenv("MOAT_BENCH_PINGS") ? std::atoi(std::getenv("MOAT_BENCH_PINGS")) : 10;
       MessagePump warm(core, boot, [&](system::ReadResult&) {
         if (--pings == 0) return false;
         return core.WriteMessage(boot, std::vector<uint8_t>{0}, {}, {}).ok();
       });
-      warm.Start();
-      Check(core.WriteMessage(boot, std::vector<uint8_t>{0}, {}, {}), "ping");
-      warm.Wait();
+      if (pings > 0) {
+        warm.Start();
+        Check(core.WriteMessage(boot, std::vector<uint8_t>{0}, {}, {}), "ping");
+        warm.Wait();
+      }
     }
     MessagePump pump(core, boot, [](system::ReadResult&) { return false; });
     pump.Start();
@@ -366,7 +369,10 @@ std::vector<PipeBenchRow> RunPipeBenchCases(const PipeBenchConfig& cfg) {
       {"pipe_round_trip_1fd", Kind::kRoundTripFd, 64, "<= 1.3"},
   };
   std::vector<PipeBenchRow> rows;
+  // MOAT_BENCH_ONLY=<substring>: run only matching pipe cases (profiling).
+  const char* only = std::getenv("MOAT_BENCH_ONLY");
   for (const PipeCase& c : cases) {
+    if (only != nullptr && std::strstr(c.name, only) == nullptr) continue;
     if (cfg.progress) std::fprintf(stderr, "moat bench: %s ...\n", c.name);
     std::vector<double> m, b;
     for (int r = 0; r < cfg.reps; ++r) {  // interleaved, so drift hits both alike
