@@ -54,6 +54,10 @@ class Encoder {
   Encoder(Encoder&&) = default;
   Encoder& operator=(Encoder&&) = default;
 
+  // Capacity hint for a message of about `n` bytes (large payloads are then
+  // copied in once, not again on the growth that follows).
+  void Reserve(size_t n) { bytes_.reserve(n); }
+
   void WriteU8(uint8_t v) { WriteFixed(v); }
   void WriteU16(uint16_t v) { WriteFixed(v); }
   void WriteU32(uint32_t v) { WriteFixed(v); }

@@ -93,6 +93,14 @@ Result<PortDescriptor> ReadDescriptor(Decoder& dec) {
 std::vector<uint8_t> Serialize(const Event& event, std::vector<UniqueFd>* moved_fds,
                                std::vector<UniqueFd>* fds_out, size_t prefix_size = 0) {
   Encoder enc;
+  // Exact for events without attachments; the payload is copied once.
+  size_t estimate = prefix_size + 4 + 2 * 16 + 8 + 64;
+  if (event.type() == EventType::kUserMessage) {
+    const auto& e = static_cast<const UserMessageEvent&>(event);
+    estimate += 8 + 4 + e.message->payload.size() + 4 + 4 * e.message->fds.size() + 4 +
+                e.message->ports.size() * (16 + 4 * 16 + 3 * 8 + 1);
+  }
+  enc.Reserve(estimate);
   if (prefix_size != 0) enc.WriteRaw(std::vector<uint8_t>(prefix_size, 0));
   enc.WriteU32(static_cast<uint32_t>(event.type()));
   WriteName(enc, event.port_name);
