@@ -11,6 +11,7 @@
 // is how an embedder drives pipes, and costs one thread wake per hop like the
 // blocking read of the raw baseline. The main thread only waits for the end.
 #include "tools/bench/pipe_bench.h"
+#include "tools/bench/raw_io.h"
 
 #include <fcntl.h>
 #include <sys/socket.h>
@@ -215,61 +216,10 @@ double PipeParent(int socket, const PipeCase& c, const PipeBenchConfig& cfg) {
 
 // ---- the raw baseline: the same exchange with blocking read/write ----
 
-bool WriteAll(int fd, const uint8_t* p, size_t n) {
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return true;
-}
-
-bool ReadAll(int fd, uint8_t* p, size_t n) {
-  while (n > 0) {
-    const ssize_t r = ::read(fd, p, n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
-}
-
-bool SendFd(int socket, const uint8_t* p, size_t n, int fd) {
-  iovec iov{const_cast<uint8_t*>(p), n};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  cmsghdr* h = CMSG_FIRSTHDR(&msg);
-  h->cmsg_level = SOL_SOCKET;
-  h->cmsg_type = SCM_RIGHTS;
-  h->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(h), &fd, sizeof(int));
-  return ::sendmsg(socket, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(n);
-}
-
-int RecvFd(int socket, uint8_t* p, size_t n) {
-  iovec iov{p, n};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  const ssize_t r = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
-  if (r <= 0) return -1;
-  int fd = -1;
-  if (cmsghdr* h = CMSG_FIRSTHDR(&msg); h != nullptr && h->cmsg_type == SCM_RIGHTS) {
-    std::memcpy(&fd, CMSG_DATA(h), sizeof(int));
-  }
-  if (static_cast<size_t>(r) < n && !ReadAll(socket, p + r, n - static_cast<size_t>(r))) return -1;
-  return fd;
-}
+using raw::ReadAll;
+using raw::RecvFd;
+using raw::SendFd;
+using raw::WriteAll;
 
 [[noreturn]] void RawChild(int socket, const PipeCase& c, const PipeBenchConfig& cfg) {
   std::vector<uint8_t> buf(std::max<size_t>(c.size, 1));
