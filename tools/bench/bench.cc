@@ -44,7 +44,7 @@ using transport::Transport;
 using transport::TransportHandle;
 using transport::TransportOptions;
 
-enum class Kind { kRoundTrip, kRoundTripFd, kThroughput };
+using Kind = raw::Kind;
 
 struct Case {
   const char* name;
@@ -64,45 +64,7 @@ struct Config {
   std::_Exit(1);
 }
 
-using raw::ReadAll;
-using raw::RecvFd;
-using raw::SendFd;
-using raw::WriteAll;
-
 // ---- children ----
-
-[[noreturn]] void RawChild(int socket, const Case& c, const Config& cfg) {
-  std::vector<uint8_t> buf(std::max<size_t>(c.size, 1));
-  switch (c.kind) {
-    case Kind::kRoundTrip:
-      while (ReadAll(socket, buf.data(), c.size) && WriteAll(socket, buf.data(), c.size)) {
-      }
-      break;
-    case Kind::kRoundTripFd:
-      while (true) {
-        const int fd = RecvFd(socket, buf.data(), c.size);
-        if (fd < 0) break;
-        const bool ok = SendFd(socket, buf.data(), c.size, fd);
-        ::close(fd);
-        if (!ok) break;
-      }
-      break;
-    case Kind::kThroughput: {
-      const size_t total = c.size * static_cast<size_t>(cfg.tput_messages);
-      size_t got = 0;
-      while (got < total) {
-        const ssize_t r = ::read(socket, buf.data(), std::min(buf.size(), total - got));
-        if (r <= 0) break;
-        got += static_cast<size_t>(r);
-      }
-      uint8_t done = 1;
-      WriteAll(socket, &done, 1);
-      ReadAll(socket, &done, 1);  // until the parent closes
-      break;
-    }
-  }
-  std::_Exit(0);
-}
 
 [[noreturn]] void MoatChild(int socket, const Case& c, const Config& cfg) {
   Mutex mu;
@@ -138,39 +100,6 @@ using raw::WriteAll;
 }
 
 // ---- parents: each returns the measured value (us per RT, or MiB/s) ----
-
-double RawParent(int socket, const Case& c, const Config& cfg) {
-  std::vector<uint8_t> buf(std::max<size_t>(c.size, 1), 0x42);
-  if (c.kind == Kind::kThroughput) {
-    const auto start = Clock::now();
-    for (int i = 0; i < cfg.tput_messages; ++i) {
-      if (!WriteAll(socket, buf.data(), c.size)) Die("write");
-    }
-    uint8_t done;
-    if (!ReadAll(socket, &done, 1)) Die("read");
-    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-    return static_cast<double>(c.size) * cfg.tput_messages / secs / limits::MiB;
-  }
-  int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  auto one = [&] {
-    if (c.kind == Kind::kRoundTrip) {
-      if (!WriteAll(socket, buf.data(), c.size) || !ReadAll(socket, buf.data(), c.size)) {
-        Die("raw round trip");
-      }
-    } else {
-      if (!SendFd(socket, buf.data(), c.size, fd)) Die("sendmsg");
-      ::close(fd);
-      fd = RecvFd(socket, buf.data(), c.size);
-      if (fd < 0) Die("recvmsg");
-    }
-  };
-  for (int i = 0; i < cfg.rt_iters / 10; ++i) one();  // warm up
-  const auto start = Clock::now();
-  for (int i = 0; i < cfg.rt_iters; ++i) one();
-  const double us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
-  ::close(fd);
-  return us / cfg.rt_iters;
-}
 
 double MoatParent(int socket, const Case& c, const Config& cfg) {
   auto created = TransportHandle(UniqueFd(socket)).CreateTransport();
@@ -222,10 +151,11 @@ double RunOnce(const Case& c, const Config& cfg, bool moat) {
   if (pid == 0) {
     ::close(sv[0]);
     if (moat) MoatChild(sv[1], c, cfg);
-    RawChild(sv[1], c, cfg);
+    raw::EchoChild(sv[1], {c.kind, c.size, cfg.rt_iters, cfg.tput_messages});
   }
   ::close(sv[1]);
-  const double value = moat ? MoatParent(sv[0], c, cfg) : RawParent(sv[0], c, cfg);
+  const raw::Exchange exchange{c.kind, c.size, cfg.rt_iters, cfg.tput_messages};
+  const double value = moat ? MoatParent(sv[0], c, cfg) : raw::TimeExchange(sv[0], exchange);
   if (!moat) ::close(sv[0]);  // MoatParent's transport owned and closed it
   int status = 0;
   ::waitpid(pid, &status, 0);

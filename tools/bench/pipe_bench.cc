@@ -40,7 +40,7 @@ using node::NodeController;
 using system::Core;
 using system::Handle;
 
-enum class Kind { kRoundTrip, kRoundTripFd, kThroughput };
+using Kind = raw::Kind;
 
 struct PipeCase {
   const char* name;
@@ -214,73 +214,8 @@ double PipeParent(int socket, const PipeCase& c, const PipeBenchConfig& cfg) {
   return result;
 }
 
-// ---- the raw baseline: the same exchange with blocking read/write ----
-
-using raw::ReadAll;
-using raw::RecvFd;
-using raw::SendFd;
-using raw::WriteAll;
-
-[[noreturn]] void RawChild(int socket, const PipeCase& c, const PipeBenchConfig& cfg) {
-  std::vector<uint8_t> buf(std::max<size_t>(c.size, 1));
-  if (c.kind == Kind::kRoundTrip) {
-    while (ReadAll(socket, buf.data(), c.size) && WriteAll(socket, buf.data(), c.size)) {
-    }
-  } else if (c.kind == Kind::kRoundTripFd) {
-    for (;;) {
-      const int fd = RecvFd(socket, buf.data(), c.size);
-      if (fd < 0) break;
-      const bool ok = SendFd(socket, buf.data(), c.size, fd);
-      ::close(fd);
-      if (!ok) break;
-    }
-  } else {
-    const size_t total = c.size * static_cast<size_t>(cfg.tput_messages);
-    size_t got = 0;
-    while (got < total) {
-      const ssize_t r = ::read(socket, buf.data(), std::min(buf.size(), total - got));
-      if (r <= 0) break;
-      got += static_cast<size_t>(r);
-    }
-    uint8_t done = 1;
-    WriteAll(socket, &done, 1);
-    ReadAll(socket, &done, 1);
-  }
-  std::_Exit(0);
-}
-
-double RawParent(int socket, const PipeCase& c, const PipeBenchConfig& cfg) {
-  std::vector<uint8_t> buf(std::max<size_t>(c.size, 1), 0x42);
-  if (c.kind == Kind::kThroughput) {
-    const auto start = Clock::now();
-    for (int i = 0; i < cfg.tput_messages; ++i) {
-      if (!WriteAll(socket, buf.data(), c.size)) Die("write");
-    }
-    uint8_t done;
-    if (!ReadAll(socket, &done, 1)) Die("read");
-    const double secs = std::chrono::duration<double>(Clock::now() - start).count();
-    return static_cast<double>(c.size) * cfg.tput_messages / secs / limits::MiB;
-  }
-  int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-  auto one = [&] {
-    if (c.kind == Kind::kRoundTrip) {
-      if (!WriteAll(socket, buf.data(), c.size) || !ReadAll(socket, buf.data(), c.size)) {
-        Die("raw round trip");
-      }
-    } else {
-      if (!SendFd(socket, buf.data(), c.size, fd)) Die("sendmsg");
-      ::close(fd);
-      fd = RecvFd(socket, buf.data(), c.size);
-      if (fd < 0) Die("recvmsg");
-    }
-  };
-  for (int i = 0; i < cfg.rt_iters / 10; ++i) one();
-  const auto start = Clock::now();
-  for (int i = 0; i < cfg.rt_iters; ++i) one();
-  const double us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
-  ::close(fd);
-  return us / cfg.rt_iters;
-}
+// The raw baseline (raw::EchoChild / raw::TimeExchange) is shared with the
+// transport cases: tools/bench/raw_io.h.
 
 double RunOnce(const PipeCase& c, const PipeBenchConfig& cfg, bool moat) {
   int sv[2];
@@ -292,10 +227,11 @@ double RunOnce(const PipeCase& c, const PipeBenchConfig& cfg, bool moat) {
   if (pid == 0) {
     ::close(sv[0]);
     if (moat) PipeChild(sv[1], c, cfg);
-    RawChild(sv[1], c, cfg);
+    raw::EchoChild(sv[1], {c.kind, c.size, cfg.rt_iters, cfg.tput_messages});
   }
   ::close(sv[1]);
-  const double value = moat ? PipeParent(sv[0], c, cfg) : RawParent(sv[0], c, cfg);
+  const raw::Exchange exchange{c.kind, c.size, cfg.rt_iters, cfg.tput_messages};
+  const double value = moat ? PipeParent(sv[0], c, cfg) : raw::TimeExchange(sv[0], exchange);
   if (!moat) ::close(sv[0]);
   int status = 0;
   ::waitpid(pid, &status, 0);
