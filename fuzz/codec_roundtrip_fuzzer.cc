@@ -28,6 +28,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/codec/utf8.h"
 #include "core/codec/codec.h"
 #include "core/codec/testing/test_schema.h"
 #include "fuzz/fuzz_harness.h"
@@ -232,21 +233,7 @@ class Builder {
         break;
       default: cp = in_.InRange<uint32_t>(0x10000, 0x10FFFF); break;
     }
-    if (cp < 0x80) {
-      out += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-      out += static_cast<char>(0xC0 | (cp >> 6));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-      out += static_cast<char>(0xE0 | (cp >> 12));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (cp >> 18));
-      out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (cp & 0x3F));
-    }
+    AppendUtf8(out, cp);
   }
 
   Input& in_;

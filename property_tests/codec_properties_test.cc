@@ -114,24 +114,7 @@ std::ostream& operator<<(std::ostream& os, const Value& v) {
 // ---------------------------------------------------------------------------
 // Generators.
 
-// Appends code point cp as UTF-8 (cp is a valid scalar value).
-void AppendUtf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
+using moat::AppendUtf8;
 
 rc::Gen<uint32_t> GenCodePoint() {
   return rc::gen::weightedOneOf<uint32_t>({

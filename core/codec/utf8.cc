@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "core/check.h"
+
 namespace moat {
 
 std::optional<size_t> FindInvalidUtf8(std::span<const uint8_t> bytes) {
@@ -48,6 +50,25 @@ std::optional<size_t> FindInvalidUtf8(std::span<const uint8_t> bytes) {
     i += len;
   }
   return std::nullopt;
+}
+
+void AppendUtf8(std::string& out, uint32_t cp) {
+  MOAT_ASSERT(cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF), "not a Unicode scalar value: ", cp);
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
 }
 
 }  // namespace moat

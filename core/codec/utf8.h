@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace moat {
@@ -24,6 +25,11 @@ inline bool IsValidUtf8(std::span<const uint8_t> bytes) { return !FindInvalidUtf
 inline bool IsValidUtf8(std::string_view s) {
   return IsValidUtf8(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
 }
+
+// Appends the UTF-8 encoding of `code_point`, which must be a Unicode scalar
+// value (<= U+10FFFF, not a surrogate); anything else is a programmer error.
+// Used to build valid strings in tests, fuzzers and property generators.
+void AppendUtf8(std::string& out, uint32_t code_point);
 
 }  // namespace moat
 

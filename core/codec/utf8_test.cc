@@ -38,5 +38,19 @@ TEST(Utf8, InvalidClassesReportFirstBadByte) {
   EXPECT_EQ(Bad("\xF0\x9F\x98"), 0u);                // truncated 4-byte
 }
 
+TEST(Utf8, AppendUtf8EncodesEachLengthClass) {
+  std::string s;
+  for (uint32_t cp : {0x24u, 0x7FFu, 0x20ACu, 0xFFFFu, 0x1F600u, 0x10FFFFu}) AppendUtf8(s, cp);
+  EXPECT_EQ(s, "\x24" "\xDF\xBF" "\xE2\x82\xAC" "\xEF\xBF\xBF" "\xF0\x9F\x98\x80"
+               "\xF4\x8F\xBF\xBF");
+  EXPECT_TRUE(IsValidUtf8(s));
+}
+
+TEST(Utf8DeathTest, AppendUtf8RejectsNonScalarValues) {
+  std::string s;
+  EXPECT_DEATH(AppendUtf8(s, 0xD800), "not a Unicode scalar value");
+  EXPECT_DEATH(AppendUtf8(s, 0x110000), "not a Unicode scalar value");
+}
+
 }  // namespace
 }  // namespace moat
