@@ -143,7 +143,10 @@ TEST_F(HostilePeerTest, DescriptorsSmuggledBeforeTheFrameThatClaimsThem) {
   Start();
   // Frame 1 declares none but carries two; frame 2 (a later receive) claims two.
   ASSERT_TRUE(SendRaw(raw_.get(), Frame("one", 0), OpenDevNull(2)));
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("two", 2)));
+  // Not asserted: a slow receiver (TSan, valgrind) may already have read frame
+  // 1 alone, rejected its unclaimed descriptors and closed the socket, so this
+  // write can fail. Both orders must end in the same violation.
+  (void)SendRaw(raw_.get(), Frame("two", 2));
   Error e = recorder_.WaitForFirst();
   EXPECT_EQ(e.code(), ErrorCode::kProtocolViolation) << e.ToString();
   transport_.reset();
