@@ -17,11 +17,22 @@ defines
 
 load("@rules_cc//cc:defs.bzl", "cc_binary", "cc_test")
 
+# The standard library's template code, instantiated in each target's own
+# translation unit, is not instrumented (why: fuzz/coverage_ignorelist.txt).
+# The path is relative to the execroot; //fuzz:harness makes the file an
+# input of the compile action.
+_IGNORE_STD_COVERAGE = "-fsanitize-coverage-ignorelist=fuzz/coverage_ignorelist.txt"
+
 def moat_fuzz_target(name, srcs, deps = [], size = "small", **kwargs):
     common_deps = deps + ["//fuzz:harness"]
     cc_binary(
         name = name,
         srcs = srcs,
+        copts = select({
+            "//fuzz:engine_libfuzzer": [_IGNORE_STD_COVERAGE],
+            "//fuzz:engine_afl": [_IGNORE_STD_COVERAGE],
+            "//conditions:default": [],
+        }),
         deps = common_deps + select({
             "//fuzz:engine_libfuzzer": [],
             "//fuzz:engine_afl": [],

@@ -71,29 +71,34 @@ void DecodeSeeds(moat::corpus::SeedSink& sink) {
   sink.Add("optional_choices", DecodeSeed(v, 5));
 }
 
-// codec_roundtrip_fuzzer input: bulk bytes at the front (strings, bytes and,
-// read from the back, the value's own choices), then the first choices: the
-// kind of value to round-trip (see Kind in fuzz/codec_roundtrip_fuzzer.cc)
-// and the prefix cut (u16). One seed per kind, so every type starts covered.
-constexpr uint8_t kRoundTripKinds = 27;
-constexpr uint8_t kRoundTripRich = 26;
-
+// codec_<group>_roundtrip_fuzzer input: bulk bytes at the front (strings,
+// bytes and, read from the back, the value's own choices), then the first
+// choices: the kind of value to round-trip (see Kind in
+// fuzz/codec_<group>_roundtrip_fuzzer.cc) and the prefix cut (u16). One seed
+// per kind, so every type starts covered.
 std::vector<uint8_t> RoundTripSeed(std::vector<uint8_t> bulk, uint8_t kind, uint16_t cut) {
   std::vector<uint8_t> choices = Choices().U8(kind).Int<uint16_t>(cut).bytes();
   bulk.insert(bulk.end(), choices.begin(), choices.end());
   return bulk;
 }
 
-void RoundTripSeeds(moat::corpus::SeedSink& sink) {
-  for (uint8_t kind = 0; kind < kRoundTripKinds; ++kind) {
-    std::vector<uint8_t> ramp(kind == kRoundTripRich ? 512 : 96);
+void KindSeeds(moat::corpus::SeedSink& sink, uint8_t kinds, size_t bulk_size) {
+  for (uint8_t kind = 0; kind < kinds; ++kind) {
+    std::vector<uint8_t> ramp(bulk_size);
     for (size_t i = 0; i < ramp.size(); ++i) ramp[i] = static_cast<uint8_t>(i * 37 + kind);
     sink.Add("kind_" + std::to_string(kind), RoundTripSeed(std::move(ramp), kind, static_cast<uint16_t>(kind * 7 + 3)));
   }
+  sink.Add("all_ff", std::vector<uint8_t>(256, 0xFF));
+}
+
+void ScalarRoundTripSeeds(moat::corpus::SeedSink& sink) { KindSeeds(sink, 14, 96); }
+void ContainerRoundTripSeeds(moat::corpus::SeedSink& sink) { KindSeeds(sink, 10, 96); }
+void StructRoundTripSeeds(moat::corpus::SeedSink& sink) {
+  constexpr uint8_t kRich = 2;  // Kind::kRich in fuzz/codec_struct_roundtrip_fuzzer.cc
+  KindSeeds(sink, 3, 512);
   Result<EncodedMessage> rich = EncodeMessage(SampleRich());
   MOAT_ASSERT(rich.ok(), "seed encoding failed");
-  sink.Add("rich_from_sample_bytes", RoundTripSeed(rich->bytes, kRoundTripRich, 1000));
-  sink.Add("all_ff", std::vector<uint8_t>(256, 0xFF));
+  sink.Add("rich_from_sample_bytes", RoundTripSeed(rich->bytes, kRich, 1000));
 }
 
 void SharedMemorySeeds(moat::corpus::SeedSink& sink) {
@@ -116,7 +121,9 @@ void SharedMemorySeeds(moat::corpus::SeedSink& sink) {
 }
 
 MOAT_REGISTER_SEEDS(codec_decode_fuzzer, DecodeSeeds);
-MOAT_REGISTER_SEEDS(codec_roundtrip_fuzzer, RoundTripSeeds);
+MOAT_REGISTER_SEEDS(codec_scalar_roundtrip_fuzzer, ScalarRoundTripSeeds);
+MOAT_REGISTER_SEEDS(codec_container_roundtrip_fuzzer, ContainerRoundTripSeeds);
+MOAT_REGISTER_SEEDS(codec_struct_roundtrip_fuzzer, StructRoundTripSeeds);
 MOAT_REGISTER_SEEDS(shared_memory_region_fuzzer, SharedMemorySeeds);
 
 }  // namespace

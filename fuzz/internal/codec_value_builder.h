@@ -1,23 +1,31 @@
-// Property: any value built from fuzzer choices, of any type of the rich test
-// schema, encodes, decodes back to an equal value (doubles compared
-// bit-for-bit), and re-encodes to the same bytes; every strict prefix of the
-// encoding is rejected as kIncomplete (one prefix per run, chosen by the
-// fuzzer). Differential by construction: the value built here is the oracle.
+// ValueBuilder and CheckRoundTrip: the shared half of the codec round-trip
+// fuzzers (codec_scalar_, codec_container_ and codec_struct_roundtrip_fuzzer).
 //
-// The first choice selects WHICH type is round-tripped: each leaf and
-// composite type of the schema on its own (every integer width, bool, double,
-// both enums, string, bytes, vectors, maps, optionals, the variant, a small
-// struct, a nested struct, a recursive tree, a descriptor-free subset of
-// Rich) and, now and then, the full Rich. One run then touches a slice of the
-// codec's template code rather than all of it, which keeps libFuzzer's
-// per-run feature bookkeeping (entropic scheduling) small: R25 speed.
+// Each target round-trips one group of the rich test schema's types. The
+// split is for speed (R25): a run of one target touches only its group's
+// template code, so libFuzzer's per-run feature bookkeeping (entropic
+// scheduling, which cost 65-78% of the cycles when one target held all 27
+// types) stays small.
 //
-// Bounded work per input (R25 speed). Every container element
-// (node, item, map entry, choice, number) and code point is paid for from a
-// budget that grows with the input length and is capped, so a value never
-// outgrows its input and the work per input is bounded; the schema's shape
-// (every field type, depth 4 trees, every variant alternative, per-container
-// sizes) is unchanged.
+//   moat::fuzz::Input in(data, size);
+//   const uint16_t cut = in.Integral<uint16_t>();
+//   moat::fuzz::ValueBuilder b(in);
+//   moat::fuzz::CheckRoundTrip(b.Items(), cut);
+//
+// The property checked (the same in every target): a value built from fuzzer
+// choices encodes, decodes back to an equal value (doubles compared
+// bit-for-bit), and re-encodes to the same bytes; the strict prefix of the
+// encoding that the fuzzer picks is rejected as kIncomplete. Differential by
+// construction: the value built here is the oracle.
+//
+// Bounded work per input (R25 speed): every container element (node, item,
+// map entry, choice, number) and code point is paid for from a budget that
+// grows with the input length and is capped, so a value never outgrows its
+// input; the schema's shape (every field type, depth 4 trees, every variant
+// alternative, per-container sizes) is unchanged.
+#ifndef MOAT_FUZZ_INTERNAL_CODEC_VALUE_BUILDER_H_
+#define MOAT_FUZZ_INTERNAL_CODEC_VALUE_BUILDER_H_
+
 #include <algorithm>
 #include <bit>
 #include <cstdint>
@@ -28,16 +36,40 @@
 #include <variant>
 #include <vector>
 
-#include "core/codec/utf8.h"
 #include "core/codec/codec.h"
 #include "core/codec/testing/test_schema.h"
+#include "core/codec/utf8.h"
 #include "fuzz/fuzz_harness.h"
 
-namespace {
+// A descriptor-free subset of Rich: one field of each scalar kind plus a
+// string, a nested optional and the variant, in one struct.
+namespace moat::codec_testing {
 
-using namespace moat;  // NOLINT
-using namespace moat::codec_testing;  // NOLINT
-using moat::fuzz::Input;
+struct Subset {
+  uint64_t u64 = 0;
+  int16_t i16 = 0;
+  bool flag = false;
+  double f64 = 0;
+  Wide wide = Wide::kZero;
+  std::string text;
+  std::optional<std::optional<bool>> maybe_maybe;
+  Choice choice;
+};
+MOAT_CODEC_STRUCT(Subset, u64, i16, flag, f64, wide, text, maybe_maybe, choice)
+
+}  // namespace moat::codec_testing
+
+namespace moat::fuzz {
+
+using codec_testing::Choice;
+using codec_testing::Color;
+using codec_testing::Envelope;
+using codec_testing::Item;
+using codec_testing::Node;
+using codec_testing::Rich;
+using codec_testing::RichEquals;
+using codec_testing::Subset;
+using codec_testing::Wide;
 
 // Elements (container elements and code points) per value: at most one per 4
 // input bytes, and never more than kMaxElements, so the cost of one run stays
@@ -48,71 +80,47 @@ constexpr size_t kMaxElements = 24;
 // Code points per string; each also costs one element.
 constexpr size_t kMaxCodePoints = 12;
 
-}  // namespace
-
-// A descriptor-free subset of Rich: one field of each scalar kind plus a
-// string, a nested optional and the variant, in one struct.
-namespace moat::codec_roundtrip_fuzzer {
-
-struct Subset {
-  uint64_t u64 = 0;
-  int16_t i16 = 0;
-  bool flag = false;
-  double f64 = 0;
-  codec_testing::Wide wide = codec_testing::Wide::kZero;
-  std::string text;
-  std::optional<std::optional<bool>> maybe_maybe;
-  codec_testing::Choice choice;
-};
-MOAT_CODEC_STRUCT(Subset, u64, i16, flag, f64, wide, text, maybe_maybe, choice)
-
-}  // namespace moat::codec_roundtrip_fuzzer
-
-namespace {
-
-using moat::codec_roundtrip_fuzzer::Subset;
-
 // The value generator is the oracle, not the code under test: its own
 // branches and loop counts would only add coverage features that every run
 // pays for in libFuzzer's feature bookkeeping, without guiding it anywhere the
 // codec's coverage does not.
-#define NO_COV __attribute__((no_sanitize("coverage")))
+#define MOAT_FUZZ_NO_COVERAGE __attribute__((no_sanitize("coverage")))
 
-class Builder {
+class ValueBuilder {
  public:
-  explicit Builder(Input& in) : in_(in), budget_(std::min(kMaxElements, in.remaining() / kBytesPerElement)) {}
+  explicit ValueBuilder(Input& in) : in_(in), budget_(std::min(kMaxElements, in.remaining() / kBytesPerElement)) {}
 
   template <typename T>
-  NO_COV T Integer() {
+  MOAT_FUZZ_NO_COVERAGE T Integer() {
     return in_.Integral<T>();
   }
-  NO_COV bool Bool() { return in_.Bool(); }
-  NO_COV double Double() { return std::bit_cast<double>(in_.Integral<uint64_t>()); }
-  NO_COV Color MakeColor() {
+  MOAT_FUZZ_NO_COVERAGE bool Bool() { return in_.Bool(); }
+  MOAT_FUZZ_NO_COVERAGE double Double() { return std::bit_cast<double>(in_.Integral<uint64_t>()); }
+  MOAT_FUZZ_NO_COVERAGE Color MakeColor() {
     constexpr Color kColors[] = {Color::kRed, Color::kGreen, Color::kBlue};
     return kColors[in_.InRange<uint8_t>(0, 2)];
   }
-  NO_COV Wide MakeWide() {
+  MOAT_FUZZ_NO_COVERAGE Wide MakeWide() {
     constexpr Wide kWides[] = {Wide::kNegative, Wide::kZero, Wide::kLarge};
     return kWides[in_.InRange<uint8_t>(0, 2)];
   }
-  NO_COV std::vector<uint8_t> Blob() { return in_.Bytes(in_.InRange<size_t>(0, 16)); }
-  NO_COV std::vector<int32_t> Numbers() {
+  MOAT_FUZZ_NO_COVERAGE std::vector<uint8_t> Blob() { return in_.Bytes(in_.InRange<size_t>(0, 16)); }
+  MOAT_FUZZ_NO_COVERAGE std::vector<int32_t> Numbers() {
     std::vector<int32_t> v;
     for (size_t n = in_.InRange<size_t>(0, 6); n > 0 && More(); --n) v.push_back(in_.Integral<int32_t>());
     return v;
   }
-  NO_COV std::vector<Item> Items() {
+  MOAT_FUZZ_NO_COVERAGE std::vector<Item> Items() {
     std::vector<Item> v;
     for (size_t n = in_.InRange<size_t>(0, 4); n > 0 && More(); --n) v.push_back(MakeItem());
     return v;
   }
-  NO_COV std::map<std::string, uint32_t> Attributes() {
+  MOAT_FUZZ_NO_COVERAGE std::map<std::string, uint32_t> Attributes() {
     std::map<std::string, uint32_t> m;
     for (size_t n = in_.InRange<size_t>(0, 4); n > 0 && More(); --n) m[Text()] = in_.Integral<uint32_t>();
     return m;
   }
-  NO_COV std::map<uint16_t, Envelope> Envelopes() {
+  MOAT_FUZZ_NO_COVERAGE std::map<uint16_t, Envelope> Envelopes() {
     std::map<uint16_t, Envelope> m;
     for (size_t n = in_.InRange<size_t>(0, 3); n > 0 && More(); --n) {
       Envelope& e = m[in_.Integral<uint16_t>()];
@@ -120,29 +128,29 @@ class Builder {
     }
     return m;
   }
-  NO_COV Envelope MakeEnvelope() {
+  MOAT_FUZZ_NO_COVERAGE Envelope MakeEnvelope() {
     Envelope e;
     for (size_t k = in_.InRange<size_t>(0, 4); k > 0 && More(); --k) e.items.push_back(MakeItem());
     return e;
   }
-  NO_COV std::optional<Item> MaybeItem() {
+  MOAT_FUZZ_NO_COVERAGE std::optional<Item> MaybeItem() {
     if (in_.Bool()) return MakeItem();
     return std::nullopt;
   }
-  NO_COV std::optional<std::optional<bool>> MaybeMaybe() {
+  MOAT_FUZZ_NO_COVERAGE std::optional<std::optional<bool>> MaybeMaybe() {
     switch (in_.InRange<uint8_t>(0, 2)) {
       case 0: return std::nullopt;
       case 1: return std::optional<bool>();
       default: return std::optional<bool>(in_.Bool());
     }
   }
-  NO_COV std::vector<Choice> Choices() {
+  MOAT_FUZZ_NO_COVERAGE std::vector<Choice> Choices() {
     std::vector<Choice> v;
     for (size_t n = in_.InRange<size_t>(0, 3); n > 0 && More(); --n) v.push_back(MakeChoice());
     return v;
   }
 
-  NO_COV Subset MakeSubset() {
+  MOAT_FUZZ_NO_COVERAGE Subset MakeSubset() {
     Subset v;
     v.u64 = in_.Integral<uint64_t>();
     v.i16 = in_.Integral<int16_t>();
@@ -155,7 +163,7 @@ class Builder {
     return v;
   }
 
-  NO_COV Rich MakeRich() {
+  MOAT_FUZZ_NO_COVERAGE Rich MakeRich() {
     Rich r;
     r.u8 = in_.Integral<uint8_t>();
     r.u16 = in_.Integral<uint16_t>();
@@ -184,15 +192,15 @@ class Builder {
     return r;
   }
 
-  NO_COV std::string Text() {
+  MOAT_FUZZ_NO_COVERAGE std::string Text() {
     std::string s;
     for (size_t n = in_.InRange<size_t>(0, kMaxCodePoints); n > 0 && More(); --n) AppendCodePoint(s);
     return s;
   }
 
-  NO_COV Item MakeItem() { return Item{in_.Integral<uint16_t>(), Text()}; }
+  MOAT_FUZZ_NO_COVERAGE Item MakeItem() { return Item{in_.Integral<uint16_t>(), Text()}; }
 
-  NO_COV Node MakeNode(int depth) {
+  MOAT_FUZZ_NO_COVERAGE Node MakeNode(int depth) {
     Node n{in_.Integral<uint32_t>(), {}};
     if (depth > 0) {
       for (size_t k = in_.InRange<size_t>(0, 3); k > 0 && More(); --k) n.children.push_back(MakeNode(depth - 1));
@@ -200,7 +208,7 @@ class Builder {
     return n;
   }
 
-  NO_COV Choice MakeChoice() {
+  MOAT_FUZZ_NO_COVERAGE Choice MakeChoice() {
     switch (in_.InRange<uint8_t>(0, 3)) {
       case 0: return Choice(in_.Integral<uint32_t>());
       case 1: return Choice(Text());
@@ -215,14 +223,14 @@ class Builder {
 
  private:
   // Pays for one more container element; false once the budget or the input is spent.
-  NO_COV bool More() {
+  MOAT_FUZZ_NO_COVERAGE bool More() {
     if (budget_ == 0 || in_.empty()) return false;
     --budget_;
     return true;
   }
 
   // Appends one valid code point as UTF-8, from every length class.
-  NO_COV void AppendCodePoint(std::string& out) {
+  MOAT_FUZZ_NO_COVERAGE void AppendCodePoint(std::string& out) {
     uint32_t cp;
     switch (in_.InRange<uint8_t>(0, 3)) {
       case 0: cp = in_.InRange<uint32_t>(0, 0x7F); break;
@@ -246,9 +254,9 @@ template <typename T>
 bool Same(const T& a, const T& b) {
   return a == b;
 }
-bool Same(const double& a, const double& b) { return std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b); }
-bool Same(const Rich& a, const Rich& b) { return RichEquals(a, b); }
-bool Same(const Subset& a, const Subset& b) {
+inline bool Same(const double& a, const double& b) { return std::bit_cast<uint64_t>(a) == std::bit_cast<uint64_t>(b); }
+inline bool Same(const Rich& a, const Rich& b) { return RichEquals(a, b); }
+inline bool Same(const Subset& a, const Subset& b) {
   return a.u64 == b.u64 && a.i16 == b.i16 && a.flag == b.flag && Same(a.f64, b.f64) && a.wide == b.wide &&
          a.text == b.text && a.maybe_maybe == b.maybe_maybe && a.choice == b.choice;
 }
@@ -271,52 +279,6 @@ void CheckRoundTrip(const T& value, uint16_t cut_choice) {
                   "a strict prefix was not rejected as incomplete");
 }
 
-// Which type a run round-trips (the input's first choice, modulo kKindCount).
-// core/codec/codec_seeds.cc writes one seed per kind; keep it in step.
-enum Kind : uint8_t {
-  kU8, kU16, kU32, kU64, kI8, kI16, kI32, kI64, kBool, kDouble, kColor, kWide,
-  kString, kBytes, kNumbers, kItems, kAttributes, kEnvelopes, kMaybeItem, kMaybeMaybe,
-  kChoice, kChoices, kItem, kEnvelope, kTree, kSubset, kRich,
-  kKindCount
-};
+}  // namespace moat::fuzz
 
-}  // namespace
-
-MOAT_FUZZ_COVERS("codec_value")
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  Input in(data, size);
-  const auto kind = static_cast<Kind>(in.Integral<uint8_t>() % kKindCount);
-  const uint16_t cut = in.Integral<uint16_t>();
-  Builder b(in);
-  switch (kind) {
-    case kU8: CheckRoundTrip(b.Integer<uint8_t>(), cut); break;
-    case kU16: CheckRoundTrip(b.Integer<uint16_t>(), cut); break;
-    case kU32: CheckRoundTrip(b.Integer<uint32_t>(), cut); break;
-    case kU64: CheckRoundTrip(b.Integer<uint64_t>(), cut); break;
-    case kI8: CheckRoundTrip(b.Integer<int8_t>(), cut); break;
-    case kI16: CheckRoundTrip(b.Integer<int16_t>(), cut); break;
-    case kI32: CheckRoundTrip(b.Integer<int32_t>(), cut); break;
-    case kI64: CheckRoundTrip(b.Integer<int64_t>(), cut); break;
-    case kBool: CheckRoundTrip(b.Bool(), cut); break;
-    case kDouble: CheckRoundTrip(b.Double(), cut); break;
-    case kColor: CheckRoundTrip(b.MakeColor(), cut); break;
-    case kWide: CheckRoundTrip(b.MakeWide(), cut); break;
-    case kString: CheckRoundTrip(b.Text(), cut); break;
-    case kBytes: CheckRoundTrip(b.Blob(), cut); break;
-    case kNumbers: CheckRoundTrip(b.Numbers(), cut); break;
-    case kItems: CheckRoundTrip(b.Items(), cut); break;
-    case kAttributes: CheckRoundTrip(b.Attributes(), cut); break;
-    case kEnvelopes: CheckRoundTrip(b.Envelopes(), cut); break;
-    case kMaybeItem: CheckRoundTrip(b.MaybeItem(), cut); break;
-    case kMaybeMaybe: CheckRoundTrip(b.MaybeMaybe(), cut); break;
-    case kChoice: CheckRoundTrip(b.MakeChoice(), cut); break;
-    case kChoices: CheckRoundTrip(b.Choices(), cut); break;
-    case kItem: CheckRoundTrip(b.MakeItem(), cut); break;
-    case kEnvelope: CheckRoundTrip(b.MakeEnvelope(), cut); break;
-    case kTree: CheckRoundTrip(b.MakeNode(4), cut); break;
-    case kSubset: CheckRoundTrip(b.MakeSubset(), cut); break;
-    case kRich: CheckRoundTrip(b.MakeRich(), cut); break;
-    case kKindCount: break;
-  }
-  return 0;
-}
+#endif  // MOAT_FUZZ_INTERNAL_CODEC_VALUE_BUILDER_H_
