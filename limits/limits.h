@@ -38,6 +38,14 @@ inline constexpr uint32_t MAX_MESSAGE_FD_COUNT = 128;
 // Shared-memory regions are exempt: the sender already allocated them (R6).
 inline constexpr uint32_t MAX_DECODED_SIZE = 64 * MiB;
 
+// Heap memory one decoded message may own: container buffers, map nodes,
+// string and byte buffers, counted per element with the in-memory size
+// (Decoder::ChargeMemory; the Encoder asserts the same count on the sender).
+// Attack: elements tiny on the wire but large in memory (a 4-byte empty
+// string is a 32-byte std::string) decode a 64 MiB payload into 512 MiB.
+// Twice the payload limit: an honest message of short strings still fits.
+inline constexpr uint32_t MAX_DECODED_MEMORY = 128 * MiB;
+
 // Bytes received but not yet turned into delivered messages.
 // Attack: a peer writes faster than we process and we buffer without bound.
 inline constexpr size_t MAX_UNPROCESSED_BYTES = 128 * MiB;
@@ -84,6 +92,8 @@ static_assert(MAX_MESSAGE_FD_COUNT <= MAX_UNPROCESSED_FDS,
               "a single legal message must fit in the unprocessed-fd budget");
 static_assert(MAX_MESSAGE_PAYLOAD_SIZE <= MAX_UNPROCESSED_BYTES,
               "a single legal message must fit in the unprocessed-byte budget");
+static_assert(MAX_DECODED_SIZE <= MAX_DECODED_MEMORY,
+              "a container of the largest legal length must fit the memory budget");
 static_assert(MAX_DECODED_SIZE <= MAX_MESSAGE_PAYLOAD_SIZE,
               "a container can never be larger than the payload carrying it");
 
@@ -93,6 +103,7 @@ struct ConnectionLimits {
   uint32_t max_message_payload_size = MAX_MESSAGE_PAYLOAD_SIZE;
   uint32_t max_message_fd_count = MAX_MESSAGE_FD_COUNT;
   uint32_t max_decoded_size = MAX_DECODED_SIZE;
+  uint32_t max_decoded_memory = MAX_DECODED_MEMORY;
   size_t max_unprocessed_bytes = MAX_UNPROCESSED_BYTES;
   uint32_t max_unprocessed_fds = MAX_UNPROCESSED_FDS;
 
@@ -106,6 +117,7 @@ struct ConnectionLimits {
         std::min(max_message_payload_size, requested.max_message_payload_size);
     out.max_message_fd_count = std::min(max_message_fd_count, requested.max_message_fd_count);
     out.max_decoded_size = std::min(max_decoded_size, requested.max_decoded_size);
+    out.max_decoded_memory = std::min(max_decoded_memory, requested.max_decoded_memory);
     out.max_unprocessed_bytes = std::min(max_unprocessed_bytes, requested.max_unprocessed_bytes);
     out.max_unprocessed_fds = std::min(max_unprocessed_fds, requested.max_unprocessed_fds);
     return out;

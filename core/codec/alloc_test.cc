@@ -15,9 +15,11 @@
 
 namespace {
 std::atomic<size_t> g_largest{0};
+std::atomic<size_t> g_total{0};
 }  // namespace
 
 void* operator new(size_t n) {
+  g_total.fetch_add(n, std::memory_order_relaxed);
   size_t seen = g_largest.load(std::memory_order_relaxed);
   while (n > seen && !g_largest.compare_exchange_weak(seen, n)) {
   }
@@ -61,6 +63,70 @@ TEST(CodecAlloc, ReservationIsBoundedByTheBytesPresent) {
   w.U8(2);  // bad tag on the last element
   EXPECT_LE(LargestAllocationDecoding<std::vector<std::optional<uint8_t>>>(w.bytes()),
             1000 * sizeof(std::optional<uint8_t>));
+}
+
+// COD-10: elements that are 4 bytes on the wire but 32 in memory. The
+// decoded value's heap memory is charged against max_decoded_memory, so the
+// amplification is bounded by that limit (2x the payload limit), not by 8x.
+std::vector<uint8_t> EmptyStrings(uint32_t count) {
+  WireBuilder w;
+  w.U32(count);
+  for (uint32_t i = 0; i < count; ++i) w.U32(0);
+  return w.bytes();
+}
+
+TEST(CodecAlloc, VectorOfEmptyStringsIsChargedByItsMemoryNotItsWireSize) {
+  const limits::ConnectionLimits tight =
+      limits::ConnectionLimits::Defaults().Tightened({.max_decoded_memory = 1 << 20});
+  const uint32_t fits = (1 << 20) / sizeof(std::string);  // 32768: exactly the limit in memory
+  Result<std::vector<std::string>> ok = DecodeMessage<std::vector<std::string>>(EmptyStrings(fits), {}, {}, tight);
+  ASSERT_TRUE(ok.ok()) << ok.error().ToString();
+  EXPECT_EQ(ok->size(), fits);
+
+  // One more element: 131 KiB on the wire, over 1 MiB in memory.
+  const std::vector<uint8_t> wire = EmptyStrings(fits + 1);
+  ASSERT_LT(wire.size(), size_t{1} << 20);
+  g_largest = 0;
+  g_total = 0;
+  Result<std::vector<std::string>> r = DecodeMessage<std::vector<std::string>>(wire, {}, {}, tight);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kLimitExceeded);
+  EXPECT_NE(r.error().ToString().find("vector of 32769 elements of 32 bytes in memory brings the decoded message "
+                                      "past MAX_DECODED_MEMORY 1048576"),
+            std::string::npos)
+      << r.error().ToString();
+  EXPECT_LT(g_total.load(), 4096u) << "rejected before the reserve";
+}
+
+TEST(CodecAlloc, SixtyFourMiBOfEmptyStringsIsRejectedBeforeAnyReserve) {
+  // The worst case at the default limits: 16M empty strings fill the payload
+  // and would have decoded into 512 MiB of std::string objects (the budget
+  // is MAX_DECODED_MEMORY = 128 MiB).
+  const uint32_t count = (limits::MAX_DECODED_SIZE - 4) / 4;
+  const std::vector<uint8_t> wire = EmptyStrings(count);
+  g_largest = 0;
+  g_total = 0;
+  Result<std::vector<std::string>> r = DecodeMessage<std::vector<std::string>>(wire);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kLimitExceeded);
+  EXPECT_LT(g_total.load(), 4096u);
+}
+
+TEST(CodecAlloc, NestedContainersAndStringBuffersShareOneBudget) {
+  // 4 strings of 300 KiB: each is far below the 1 MiB budget, the sum is not.
+  const limits::ConnectionLimits tight =
+      limits::ConnectionLimits::Defaults().Tightened({.max_decoded_memory = 1 << 20});
+  const std::string chunk(300 << 10, 'x');
+  WireBuilder w;
+  w.U32(4);
+  for (int i = 0; i < 4; ++i) w.Str(chunk);
+  g_total = 0;
+  Result<std::vector<std::string>> r = DecodeMessage<std::vector<std::string>>(w.bytes(), {}, {}, tight);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().code(), ErrorCode::kLimitExceeded);
+  EXPECT_NE(r.error().ToString().find("[3]"), std::string::npos) << "names the element that crossed the limit: "
+                                                                 << r.error().ToString();
+  EXPECT_LT(g_total.load(), size_t{1} << 20);
 }
 
 }  // namespace

@@ -223,6 +223,14 @@ namespace codec_internal {
 // reserving `count` elements is justified by bytes the peer really sent.
 Status CheckElementsFit(Decoder& d, uint32_t count, size_t min_element_size, std::string_view what);
 
+// Heap bytes per element that both sides charge against max_decoded_memory
+// (Encoder::ChargeMemory, Decoder::ChargeMemory): a vector's buffer slot, or
+// a map entry plus its red-black tree node header (colour and three links).
+template <typename T>
+inline constexpr size_t kVectorElementMemory = sizeof(T);
+template <typename K, typename V>
+inline constexpr size_t kMapEntryMemory = sizeof(std::pair<const K, V>) + 4 * sizeof(void*);
+
 }  // namespace codec_internal
 
 template <typename T>
@@ -231,6 +239,7 @@ struct Codec<std::vector<T>> {
 
   static void Encode(Encoder& e, const std::vector<T>& v) {
     e.WriteSize(v.size());
+    e.ChargeMemory(v.size(), codec_internal::kVectorElementMemory<T>);
     if constexpr (codec_internal::PlainInteger<T>) {
       e.WriteRaw(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()),
                                           v.size() * sizeof(T)));
@@ -246,6 +255,7 @@ struct Codec<std::vector<T>> {
     Result<uint32_t> n = d.DecodeSize("vector");
     if (!n.ok()) return std::move(n).error();
     MOAT_TRY(codec_internal::CheckElementsFit(d, *n, Codec<T>::kMinEncodedSize, "vector"));
+    MOAT_TRY(d.ChargeMemory(*n, codec_internal::kVectorElementMemory<T>, "vector"));
     std::vector<T> out;
     if constexpr (codec_internal::PlainInteger<T>) {
       // Little-endian host (static_assert in encoder.h): the wire is the array.
@@ -272,6 +282,7 @@ struct Codec<std::map<K, V>> {
   // std::map iterates in key order, so the encoding is canonical.
   static void Encode(Encoder& e, const std::map<K, V>& m) {
     e.WriteSize(m.size());
+    e.ChargeMemory(m.size(), codec_internal::kMapEntryMemory<K, V>);
     for (const auto& [k, v] : m) {
       e.Encode(k);
       e.Encode(v);
@@ -284,6 +295,7 @@ struct Codec<std::map<K, V>> {
     Result<uint32_t> n = d.DecodeSize("map");
     if (!n.ok()) return std::move(n).error();
     MOAT_TRY(codec_internal::CheckElementsFit(d, *n, kEntry, "map"));
+    MOAT_TRY(d.ChargeMemory(*n, codec_internal::kMapEntryMemory<K, V>, "map"));
     std::map<K, V> out;
     for (uint32_t i = 0; i < *n; ++i) {
       const size_t key_at = d.offset();

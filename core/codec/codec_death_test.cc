@@ -29,6 +29,18 @@ TEST(CodecDeathTest, TooManyDescriptors) {
       "exceeds MAX_MESSAGE_FD_COUNT 1");
 }
 
+TEST(CodecDeathTest, DecodedMemoryOverTheLimit) {
+  // The sender counts what the receiver's Decoder::ChargeMemory will count,
+  // so it fails here instead of being disconnected there.
+  const limits::ConnectionLimits tight =
+      limits::ConnectionLimits::Defaults().Tightened({.max_decoded_memory = 1 << 20});
+  const std::vector<std::string> empties((1 << 20) / sizeof(std::string) + 1);
+  EXPECT_DEATH({ (void)EncodeMessage(empties, tight); },
+               "the decoded message would hold more than MAX_DECODED_MEMORY 1048576 bytes in memory");
+  const std::vector<std::string> fits((1 << 20) / sizeof(std::string));
+  EXPECT_TRUE(EncodeMessage(fits, tight).ok());
+}
+
 TEST(CodecDeathTest, TooManyHandles) {
   EXPECT_DEATH(
       {

@@ -99,6 +99,7 @@ Result<std::string> Decoder::ReadString() {
   Result<uint32_t> n = DecodeSize("string");
   if (!n.ok()) return std::move(n).error();
   MOAT_TRY(Need(*n, "string"));
+  MOAT_TRY(ChargeMemory(*n, 1, "string"));
   const std::span<const uint8_t> text = bytes_.subspan(offset_, *n);
   // Attack: overlong forms, surrogates and > U+10FFFF smuggle characters past
   // filters (overlong "/" or NUL) and break consumers that assume valid UTF-8.
@@ -115,6 +116,7 @@ Result<std::vector<uint8_t>> Decoder::ReadBytes() {
   Result<uint32_t> n = DecodeSize("bytes");
   if (!n.ok()) return std::move(n).error();
   MOAT_TRY(Need(*n, "bytes"));
+  MOAT_TRY(ChargeMemory(*n, 1, "bytes"));
   const uint8_t* begin = bytes_.data() + offset_;
   std::vector<uint8_t> out(begin, begin + *n);  // one pass: no zero-fill then copy
   offset_ += *n;
@@ -144,6 +146,17 @@ Result<uint64_t> Decoder::TakeHandle() {
   if (!s.ok()) return std::move(s).error().AtOffset(at);
   ++next_handle_;
   return handles_[*slot];
+}
+
+Status Decoder::ChargeMemory(size_t count, size_t element_size, std::string_view what) {
+  const Checked<size_t> total = Checked<size_t>(memory_charged_) + Checked<size_t>(count) * Checked<size_t>(element_size);
+  // Attack: elements that are tiny on the wire but large in memory (a 4-byte
+  // empty string is a 32-byte std::string, a 5-byte map entry a 48-byte tree
+  // node) turn a 64 MiB payload into half a GiB of decoded objects.
+  MOAT_REQUIRE(!total.has_overflow() && total.value() <= limits_.max_decoded_memory, ErrorCode::kLimitExceeded,
+               what, " of ", count, " elements of ", element_size, " bytes in memory brings the decoded message past MAX_DECODED_MEMORY ", limits_.max_decoded_memory, " bytes");
+  memory_charged_ = total.value();
+  return OkStatus();
 }
 
 Status Decoder::Finish() {

@@ -2,7 +2,8 @@
 //
 // Every byte and descriptor may be hostile. A Decoder never reads past its
 // input, never allocates more than the input can justify, rejects any length
-// over max_decoded_size before allocating, caps nesting at
+// over max_decoded_size before allocating, bounds the heap memory of the whole
+// decoded value by max_decoded_memory (ChargeMemory), caps nesting at
 // limits::MAX_DECODE_DEPTH, and consumes descriptors and handles strictly in
 // slot order. Failures are moat::Error values naming the field path, the limit
 // and the byte offset:
@@ -96,6 +97,15 @@ class Decoder {
     return result;
   }
 
+  // Charges count x element_size bytes of heap memory that the value being
+  // decoded will own (container buffers, map nodes, string and byte buffers)
+  // against max_decoded_memory (limits::MAX_DECODED_MEMORY): what one message
+  // decodes INTO is bounded, not only each length on the wire.
+  // kLimitExceeded names the container.
+  // Encoder::ChargeMemory makes the same count on the sending side.
+  Status ChargeMemory(size_t count, size_t element_size, std::string_view what);
+  size_t memory_charged() const { return memory_charged_; }
+
   // OK only if every byte, every descriptor and every handle was consumed.
   Status Finish();
 
@@ -130,6 +140,7 @@ class Decoder {
   size_t next_handle_ = 0;
   limits::ConnectionLimits limits_;
   uint32_t depth_ = 0;
+  size_t memory_charged_ = 0;
 };
 
 }  // namespace moat

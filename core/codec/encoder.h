@@ -80,6 +80,13 @@ class Encoder {
   // Bytes with no prefix (the reader must know the length).
   void WriteRaw(std::span<const uint8_t> b);
 
+  // Counts the heap memory the peer's decoded copy of this message will hold
+  // (count x element_size bytes) and asserts the total stays within
+  // max_decoded_memory, the bound Decoder::ChargeMemory enforces on the other
+  // side with the same per-element sizes. Containers call it; WriteString and
+  // WriteBytes charge their length themselves.
+  void ChargeMemory(size_t count, size_t element_size);
+
   // Takes ownership of a descriptor for this message and returns its slot.
   // Writes nothing: the caller writes the slot (Codec<UniqueFd> does).
   // Asserts fd is valid and the message stays within max_message_fd_count.
@@ -126,6 +133,7 @@ class Encoder {
   void AssertPayloadWithinLimit() const;
 
   limits::ConnectionLimits limits_;
+  size_t memory_charged_ = 0;
   std::vector<uint8_t> bytes_;
   std::vector<UniqueFd> fds_;
   std::vector<uint64_t> handles_;
