@@ -218,6 +218,7 @@ Transport::~Transport() {
 }
 
 bool Transport::OnIoThread() const { return t_io_thread_owner == this; }
+bool Transport::OnAnyIoThread() { return t_io_thread_owner != nullptr; }
 
 void Transport::WakeIoThread() {
   const uint64_t one = 1;
@@ -278,15 +279,19 @@ void Transport::DisconnectLocked(Error error) {
 // ------------------------------------------------------------------ send
 
 Status Transport::Send(std::span<const uint8_t> payload, std::vector<UniqueFd> fds) {
-  return SendFrame(payload, nullptr, std::move(fds));
+  return SendFrame(payload, nullptr, std::move(fds), !OnAnyIoThread());
 }
 
 Status Transport::Send(std::vector<uint8_t>&& payload, std::vector<UniqueFd> fds) {
-  return SendFrame(payload, &payload, std::move(fds));
+  return SendFrame(payload, &payload, std::move(fds), !OnAnyIoThread());
+}
+
+Status Transport::SendWithoutWaiting(std::span<const uint8_t> payload, std::vector<UniqueFd> fds) {
+  return SendFrame(payload, nullptr, std::move(fds), /*may_wait=*/false);
 }
 
 Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_t>* owned,
-                            std::vector<UniqueFd> fds) {
+                            std::vector<UniqueFd> fds, bool may_wait) {
   // Sending-side misuse is a programmer error: we never send what the peer must reject.
   MOAT_ASSERT(payload.size() <= limits_.max_message_payload_size, "sending payload of ",
               payload.size(), " bytes exceeds MAX_MESSAGE_PAYLOAD_SIZE ",
@@ -305,8 +310,9 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
                  ::moat::internal::Concat("send on a disconnected transport: ", disconnect_->ToString()));
   }
   const size_t frame_size = kFrameHeaderSize + payload.size();
-  if (OnIoThread() && send_queue_bytes_ + frame_size > limits_.max_unprocessed_bytes) {
-    // The IO thread cannot wait for itself to flush: refuse instead of growing.
+  if (!may_wait && send_queue_bytes_ + frame_size > limits_.max_unprocessed_bytes) {
+    // The IO thread cannot wait for itself to flush, and a relay must not wait
+    // for a peer that is not its own: refuse instead of growing.
     return Error(ErrorCode::kResourceExhausted,
                  ::moat::internal::Concat("send queue of ", send_queue_bytes_,
                                   " bytes is full (MAX_UNPROCESSED_BYTES ",
@@ -336,7 +342,7 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
       sent += *n;
     }
     if (sent == frame_size) return OkStatus();
-    if (owned == nullptr && !OnIoThread()) {
+    if (owned == nullptr && may_wait) {
       // The socket is full and the bytes are borrowed. Finish this frame
       // from the caller's buffer (no copy), waiting for POLLOUT with the lock
       // released; other senders queue behind it meanwhile. It ends when the
@@ -392,9 +398,9 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
   } else {
     FlushLocked();
   }
-  // Bound our own memory against a peer that stops reading: wait (never on
-  // the IO thread, checked above) until the queue drains or the peer is gone.
-  while (send_queue_bytes_ > limits_.max_unprocessed_bytes && !disconnect_ && !stopping_) {
+  // Bound our own memory against a peer that stops reading: wait (never
+  // without may_wait: checked above) until the queue drains or the peer is gone.
+  while (may_wait && send_queue_bytes_ > limits_.max_unprocessed_bytes && !disconnect_ && !stopping_) {
     cv_.Wait(&mu_);
   }
   if (disconnect_ && !send_queue_.empty()) {

@@ -154,7 +154,8 @@ class Transport {
   // descriptor, is a programmer error (MOAT_ASSERT). Descriptors are owned by
   // the transport from here on (retained until the peer acknowledges them).
   // Errors: kPeerClosed (dead or disconnected peer, e.g. EPIPE), kClosed
-  // (released), kResourceExhausted (queue full while on the IO thread).
+  // (released), kResourceExhausted (queue full while on an IO thread, this
+  // transport's or another's: see OnAnyIoThread).
   //
   // Borrowed bytes: if the socket fills up mid-frame, the calling thread
   // finishes the frame itself, waiting for the socket (no copy; like a
@@ -166,6 +167,11 @@ class Transport {
   // vector (no copy) and flushed by the IO thread on EPOLLOUT; the caller
   // waits only when max_unprocessed_bytes are already queued.
   Status Send(std::vector<uint8_t>&& payload, std::vector<UniqueFd> fds = {});
+  // Never waits, on any thread: writes what the socket takes now and copies
+  // the rest into the queue; kResourceExhausted if the queue already holds
+  // max_unprocessed_bytes (the peer is not reading). For a relay, whose
+  // thread serves one peer and must not wait for another (NOD-6).
+  Status SendWithoutWaiting(std::span<const uint8_t> payload, std::vector<UniqueFd> fds = {});
 
   // Queue mode only (no on_message; else MOAT_ASSERT). The next message;
   // kShouldWait after `timeout`; once the queue is drained after a
@@ -200,8 +206,9 @@ class Transport {
   explicit Transport(UniqueFd socket, TransportOptions options);
   Status Init(std::unique_ptr<detail::HandoffState> state);
 
+  // `may_wait`: false on any IO thread and for SendWithoutWaiting.
   Status SendFrame(std::span<const uint8_t> payload, std::vector<uint8_t>* owned,
-                   std::vector<UniqueFd> fds) ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
+                   std::vector<UniqueFd> fds, bool may_wait) ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
 
   void IoThreadMain() ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
   // Reads until EAGAIN (or a pause), delivering frames. Returns false when
@@ -223,6 +230,10 @@ class Transport {
   void TakeMessageLocked(Message& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WakeIoThread();
   bool OnIoThread() const;
+  // True on any Transport's IO thread. Such a thread serves its own peer and
+  // never waits for another transport's peer: Send from it refuses with
+  // kResourceExhausted instead of waiting for queue space (NOD-6).
+  static bool OnAnyIoThread();
 
   const limits::ConnectionLimits limits_;
   const std::function<void(MessageView&)> on_message_;

@@ -64,6 +64,13 @@ class NodeController::Channel {
     if (t == nullptr) return Error(ErrorCode::kClosed, "node channel has no transport");
     return t->Send(std::move(payload), std::move(fds));
   }
+  // For the broker's relay and loss reports: a thread serving one child must
+  // never wait for another child's socket (NOD-6).
+  Status SendWithoutWaiting(std::span<const uint8_t> payload, std::vector<UniqueFd> fds = {}) {
+    transport::Transport* t = transport();
+    if (t == nullptr) return Error(ErrorCode::kClosed, "node channel has no transport");
+    return t->SendWithoutWaiting(payload, std::move(fds));
+  }
 
  private:
   // Lock order: leaf.
@@ -339,6 +346,16 @@ Status NodeController::HandleHello(Channel* channel, const NodeChannelMessage& m
   return OkStatus();
 }
 
+namespace {
+
+// Why the broker cut off a child whose socket it could no longer write to.
+Error StoppedReading(const ports::NodeName& peer, const Status& refused) {
+  return Error(ErrorCode::kResourceExhausted,
+               ::moat::internal::Concat("node ", peer.ToString(), " stopped reading: ", refused.error().ToString()));
+}
+
+}  // namespace
+
 Status NodeController::HandleAsBroker(Channel* channel, const NodeChannelMessage& message,
                                       transport::MessageView& raw) {
   const NodeChannelHeader& h = message.header;
@@ -381,8 +398,13 @@ Status NodeController::HandleAsBroker(Channel* channel, const NodeChannelMessage
   // everyone by kNodeLost) or never was; the event is dropped like one for a
   // closed port, and its descriptors are closed.
   if (!destination || destination->closed) return OkStatus();
-  // A failed send shows up as that transport's own disconnect.
-  (void)destination->Send(raw.payload, std::move(raw.fds));
+  // Attack: a child (hostile or hung) that never reads its socket. A waiting
+  // relay would stall this thread, which serves the SENDING child, behind a
+  // child it cannot control; instead the destination's queue is bounded by
+  // its max_unprocessed_bytes and a destination that lets it fill is cut off.
+  // Any other failed send shows up as that transport's own disconnect.
+  Status relayed = destination->SendWithoutWaiting(raw.payload, std::move(raw.fds));
+  if (!relayed.ok() && relayed.error().code() == ErrorCode::kResourceExhausted) DropChannel(destination.get(), StoppedReading(destination->peer, relayed));
   return OkStatus();
 }
 
@@ -466,12 +488,13 @@ void NodeController::ForwardEvent(const ports::NodeName& node,
       h, wire.size() - kNodeChannelHeaderSize,
       std::span<uint8_t, kNodeChannelHeaderSize>(wire.data(), kNodeChannelHeaderSize));
   // A failed send shows up as the transport's own disconnect, except a
-  // refusal: the send queue is full and this is the transport's IO thread,
-  // which cannot wait. The event would be lost and the pipe stall silently
+  // refusal: the send queue is full and this is an IO thread (this channel's,
+  // or on the broker another child's, forwarding through a proxy), which must
+  // not wait (NOD-6). The event would be lost and the pipe stall silently
   // (the receiver waits for it forever): fail the connection loudly instead.
   Status sent = channel->Send(std::move(wire), std::move(fds));
   if (!sent.ok() && sent.error().code() == ErrorCode::kResourceExhausted) {
-    DropChannel(channel.get(), sent.error());
+    DropChannel(channel.get(), StoppedReading(channel->peer, sent));
   }
 }
 
@@ -539,11 +562,16 @@ void NodeController::DropChannel(Channel* channel, const Error& why) {
     lost.sender = name_;
     lost.subject_hi = peer.hi;
     lost.subject_lo = peer.lo;
+    std::vector<std::pair<ChannelPtr, Status>> stalled;
     for (const ChannelPtr& other : others) {
       if (other->closed) continue;
       lost.target = other->peer;
-      (void)other->Send(EncodeNodeChannelMessage(lost));
+      // Never waits (NOD-6): one child that stopped reading must not keep the
+      // others from learning of the loss.
+      Status sent = other->SendWithoutWaiting(EncodeNodeChannelMessage(lost));
+      if (!sent.ok() && sent.error().code() == ErrorCode::kResourceExhausted) stalled.emplace_back(other, std::move(sent));
     }
+    for (auto& [other, sent] : stalled) DropChannel(other.get(), StoppedReading(other->peer, sent));
   } else {
     for (const ports::NodeName& r : remote) node.LostConnectionToNode(r);
   }

@@ -159,6 +159,43 @@ TEST_F(NodeControllerTest, KilledChildClosesOthersPipesCleanly) {
   Quit(b);
 }
 
+// NOD-6: the broker relays child A's events to child B on B's transport. B
+// stops reading (SIGSTOP: hung, or hostile). The relay must not wait for B,
+// or the broker's service of A (the thread that relays is A's) stalls behind
+// a child A cannot control; B is cut off once its relay queue is full.
+TEST_F(NodeControllerTest, ChildThatStopsReadingIsCutOffAndTheRelayKeepsServing) {
+  NodeControllerOptions options = log_.Options();
+  options.limits = limits::ConnectionLimits::Defaults().Tightened({.max_unprocessed_bytes = 1 << 20});
+  broker_ = NodeController::CreateBroker(options);
+  LaunchedChild a = Launch("script");
+  LaunchedChild b = Launch("script");
+  Send(a, "make-pipe-hold");
+  system::ReadResult m = Read(a);
+  ASSERT_EQ(Text(m.payload), "pipe");
+  ASSERT_EQ(m.handles.size(), 1u);
+  EXPECT_EQ(Text(Read(a).payload), "made");
+  Send(b, "hold-pipe", {m.handles[0]});
+  EXPECT_EQ(Text(Read(b).payload), "holding");
+
+  ASSERT_EQ(::kill(b.pid, SIGSTOP), 0);
+  // 16 MiB from A to B through the relay: B's socket buffer, then the 1 MiB
+  // relay queue fill up.
+  Send(a, "flood 256 65536");
+  const std::string flooded = Text(Read(a).payload);
+  EXPECT_EQ(flooded.rfind("flooded ", 0), 0u) << "the broker stopped serving A: " << flooded;
+
+  std::optional<Error> why = log_.WaitFor(b.name);
+  ASSERT_TRUE(why.has_value());
+  EXPECT_EQ(why->code(), ErrorCode::kResourceExhausted) << why->ToString();
+  EXPECT_NE(why->ToString().find("stopped reading"), std::string::npos) << why->ToString();
+
+  Send(a, "echo still served");
+  EXPECT_EQ(Text(Read(a).payload), "still served");
+  ASSERT_EQ(::kill(b.pid, SIGKILL), 0);
+  EXPECT_EQ(WaitExit(b.pid), 128 + SIGKILL);
+  Quit(a);
+}
+
 struct HostileCase {
   const char* kind;
   ErrorCode code;

@@ -98,6 +98,16 @@ int RunScript() {
         if (!Write(core, z, "from-b-" + std::to_string(i)).ok()) return Fail("write on z");
       }
       if (!Write(core, boot, "b-ok").ok()) return Fail("b-ok write");
+    } else if (cmd.rfind("flood ", 0) == 0) {
+      // "flood N SIZE": N messages of SIZE bytes on the held pipe, as fast as
+      // they go; stops at the first refused write (the peer may be cut off).
+      if (held == system::kInvalidHandle) return Fail("flood without a held pipe");
+      size_t count = 0, size = 0;
+      if (std::sscanf(cmd.c_str(), "flood %zu %zu", &count, &size) != 2) return Fail("bad flood command");
+      const std::string block(size, 'f');
+      size_t written = 0;
+      while (written < count && Write(core, held, block).ok()) ++written;
+      if (!Write(core, boot, "flooded " + std::to_string(written)).ok()) return Fail("flooded write");
     } else if (cmd == "hold-pipe") {
       if (m->handles.size() != 1) return Fail("hold-pipe without exactly one handle");
       held = m->handles[0];
