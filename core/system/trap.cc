@@ -9,27 +9,38 @@ namespace moat::system {
 void WatcherList::Add(std::weak_ptr<Trap> trap, uint64_t trigger_id) {
   const Trap* key = trap.lock().get();
   MOAT_ASSERT(key != nullptr, "registering a watcher for a destroyed trap");
-  entries_.push_back(Entry{std::move(trap), key, trigger_id});
+  auto next = entries_ ? std::make_shared<std::vector<Entry>>(*entries_)
+                       : std::make_shared<std::vector<Entry>>();
+  next->push_back(Entry{std::move(trap), key, trigger_id});
+  entries_ = std::move(next);
 }
 
 void WatcherList::Remove(const Trap* trap, uint64_t trigger_id) {
-  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+  if (!entries_) return;
+  for (auto it = entries_->begin(); it != entries_->end(); ++it) {
     if (it->key == trap && it->trigger_id == trigger_id) {
-      entries_.erase(it);
+      if (entries_->size() == 1) {
+        entries_.reset();
+        return;
+      }
+      auto next = std::make_shared<std::vector<Entry>>(*entries_);
+      next->erase(next->begin() + (it - entries_->begin()));
+      entries_ = std::move(next);
       return;
     }
   }
 }
 
-void WatcherList::NotifyState(const std::vector<Entry>& watchers,
-                              const SignalsSnapshot& snapshot) {
-  for (const Entry& e : watchers) {
+void WatcherList::NotifyState(const Entries& watchers, const SignalsSnapshot& snapshot) {
+  if (!watchers) return;
+  for (const Entry& e : *watchers) {
     if (std::shared_ptr<Trap> trap = e.trap.lock()) trap->OnStateChanged(e.trigger_id, snapshot);
   }
 }
 
-void WatcherList::NotifyClosed(const std::vector<Entry>& watchers) {
-  for (const Entry& e : watchers) {
+void WatcherList::NotifyClosed(const Entries& watchers) {
+  if (!watchers) return;
+  for (const Entry& e : *watchers) {
     if (std::shared_ptr<Trap> trap = e.trap.lock()) trap->OnHandleClosed(e.trigger_id);
   }
 }
