@@ -40,12 +40,14 @@ Status MessagePipeEndpoint::Write(std::span<const uint8_t> payload,
   MOAT_ASSERT(fds.size() <= limits::MAX_MESSAGE_FD_COUNT, "writing ", fds.size(),
               " descriptors exceeds MAX_MESSAGE_FD_COUNT ", limits::MAX_MESSAGE_FD_COUNT);
   for (const UniqueFd& fd : fds) MOAT_ASSERT(fd.valid(), "writing an invalid descriptor");
+  bool unread_quota;
   {
     MutexLock lock(&mu_);
     MOAT_TRY(transit_.CheckUsable("write"));
     if (disconnected_.has_value()) {
       return Error(ErrorCode::kPeerClosed, "write: pipe disconnected: " + *disconnected_);
     }
+    unread_quota = quotas_.limit(QuotaType::kUnreadMessageCount) != kNoQuotaLimit;
   }
   for (size_t i = 0; i < handles.size(); ++i) {
     MOAT_ASSERT(handles[i] != nullptr, "null endpoint attached");
@@ -89,7 +91,10 @@ Status MessagePipeEndpoint::Write(std::span<const uint8_t> payload,
   } else {
     for (const auto& h : handles) h->CancelTransit();
   }
-  Publish();  // the unread count may have changed
+  // Sending changes only this end's unread count, which only the unread
+  // quota turns into a signal (WRITABLE, QUOTA_EXCEEDED); peer closure and
+  // arrivals are reported by ports (OnPortStatusChanged).
+  if (unread_quota) Publish();
   return sent;
 }
 
@@ -129,7 +134,9 @@ Result<ReceivedMessage> MessagePipeEndpoint::Read(const MessageSizes* capacity,
         }
         return std::move(got).error();
       }
-      return Error(ErrorCode::kShouldWait, "read: no message available");
+      // Short enough for std::string's inline buffer: every drain loop ends
+      // here, and the answer should not cost an allocation.
+      return Error(ErrorCode::kShouldWait, "no message yet");
     }
     Result<Pending> accepted = Accept(std::move(message), is_bound);
     if (!accepted.ok()) {

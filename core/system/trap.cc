@@ -190,6 +190,7 @@ size_t Trap::trigger_count() const {
 }
 
 void Trap::OnStateChanged(uint64_t trigger_id, const SignalsSnapshot& snapshot) {
+  TrapEvent first;
   {
     MutexLock lock(&mu_);
     auto id_it = context_by_id_.find(trigger_id);
@@ -198,8 +199,11 @@ void Trap::OnStateChanged(uint64_t trigger_id, const SignalsSnapshot& snapshot) 
     if (snapshot.sequence <= t.last.sequence) return;  // overtaken by a newer state
     t.last = snapshot;
     MaybeFireLocked(t);
+    // This runs for every message that arrives: claim the dispatch here
+    // rather than in a second critical section.
+    if (!ClaimDispatchLocked(&first)) return;
   }
-  DispatchEvents();
+  RunDispatch(first);
 }
 
 void Trap::OnHandleClosed(uint64_t trigger_id) {
@@ -217,25 +221,34 @@ void Trap::OnHandleClosed(uint64_t trigger_id) {
   DispatchEvents();
 }
 
+bool Trap::ClaimDispatchLocked(TrapEvent* first) {
+  if (dispatching_ || pending_events_.empty()) return false;
+  dispatching_ = true;
+  *first = pending_events_.front();
+  pending_events_.pop_front();
+  return true;
+}
+
+void Trap::RunDispatch(TrapEvent event) {
+  for (;;) {
+    handler_(event);
+    MutexLock lock(&mu_);
+    if (pending_events_.empty()) {
+      dispatching_ = false;
+      return;
+    }
+    event = pending_events_.front();
+    pending_events_.pop_front();
+  }
+}
+
 void Trap::DispatchEvents() {
+  TrapEvent first;
   {
     MutexLock lock(&mu_);
-    if (dispatching_ || pending_events_.empty()) return;
-    dispatching_ = true;
+    if (!ClaimDispatchLocked(&first)) return;
   }
-  for (;;) {
-    TrapEvent event;
-    {
-      MutexLock lock(&mu_);
-      if (pending_events_.empty()) {
-        dispatching_ = false;
-        return;
-      }
-      event = pending_events_.front();
-      pending_events_.pop_front();
-    }
-    handler_(event);
-  }
+  RunDispatch(first);
 }
 
 }  // namespace moat::system

@@ -177,6 +177,11 @@ class Trap : public std::enable_shared_from_this<Trap> {
   void QueueCancelledLocked(const Trigger& trigger) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Delivers queued events unless another thread is already doing so.
   void DispatchEvents() ABSL_LOCKS_EXCLUDED(mu_);
+  // Becomes the dispatching thread if none is and an event is queued;
+  // takes that event. Then RunDispatch (without mu_) delivers it and every
+  // event queued meanwhile, and gives the role back.
+  bool ClaimDispatchLocked(TrapEvent* first) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunDispatch(TrapEvent first) ABSL_LOCKS_EXCLUDED(mu_);
 
   const Handler handler_;
 
