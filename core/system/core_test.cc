@@ -327,6 +327,35 @@ TEST_F(CoreTest, TrapFiresOnReadableAndAnswersAlreadySatisfied) {
   EXPECT_TRUE(core_.Close(*trap).ok());
 }
 
+// Publications that repeat the state every watcher was last sent are
+// skipped; a watcher that joins with a state of its own (one that changed
+// while nobody watched) must still hear the next change, even back to a
+// state that was published before it joined.
+TEST_F(CoreTest, TrapJoiningAfterUnwatchedChangesHearsTheNextOne) {
+  auto [a, b] = Pipe();
+  auto first = core_.CreateTrap([](const TrapEvent&) {});
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(core_.AddTrigger(*first, b, kSignalReadable, 0, 1).ok());
+  ASSERT_TRUE(Write(a, "x").ok());
+  EXPECT_EQ(ReadString(b), "x");  // last published: not readable
+  ASSERT_TRUE(core_.RemoveTrigger(*first, 1).ok());
+  ASSERT_TRUE(Write(a, "y").ok());  // readable, published to nobody
+
+  auto second = core_.CreateTrap(log.handler());
+  ASSERT_TRUE(second.ok());
+  const uint32_t unsatisfied = static_cast<uint32_t>(TriggerCondition::kSignalsUnsatisfied);
+  ASSERT_TRUE(core_.AddTrigger(*second, b, kSignalReadable, unsatisfied, 2).ok());
+  ASSERT_TRUE(core_.ArmTrap(*second, nullptr).ok());  // readable now: armed
+  EXPECT_EQ(ReadString(b), "y");  // back to "not readable"
+  auto events = log.Take();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].trigger_context, 2u);
+  EXPECT_EQ(events[0].result, TrapEventResult::kOk);
+  EXPECT_FALSE(events[0].signals_state.Satisfies(kSignalReadable));
+  EXPECT_TRUE(core_.Close(*first).ok());
+  EXPECT_TRUE(core_.Close(*second).ok());
+}
+
 TEST_F(CoreTest, PeerClosedMakesReadableUnsatisfiable) {
   auto [a, b] = Pipe();
   auto trap = core_.CreateTrap(log.handler());
