@@ -41,6 +41,7 @@ class NodeController::Channel {
     MutexLock lock(&mu_);
     transport_ = std::move(t);
     transport_set_ = true;
+    published_.store(transport_.get(), std::memory_order_release);
     cv_.SignalAll();
   }
 
@@ -49,6 +50,8 @@ class NodeController::Channel {
   // The pointer stays valid while the caller holds a reference to the channel
   // or runs on its IO thread.
   transport::Transport* transport() ABSL_LOCKS_EXCLUDED(mu_) {
+    // Every event sent takes this path: once set, no lock.
+    if (transport::Transport* t = published_.load(std::memory_order_acquire)) return t;
     MutexLock lock(&mu_);
     while (!transport_set_) cv_.Wait(&mu_);
     return transport_.get();
@@ -78,6 +81,9 @@ class NodeController::Channel {
   CondVar cv_;
   std::unique_ptr<transport::Transport> transport_ ABSL_GUARDED_BY(mu_);
   bool transport_set_ ABSL_GUARDED_BY(mu_) = false;
+  // transport_.get() once set (set once, never changed: the transport lives
+  // as long as the channel), readable without mu_.
+  std::atomic<transport::Transport*> published_{nullptr};
 };
 
 // The system Core of this node, reporting bad buffered events to us.

@@ -1,5 +1,6 @@
 #include "core/ports/event_codec.h"
 
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -101,7 +102,13 @@ std::vector<uint8_t> Serialize(const Event& event, std::vector<UniqueFd>* moved_
                 e.message->ports.size() * (16 + 4 * 16 + 3 * 8 + 1);
   }
   enc.Reserve(estimate);
-  if (prefix_size != 0) enc.WriteRaw(std::vector<uint8_t>(prefix_size, 0));
+  // The caller's prefix, zeroed without a temporary buffer per event.
+  static constexpr uint8_t kZeros[64] = {};
+  for (size_t left = prefix_size; left > 0;) {
+    const size_t n = std::min(left, sizeof(kZeros));
+    enc.WriteRaw(std::span<const uint8_t>(kZeros, n));
+    left -= n;
+  }
   enc.WriteU32(static_cast<uint32_t>(event.type()));
   WriteName(enc, event.port_name);
   WriteName(enc, event.from_port);

@@ -81,13 +81,23 @@ Result<Core::Object> Core::Lookup(Handle handle) const {
 }
 
 Result<std::shared_ptr<MessagePipeEndpoint>> Core::GetEndpoint(Handle handle) const {
-  MOAT_ASSIGN_OR_RETURN(Object o, Lookup(handle));
-  auto* ep = std::get_if<std::shared_ptr<MessagePipeEndpoint>>(&o);
-  if (ep == nullptr) {
-    return Error(ErrorCode::kInvalidArgument,
-                 internal::Concat("handle 0x", std::hex, handle, " is not a message pipe"));
+  const uint32_t index = handle & kHandleIndexMask;
+  const uint32_t generation = handle >> kHandleIndexBits;
+  {
+    // Every read and write starts here: one reference taken under the lock,
+    // without copying the slot's variant first.
+    MutexLock lock(&table_mu_);
+    if (index != 0 && index < slots_.size() && slots_[index].generation == generation) {
+      if (auto* ep = std::get_if<std::shared_ptr<MessagePipeEndpoint>>(&slots_[index].object)) {
+        return *ep;
+      }
+    }
   }
-  return *ep;
+  MOAT_ASSIGN_OR_RETURN(Object o, Lookup(handle));  // the precise error
+  // (The slot may have been filled meanwhile.)
+  if (auto* ep = std::get_if<std::shared_ptr<MessagePipeEndpoint>>(&o)) return *ep;
+  return Error(ErrorCode::kInvalidArgument,
+               internal::Concat("handle 0x", std::hex, handle, " is not a message pipe"));
 }
 
 Result<std::shared_ptr<Trap>> Core::LookupTrap(Handle handle) const {

@@ -327,6 +327,35 @@ TEST_F(CoreTest, TrapFiresOnReadableAndAnswersAlreadySatisfied) {
   EXPECT_TRUE(core_.Close(*trap).ok());
 }
 
+// Publications that repeat the state every watcher was last sent are
+// skipped; a watcher that joins with a state of its own (one that changed
+// while nobody watched) must still hear the next change, even back to a
+// state that was published before it joined.
+TEST_F(CoreTest, TrapJoiningAfterUnwatchedChangesHearsTheNextOne) {
+  auto [a, b] = Pipe();
+  auto first = core_.CreateTrap([](const TrapEvent&) {});
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(core_.AddTrigger(*first, b, kSignalReadable, 0, 1).ok());
+  ASSERT_TRUE(Write(a, "x").ok());
+  EXPECT_EQ(ReadString(b), "x");  // last published: not readable
+  ASSERT_TRUE(core_.RemoveTrigger(*first, 1).ok());
+  ASSERT_TRUE(Write(a, "y").ok());  // readable, published to nobody
+
+  auto second = core_.CreateTrap(log.handler());
+  ASSERT_TRUE(second.ok());
+  const uint32_t unsatisfied = static_cast<uint32_t>(TriggerCondition::kSignalsUnsatisfied);
+  ASSERT_TRUE(core_.AddTrigger(*second, b, kSignalReadable, unsatisfied, 2).ok());
+  ASSERT_TRUE(core_.ArmTrap(*second, nullptr).ok());  // readable now: armed
+  EXPECT_EQ(ReadString(b), "y");  // back to "not readable"
+  auto events = log.Take();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].trigger_context, 2u);
+  EXPECT_EQ(events[0].result, TrapEventResult::kOk);
+  EXPECT_FALSE(events[0].signals_state.Satisfies(kSignalReadable));
+  EXPECT_TRUE(core_.Close(*first).ok());
+  EXPECT_TRUE(core_.Close(*second).ok());
+}
+
 TEST_F(CoreTest, PeerClosedMakesReadableUnsatisfiable) {
   auto [a, b] = Pipe();
   auto trap = core_.CreateTrap(log.handler());
@@ -388,8 +417,8 @@ TEST_F(CoreTest, ReceiveQueueLengthQuota) {
 
 TEST_F(CoreTest, ReceiveQueueMemoryQuota) {
   auto [a, b] = Pipe();
-  // Queue bytes count whole messages (payload plus its 8-byte handle table).
-  const uint64_t one = kSystemHeaderSize + 10;
+  // Queue bytes count whole messages: without handles, exactly the payload.
+  const uint64_t one = 10;
   ASSERT_TRUE(core_.SetQuota(b, static_cast<uint32_t>(QuotaType::kReceiveQueueMemorySize), 2 * one)
                   .ok());
   ASSERT_TRUE(Write(a, "0123456789").ok());
@@ -399,7 +428,7 @@ TEST_F(CoreTest, ReceiveQueueMemoryQuota) {
   EXPECT_TRUE(Signals(b).Satisfies(kSignalQuotaExceeded));
   auto q = core_.QueryQuota(b, 1);
   ASSERT_TRUE(q.ok());
-  EXPECT_EQ(q->usage, 2 * one + kSystemHeaderSize + 1);
+  EXPECT_EQ(q->usage, 2 * one + 1);
 }
 
 TEST_F(CoreTest, UnreadMessageCountQuotaGivesBackpressure) {
@@ -537,7 +566,22 @@ class HostileMessageTest : public CoreTest {
 };
 
 TEST_F(HostileMessageTest, TooShortForTheHeader) {
-  ExpectRejected({1, 2, 3}, {}, {}, ErrorCode::kMalformed, "shorter than the 8-byte header");
+  ExpectRejected({1, 2, 3}, {FreshPort()}, {}, ErrorCode::kMalformed,
+                 "shorter than the 8-byte header");
+}
+
+// Without ports there is no handle table: bytes that look like one are the
+// user's, delivered untouched.
+TEST_F(HostileMessageTest, NoPortsMeansNoTable) {
+  auto [a, b] = Pipe();
+  std::vector<uint8_t> looks_like_a_table = OneEndpoint();
+  ASSERT_TRUE(SendRaw(a, looks_like_a_table, {}, {}).ok());
+  auto r = core_.ReadMessage(b, nullptr, nullptr);
+  ASSERT_TRUE(r.ok()) << r.error().ToString();
+  EXPECT_EQ(r->payload, looks_like_a_table);
+  EXPECT_TRUE(r->handles.empty());
+  ASSERT_TRUE(core_.Close(a).ok());
+  ASSERT_TRUE(core_.Close(b).ok());
 }
 
 TEST_F(HostileMessageTest, BadMagic) {
@@ -547,27 +591,30 @@ TEST_F(HostileMessageTest, BadMagic) {
 }
 
 TEST_F(HostileMessageTest, TooManyHandles) {
-  std::vector<uint8_t> none;
-  auto p = EncodeSystemMessage(none, 0);
+  auto p = OneEndpoint();
   p[4] = 0xff;  // num_handles = 255
-  ExpectRejected(p, {}, {}, ErrorCode::kLimitExceeded, "exceeds MAX_MESSAGE_HANDLE_COUNT 64");
+  ExpectRejected(p, {FreshPort()}, {}, ErrorCode::kLimitExceeded,
+                 "exceeds MAX_MESSAGE_HANDLE_COUNT 64");
 }
 
 TEST_F(HostileMessageTest, HandleTablePastTheEnd) {
-  std::vector<uint8_t> none;
-  auto p = EncodeSystemMessage(none, 0);
-  p[4] = 3;
-  ExpectRejected(p, {}, {}, ErrorCode::kMalformed, "does not fit");
+  auto p = OneEndpoint();
+  p[4] = 3;  // 3 headers need 48 bytes after the header; 24 remain
+  ExpectRejected(p, {FreshPort()}, {}, ErrorCode::kMalformed, "does not fit");
 }
 
 TEST_F(HostileMessageTest, EndpointWithoutItsPort) {
-  ExpectRejected(OneEndpoint(), {}, {}, ErrorCode::kMalformed, "num_ports: 1 ports exceed the 0");
+  // Two endpoint records, one port: the second record has none left. (With
+  // no port at all there is no table, see NoPortsMeansNoTable.)
+  std::vector<uint8_t> none;
+  ExpectRejected(EncodeSystemMessage(none, 2), {FreshPort()}, {}, ErrorCode::kMalformed,
+                 "HandleHeader[1].num_ports: 1 ports exceed the 1");
 }
 
 TEST_F(HostileMessageTest, PortNotAccountedFor) {
-  std::vector<uint8_t> none;
-  ExpectRejected(EncodeSystemMessage(none, 0), {FreshPort()}, {}, ErrorCode::kMalformed,
-                 "handle table accounts for 0");
+  auto p = OneEndpoint();
+  p[4] = 0;  // num_handles = 0: the endpoint's records become user bytes
+  ExpectRejected(p, {FreshPort()}, {}, ErrorCode::kMalformed, "handle table accounts for 0");
 }
 
 TEST_F(HostileMessageTest, EndpointWithADescriptorAndNoFdLeaks) {

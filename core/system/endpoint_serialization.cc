@@ -30,6 +30,7 @@ std::vector<uint8_t> EncodeSystemMessage(std::span<const uint8_t> user_payload,
   MOAT_ASSERT(user_payload.size() <= limits::MAX_MESSAGE_PAYLOAD_SIZE - overhead,
               "payload of ", user_payload.size(), " bytes exceeds MAX_MESSAGE_PAYLOAD_SIZE ",
               limits::MAX_MESSAGE_PAYLOAD_SIZE, " with its handle table");
+  if (num_endpoints == 0) return std::vector<uint8_t>(user_payload.begin(), user_payload.end());
   std::vector<uint8_t> out;
   out.reserve(overhead + user_payload.size());
   PutU32(&out, kSystemMessageMagic);
@@ -51,6 +52,21 @@ std::vector<uint8_t> EncodeSystemMessage(std::span<const uint8_t> user_payload,
 Result<ParsedSystemMessage> DecodeSystemMessage(std::span<const uint8_t> payload,
                                                 std::span<const ports::PortName> ports,
                                                 size_t num_fds) {
+  // Attack: the descriptor/port lists we were handed exceed what any legal message carries.
+  MOAT_REQUIRE(num_fds <= limits::MAX_MESSAGE_FD_COUNT, ErrorCode::kLimitExceeded,
+               "message carries ", num_fds, " descriptors, exceeds MAX_MESSAGE_FD_COUNT ",
+               limits::MAX_MESSAGE_FD_COUNT);
+  // Attack: extra ports beyond the handle limit, created in our node without an owner.
+  MOAT_REQUIRE(ports.size() <= limits::MAX_MESSAGE_HANDLE_COUNT, ErrorCode::kLimitExceeded,
+               "message carries ", ports.size(), " ports, exceeds MAX_MESSAGE_HANDLE_COUNT ",
+               limits::MAX_MESSAGE_HANDLE_COUNT);
+  if (ports.empty()) {
+    // No handle owns no port, so there is no table: every byte and every
+    // descriptor is the user's (and stays opaque to us).
+    ParsedSystemMessage out;
+    out.user_payload = payload;
+    return out;
+  }
   // Attack: a truncated message makes us read past the end of the payload.
   MOAT_REQUIRE(payload.size() >= kSystemHeaderSize, ErrorCode::kMalformed,
                "SystemHeader: payload of ", payload.size(), " bytes is shorter than the ",
@@ -63,14 +79,6 @@ Result<ParsedSystemMessage> DecodeSystemMessage(std::span<const uint8_t> payload
   // Attack: a message claiming thousands of handles to make us create ports.
   MOAT_REQUIRE(num_handles <= limits::MAX_MESSAGE_HANDLE_COUNT, ErrorCode::kLimitExceeded,
                "SystemHeader.num_handles: ", num_handles, " exceeds MAX_MESSAGE_HANDLE_COUNT ",
-               limits::MAX_MESSAGE_HANDLE_COUNT);
-  // Attack: the descriptor/port lists we were handed exceed what any legal message carries.
-  MOAT_REQUIRE(num_fds <= limits::MAX_MESSAGE_FD_COUNT, ErrorCode::kLimitExceeded,
-               "message carries ", num_fds, " descriptors, exceeds MAX_MESSAGE_FD_COUNT ",
-               limits::MAX_MESSAGE_FD_COUNT);
-  // Attack: extra ports beyond the handle limit, created in our node without an owner.
-  MOAT_REQUIRE(ports.size() <= limits::MAX_MESSAGE_HANDLE_COUNT, ErrorCode::kLimitExceeded,
-               "message carries ", ports.size(), " ports, exceeds MAX_MESSAGE_HANDLE_COUNT ",
                limits::MAX_MESSAGE_HANDLE_COUNT);
 
   Checked<size_t> table_end = kSystemHeaderSize;

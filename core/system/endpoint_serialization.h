@@ -1,14 +1,23 @@
 // How handles travel inside a ports::UserMessage, and the strict decoding of
 // a transferred message-pipe endpoint (R10).
 //
-// A message written through the system layer is one UserMessage whose
-// payload starts with a handle table, followed by the embedder's bytes:
+// A message written through the system layer is one UserMessage. Without
+// attached handles (no ports) its payload is exactly the embedder's bytes:
+// no table, so the receiver hands the payload buffer itself to the reader
+// instead of copying the bytes out from behind a header. With handles (the
+// message carries ports) the payload starts with a handle table, followed by
+// the embedder's bytes:
 //
 //   SystemHeader   (8 bytes)   u32 magic 0x4d534f4d ("MOSM"), u32 num_handles
 //   HandleHeader   (16 bytes each, num_handles of them)
 //                              u32 type, u32 num_bytes, u32 num_ports, u32 num_fds
 //   handle bytes   (num_bytes of each handle, concatenated in table order)
 //   user payload   (the rest)
+//
+// The table is present exactly when the message carries ports: every handle
+// type (today only the message pipe) owns at least one port, so a message
+// without ports has nothing a table could describe, and one with ports must
+// account for each of them in its table.
 //
 // All integers are little-endian. UserMessage::ports holds the handles' ports
 // in table order (every port belongs to exactly one handle) and
@@ -72,12 +81,14 @@ struct ParsedSystemMessage {
 };
 
 // The payload of a message carrying `user_payload` and `num_endpoints`
-// message-pipe endpoints (whose ports go, in order, into UserMessage::ports).
-// Over-limit input is a programmer error on the sending side (MOAT_ASSERT).
+// message-pipe endpoints (whose ports go, in order, into UserMessage::ports):
+// just the user bytes when num_endpoints is 0. Over-limit input is a
+// programmer error on the sending side (MOAT_ASSERT).
 std::vector<uint8_t> EncodeSystemMessage(std::span<const uint8_t> user_payload,
                                          size_t num_endpoints);
 
-// Decodes and validates the handle table of a received message: magic,
+// Decodes and validates the handle table of a received message (none when
+// `ports` is empty: the whole payload is the user's): magic,
 // handle count <= MAX_MESSAGE_HANDLE_COUNT, every per-handle count, the sums
 // of bytes/ports/fds against what the message really carries (ports must be
 // accounted for exactly), and no port named twice. Spans point into

@@ -149,6 +149,24 @@ TEST_F(EndpointSerializationTest, TableCountsMustMatchTheMessage) {
   EXPECT_EQ(r.error().code(), ErrorCode::kLimitExceeded);
 }
 
+TEST_F(EndpointSerializationTest, NoHandlesMeansNoTable) {
+  const std::vector<uint8_t> user = {'M', 'O', 'S', 'M', 0, 0, 0, 0};
+  auto payload = EncodeSystemMessage(user, 0);
+  EXPECT_EQ(payload, user);
+  auto parsed = DecodeSystemMessage(payload, {}, 2);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().ToString();
+  EXPECT_TRUE(parsed->handles.empty());
+  EXPECT_EQ(parsed->user_payload.data(), payload.data());
+  EXPECT_EQ(parsed->user_payload.size(), payload.size());
+  EXPECT_EQ(parsed->first_user_fd, 0u);
+  // With a port, the same bytes must be a table that accounts for it.
+  auto p = NewPort();
+  std::vector<ports::PortName> names = {p.name()};
+  auto r = DecodeSystemMessage(payload, names, 0);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().reason().find("accounts for 0"), std::string::npos) << r.error().ToString();
+}
+
 TEST(EndpointSerializationDeathTest, OverLimitEncodeIsAProgrammerError) {
   std::vector<uint8_t> none;
   EXPECT_DEATH(EncodeSystemMessage(none, 65), "exceeds MAX_MESSAGE_HANDLE_COUNT 64");

@@ -40,12 +40,14 @@ Status MessagePipeEndpoint::Write(std::span<const uint8_t> payload,
   MOAT_ASSERT(fds.size() <= limits::MAX_MESSAGE_FD_COUNT, "writing ", fds.size(),
               " descriptors exceeds MAX_MESSAGE_FD_COUNT ", limits::MAX_MESSAGE_FD_COUNT);
   for (const UniqueFd& fd : fds) MOAT_ASSERT(fd.valid(), "writing an invalid descriptor");
+  bool unread_quota;
   {
     MutexLock lock(&mu_);
     MOAT_TRY(transit_.CheckUsable("write"));
     if (disconnected_.has_value()) {
       return Error(ErrorCode::kPeerClosed, "write: pipe disconnected: " + *disconnected_);
     }
+    unread_quota = quotas_.limit(QuotaType::kUnreadMessageCount) != kNoQuotaLimit;
   }
   for (size_t i = 0; i < handles.size(); ++i) {
     MOAT_ASSERT(handles[i] != nullptr, "null endpoint attached");
@@ -89,13 +91,17 @@ Status MessagePipeEndpoint::Write(std::span<const uint8_t> payload,
   } else {
     for (const auto& h : handles) h->CancelTransit();
   }
-  Publish();  // the unread count may have changed
+  // Sending changes only this end's unread count, which only the unread
+  // quota turns into a signal (WRITABLE, QUOTA_EXCEEDED); peer closure and
+  // arrivals are reported by ports (OnPortStatusChanged).
+  if (unread_quota) Publish();
   return sent;
 }
 
 Result<ReceivedMessage> MessagePipeEndpoint::Read(const MessageSizes* capacity,
                                                   MessageSizes* sizes,
                                                   const PortBoundCheck& is_bound) {
+  ReceivedMessage out;
   bool fetch = false;
   {
     MutexLock lock(&mu_);
@@ -106,7 +112,10 @@ Result<ReceivedMessage> MessagePipeEndpoint::Read(const MessageSizes* capacity,
     if (reading_) {
       return Error(ErrorCode::kShouldWait, "read: another thread is taking the next message");
     }
-    if (!pending_.has_value()) {
+    if (pending_.has_value()) {
+      MOAT_TRY(TakeLocked(*pending_, capacity, sizes, &out));
+      pending_.reset();  // handle descriptors (none for pipes) close here
+    } else {
       reading_ = true;
       fetch = true;
     }
@@ -125,7 +134,9 @@ Result<ReceivedMessage> MessagePipeEndpoint::Read(const MessageSizes* capacity,
         }
         return std::move(got).error();
       }
-      return Error(ErrorCode::kShouldWait, "read: no message available");
+      // Short enough for std::string's inline buffer: every drain loop ends
+      // here, and the answer should not cost an allocation.
+      return Error(ErrorCode::kShouldWait, "no message yet");
     }
     Result<Pending> accepted = Accept(std::move(message), is_bound);
     if (!accepted.ok()) {
@@ -137,50 +148,63 @@ Result<ReceivedMessage> MessagePipeEndpoint::Read(const MessageSizes* capacity,
       return std::move(accepted).error();
     }
     std::vector<ports::PortRef> orphans;
+    Status taken = OkStatus();
     {
       MutexLock lock(&mu_);
       reading_ = false;
-      if (transit_.usable()) {
-        pending_ = std::move(accepted).value();
-      } else {
+      if (!transit_.usable()) {
         orphans = std::move(accepted->ports);  // closed while we were fetching
+      } else {
+        // Usually delivered at once, under the lock we hold anyway; a
+        // message too big for the caller's buffers waits, first in line.
+        taken = TakeLocked(*accepted, capacity, sizes, &out);
+        if (!taken.ok()) pending_ = std::move(accepted).value();
       }
     }
     if (!orphans.empty()) {
       for (const auto& p : orphans) (void)node_->ClosePort(p);
       return Error(ErrorCode::kClosed, "read: handle is closed");
     }
-  }
-
-  ReceivedMessage out;
-  {
-    MutexLock lock(&mu_);
-    MOAT_TRY(transit_.CheckUsable("read"));
-    if (!pending_.has_value()) return Error(ErrorCode::kShouldWait, "read: no message available");
-    Pending& p = *pending_;
-    MessageSizes need;
-    need.num_bytes = p.parsed.user_payload.size();
-    need.num_handles = p.ports.size();
-    need.num_fds = p.message->fds.size() - p.parsed.first_user_fd;
-    if (sizes != nullptr) *sizes = need;
-    if (capacity != nullptr &&
-        (need.num_bytes > capacity->num_bytes || need.num_handles > capacity->num_handles ||
-         need.num_fds > capacity->num_fds)) {
-      return Error(ErrorCode::kResourceExhausted,
-                   internal::Concat("read: message needs ", need.num_bytes, " bytes, ",
-                                    need.num_handles, " handles, ", need.num_fds,
-                                    " fds; buffers hold ", capacity->num_bytes, ", ",
-                                    capacity->num_handles, ", ", capacity->num_fds));
-    }
-    out.payload.assign(p.parsed.user_payload.begin(), p.parsed.user_payload.end());
-    out.ports = std::move(p.ports);
-    for (size_t i = p.parsed.first_user_fd; i < p.message->fds.size(); ++i) {
-      out.fds.push_back(std::move(p.message->fds[i]));
-    }
-    pending_.reset();  // handle descriptors (none for pipes) close here
+    if (!taken.ok()) return std::move(taken).error();
   }
   Publish();
   return out;
+}
+
+Status MessagePipeEndpoint::TakeLocked(Pending& p, const MessageSizes* capacity,
+                                       MessageSizes* sizes, ReceivedMessage* out) {
+  MessageSizes need;
+  need.num_bytes = p.parsed.user_payload.size();
+  need.num_handles = p.ports.size();
+  need.num_fds = p.message->fds.size() - p.parsed.first_user_fd;
+  if (sizes != nullptr) *sizes = need;
+  if (capacity != nullptr &&
+      (need.num_bytes > capacity->num_bytes || need.num_handles > capacity->num_handles ||
+       need.num_fds > capacity->num_fds)) {
+    return Error(ErrorCode::kResourceExhausted,
+                 internal::Concat("read: message needs ", need.num_bytes, " bytes, ",
+                                  need.num_handles, " handles, ", need.num_fds,
+                                  " fds; buffers hold ", capacity->num_bytes, ", ",
+                                  capacity->num_handles, ", ", capacity->num_fds));
+  }
+  // The reader gets the buffer the bytes arrived in: the user bytes end the
+  // payload, so dropping the handle table in front (none without handles)
+  // is a move within the buffer, never a new allocation.
+  std::vector<uint8_t>& payload = p.message->payload;
+  const size_t table = static_cast<size_t>(p.parsed.user_payload.data() - payload.data());
+  MOAT_ASSERT(table + need.num_bytes == payload.size(), "user payload does not end the message");
+  p.parsed = ParsedSystemMessage{};  // its spans point into what moves next
+  if (table != 0) payload.erase(payload.begin(), payload.begin() + static_cast<ptrdiff_t>(table));
+  out->payload = std::move(payload);
+  out->ports = std::move(p.ports);
+  std::vector<UniqueFd>& fds = p.message->fds;
+  const size_t first_user_fd = fds.size() - need.num_fds;
+  if (first_user_fd == 0) {
+    out->fds = std::move(fds);
+  } else {
+    for (size_t i = first_user_fd; i < fds.size(); ++i) out->fds.push_back(std::move(fds[i]));
+  }
+  return OkStatus();
 }
 
 Result<MessagePipeEndpoint::Pending> MessagePipeEndpoint::Accept(
@@ -230,7 +254,7 @@ void MessagePipeEndpoint::Disconnect(const Error& why) {
 }
 
 Status MessagePipeEndpoint::Close() {
-  std::vector<WatcherList::Entry> watchers;
+  WatcherList::Entries watchers;
   std::optional<Pending> pending;
   {
     MutexLock lock(&mu_);
@@ -264,7 +288,7 @@ void MessagePipeEndpoint::CancelTransit() {
 }
 
 void MessagePipeEndpoint::CompleteTransit() {
-  std::vector<WatcherList::Entry> watchers;
+  WatcherList::Entries watchers;
   {
     MutexLock lock(&mu_);
     transit_.CompleteTransit();
@@ -347,12 +371,17 @@ HandleSignalsState MessagePipeEndpoint::ComputeSignalsLocked() {
 }
 
 void MessagePipeEndpoint::Publish() {
-  std::vector<WatcherList::Entry> watchers;
+  WatcherList::Entries watchers;
   SignalsSnapshot snapshot;
   {
     MutexLock lock(&mu_);
     if (watchers_.empty()) return;
     snapshot.state = ComputeSignalsLocked();
+    // Every watcher has been sent this very state (or the thread that
+    // published it is sending it now): telling them again changes nothing.
+    // Most publications on a busy pipe are such repeats.
+    if (published_ == snapshot.state) return;
+    published_ = snapshot.state;
     snapshot.sequence = ++signals_sequence_;
     watchers = watchers_.Snapshot();
   }
@@ -364,6 +393,9 @@ Result<SignalsSnapshot> MessagePipeEndpoint::AddWatcher(std::weak_ptr<Trap> trap
   MutexLock lock(&mu_);
   MOAT_TRY(transit_.CheckUsable("add trigger"));
   watchers_.Add(std::move(trap), trigger_id);
+  // The new watcher's state comes from here, not from a publication: the
+  // next one must go out even if it repeats the last.
+  published_.reset();
   return SignalsSnapshot{ComputeSignalsLocked(), ++signals_sequence_};
 }
 

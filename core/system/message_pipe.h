@@ -132,6 +132,10 @@ class MessagePipeEndpoint : public Watchable,
   QuotaUsage UsageLocked(const ports::PortStatus& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Recomputes signals and notifies watchers after releasing mu_.
   void Publish() ABSL_LOCKS_EXCLUDED(mu_);
+  // Hands `p` to the reader if `capacity` allows (else kResourceExhausted,
+  // `p` untouched); `sizes` gets its sizes either way.
+  Status TakeLocked(Pending& p, const MessageSizes* capacity, MessageSizes* sizes,
+                    ReceivedMessage* out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Validates a fetched message (R10). On error closes what it carries.
   Result<Pending> Accept(std::unique_ptr<ports::UserMessage> message,
                          const PortBoundCheck& is_bound);
@@ -148,6 +152,9 @@ class MessagePipeEndpoint : public Watchable,
   QuotaSet quotas_ ABSL_GUARDED_BY(mu_);
   WatcherList watchers_ ABSL_GUARDED_BY(mu_);
   uint64_t signals_sequence_ ABSL_GUARDED_BY(mu_) = 0;
+  // The state the last publication sent to every watcher (reset when a
+  // watcher joins with a state of its own), so repeats are not sent again.
+  std::optional<HandleSignalsState> published_ ABSL_GUARDED_BY(mu_);
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<Pending> pending_ ABSL_GUARDED_BY(mu_);
   // Set when a hostile message disconnected the pipe.

@@ -9,27 +9,38 @@ namespace moat::system {
 void WatcherList::Add(std::weak_ptr<Trap> trap, uint64_t trigger_id) {
   const Trap* key = trap.lock().get();
   MOAT_ASSERT(key != nullptr, "registering a watcher for a destroyed trap");
-  entries_.push_back(Entry{std::move(trap), key, trigger_id});
+  auto next = entries_ ? std::make_shared<std::vector<Entry>>(*entries_)
+                       : std::make_shared<std::vector<Entry>>();
+  next->push_back(Entry{std::move(trap), key, trigger_id});
+  entries_ = std::move(next);
 }
 
 void WatcherList::Remove(const Trap* trap, uint64_t trigger_id) {
-  for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+  if (!entries_) return;
+  for (auto it = entries_->begin(); it != entries_->end(); ++it) {
     if (it->key == trap && it->trigger_id == trigger_id) {
-      entries_.erase(it);
+      if (entries_->size() == 1) {
+        entries_.reset();
+        return;
+      }
+      auto next = std::make_shared<std::vector<Entry>>(*entries_);
+      next->erase(next->begin() + (it - entries_->begin()));
+      entries_ = std::move(next);
       return;
     }
   }
 }
 
-void WatcherList::NotifyState(const std::vector<Entry>& watchers,
-                              const SignalsSnapshot& snapshot) {
-  for (const Entry& e : watchers) {
+void WatcherList::NotifyState(const Entries& watchers, const SignalsSnapshot& snapshot) {
+  if (!watchers) return;
+  for (const Entry& e : *watchers) {
     if (std::shared_ptr<Trap> trap = e.trap.lock()) trap->OnStateChanged(e.trigger_id, snapshot);
   }
 }
 
-void WatcherList::NotifyClosed(const std::vector<Entry>& watchers) {
-  for (const Entry& e : watchers) {
+void WatcherList::NotifyClosed(const Entries& watchers) {
+  if (!watchers) return;
+  for (const Entry& e : *watchers) {
     if (std::shared_ptr<Trap> trap = e.trap.lock()) trap->OnHandleClosed(e.trigger_id);
   }
 }
@@ -179,6 +190,7 @@ size_t Trap::trigger_count() const {
 }
 
 void Trap::OnStateChanged(uint64_t trigger_id, const SignalsSnapshot& snapshot) {
+  TrapEvent first;
   {
     MutexLock lock(&mu_);
     auto id_it = context_by_id_.find(trigger_id);
@@ -187,8 +199,11 @@ void Trap::OnStateChanged(uint64_t trigger_id, const SignalsSnapshot& snapshot) 
     if (snapshot.sequence <= t.last.sequence) return;  // overtaken by a newer state
     t.last = snapshot;
     MaybeFireLocked(t);
+    // This runs for every message that arrives: claim the dispatch here
+    // rather than in a second critical section.
+    if (!ClaimDispatchLocked(&first)) return;
   }
-  DispatchEvents();
+  RunDispatch(first);
 }
 
 void Trap::OnHandleClosed(uint64_t trigger_id) {
@@ -206,25 +221,34 @@ void Trap::OnHandleClosed(uint64_t trigger_id) {
   DispatchEvents();
 }
 
+bool Trap::ClaimDispatchLocked(TrapEvent* first) {
+  if (dispatching_ || pending_events_.empty()) return false;
+  dispatching_ = true;
+  *first = pending_events_.front();
+  pending_events_.pop_front();
+  return true;
+}
+
+void Trap::RunDispatch(TrapEvent event) {
+  for (;;) {
+    handler_(event);
+    MutexLock lock(&mu_);
+    if (pending_events_.empty()) {
+      dispatching_ = false;
+      return;
+    }
+    event = pending_events_.front();
+    pending_events_.pop_front();
+  }
+}
+
 void Trap::DispatchEvents() {
+  TrapEvent first;
   {
     MutexLock lock(&mu_);
-    if (dispatching_ || pending_events_.empty()) return;
-    dispatching_ = true;
+    if (!ClaimDispatchLocked(&first)) return;
   }
-  for (;;) {
-    TrapEvent event;
-    {
-      MutexLock lock(&mu_);
-      if (pending_events_.empty()) {
-        dispatching_ = false;
-        return;
-      }
-      event = pending_events_.front();
-      pending_events_.pop_front();
-    }
-    handler_(event);
-  }
+  RunDispatch(first);
 }
 
 }  // namespace moat::system

@@ -94,6 +94,11 @@ class Watchable {
 
 // The triggers registered on one Watchable. Not thread-safe: the Watchable
 // guards it with its own lock and calls Notify* after releasing that lock.
+//
+// The list is immutable once built: Add and Remove install a new one. A
+// snapshot for notifying outside the lock is then a reference, not a copy,
+// which keeps the per-message signal publication free of allocations
+// (triggers change rarely; signals change on every message).
 class WatcherList {
  public:
   struct Entry {
@@ -101,20 +106,21 @@ class WatcherList {
     const Trap* key = nullptr;
     uint64_t trigger_id = 0;
   };
+  using Entries = std::shared_ptr<const std::vector<Entry>>;
 
   void Add(std::weak_ptr<Trap> trap, uint64_t trigger_id);
   void Remove(const Trap* trap, uint64_t trigger_id);
-  bool empty() const { return entries_.empty(); }
-  size_t size() const { return entries_.size(); }
-  std::vector<Entry> Snapshot() const { return entries_; }
-  std::vector<Entry> TakeAll() { return std::move(entries_); }
+  bool empty() const { return entries_ == nullptr; }
+  size_t size() const { return entries_ ? entries_->size() : 0; }
+  Entries Snapshot() const { return entries_; }
+  Entries TakeAll() { return std::move(entries_); }
 
-  // Call with no lock held.
-  static void NotifyState(const std::vector<Entry>& watchers, const SignalsSnapshot& snapshot);
-  static void NotifyClosed(const std::vector<Entry>& watchers);
+  // Call with no lock held. A null list notifies nobody.
+  static void NotifyState(const Entries& watchers, const SignalsSnapshot& snapshot);
+  static void NotifyClosed(const Entries& watchers);
 
  private:
-  std::vector<Entry> entries_;
+  Entries entries_;  // null when empty
 };
 
 class Trap : public std::enable_shared_from_this<Trap> {
@@ -171,6 +177,11 @@ class Trap : public std::enable_shared_from_this<Trap> {
   void QueueCancelledLocked(const Trigger& trigger) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Delivers queued events unless another thread is already doing so.
   void DispatchEvents() ABSL_LOCKS_EXCLUDED(mu_);
+  // Becomes the dispatching thread if none is and an event is queued;
+  // takes that event. Then RunDispatch (without mu_) delivers it and every
+  // event queued meanwhile, and gives the role back.
+  bool ClaimDispatchLocked(TrapEvent* first) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void RunDispatch(TrapEvent first) ABSL_LOCKS_EXCLUDED(mu_);
 
   const Handler handler_;
 

@@ -29,7 +29,7 @@ class FakeHandle : public Watchable {
     watchers_.Remove(trap, id);
   }
   void SetState(HandleSignalsState s) {
-    std::vector<WatcherList::Entry> watchers;
+    WatcherList::Entries watchers;
     SignalsSnapshot snap;
     {
       MutexLock lock(&mu_);
@@ -40,7 +40,7 @@ class FakeHandle : public Watchable {
     WatcherList::NotifyState(watchers, snap);
   }
   void Close() {
-    std::vector<WatcherList::Entry> watchers;
+    WatcherList::Entries watchers;
     {
       MutexLock lock(&mu_);
       closed_ = true;
