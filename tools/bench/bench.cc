@@ -4,6 +4,8 @@
 //   moat bench            full run (about 15 s), readable table
 //   moat bench --quick    fewer iterations
 //   moat bench --json     {"cases":[{"name":..,"moat":..,"baseline":..,"unit":..,"ratio":..}]}
+//   moat bench --transport-only --reps 11   transport cases only, 11 repetitions
+//   MOAT_BENCH_ONLY=<substring>   only the cases whose name contains it (profiling)
 //
 // Every case forks a fresh child per repetition (the fork is not timed). The
 // moat child echoes from its IO thread (on_message); the moat parent sends
@@ -22,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -170,6 +173,7 @@ double Median(std::vector<double> v) {
 
 int RunBench(int argc, char** argv) {
   bool json = false;
+  bool transport_only = false;
   Config cfg;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -177,8 +181,12 @@ int RunBench(int argc, char** argv) {
       json = true;
     } else if (arg == "--quick") {
       cfg = Config{.reps = 3, .rt_iters = 3000, .tput_messages = 1000};
+    } else if (arg == "--transport-only") {
+      transport_only = true;
+    } else if (arg == "--reps" && i + 1 < argc && std::atoi(argv[i + 1]) > 0) {
+      cfg.reps = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: moat bench [--quick] [--json]\n");
+      std::fprintf(stderr, "usage: moat bench [--quick] [--reps N] [--transport-only] [--json]\n");
       return 2;
     }
   }
@@ -196,7 +204,9 @@ int RunBench(int argc, char** argv) {
     const char* target;
   };
   std::vector<Row> rows;
+  const char* only = std::getenv("MOAT_BENCH_ONLY");
   for (const Case& c : cases) {
+    if (only != nullptr && std::strstr(c.name, only) == nullptr) continue;
     if (!json) std::fprintf(stderr, "moat bench: %s ...\n", c.name);
     std::vector<double> m, b;
     for (int r = 0; r < cfg.reps; ++r) {  // interleaved, so drift hits both alike
@@ -213,7 +223,12 @@ int RunBench(int argc, char** argv) {
     }
     rows.push_back(row);
   }
-  for (const PipeBenchRow& p : RunPipeBenchCases({cfg.reps, cfg.rt_iters, cfg.tput_messages, !json})) rows.push_back({p.name, p.moat, p.baseline, p.ratio, p.unit, p.target});
+  if (!transport_only) {
+    for (const PipeBenchRow& p :
+         RunPipeBenchCases({cfg.reps, cfg.rt_iters, cfg.tput_messages, !json})) {
+      rows.push_back({p.name, p.moat, p.baseline, p.ratio, p.unit, p.target});
+    }
+  }
   if (json) {
     std::printf("{\"cases\":[");
     for (size_t i = 0; i < rows.size(); ++i) {
