@@ -6,6 +6,10 @@
 //   moat bench --json     {"cases":[{"name":..,"moat":..,"baseline":..,"unit":..,"ratio":..}]}
 //   moat bench --transport-only --reps 11   transport cases only, 11 repetitions
 //   MOAT_BENCH_ONLY=<substring>   only the cases whose name contains it (profiling)
+//   moat bench --cpus 0,1  pin the parent process to CPU 0 and the child to CPU 1
+//                          (0,0: both on one CPU). On a machine shared with other
+//                          work, `chrt -f 10 moat bench --cpus ...` gives stable
+//                          numbers; the default is unpinned, normal scheduling.
 //
 // Every case forks a fresh child per repetition (the fork is not timed). The
 // moat child echoes from its IO thread (on_message); the moat parent sends
@@ -15,6 +19,7 @@
 // are medians over the repetitions; ratio is moat/baseline for times and
 // baseline/moat for throughputs, so lower is better in both.
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -60,11 +65,22 @@ struct Config {
   int reps = 7;
   int rt_iters = 20000;
   int tput_messages = 4000;
+  int parent_cpu = -1;  // -1: not pinned
+  int child_cpu = -1;
 };
+
 
 [[noreturn]] void Die(const char* what) {
   std::fprintf(stderr, "moat bench: %s: %s\n", what, std::strerror(errno));
   std::_Exit(1);
+}
+
+void PinTo(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (::sched_setaffinity(0, sizeof(set), &set) != 0) Die("sched_setaffinity");
 }
 
 // ---- children ----
@@ -152,6 +168,7 @@ double RunOnce(const Case& c, const Config& cfg, bool moat) {
   const pid_t pid = ::fork();
   if (pid < 0) Die("fork");
   if (pid == 0) {
+    PinTo(cfg.child_cpu);  // before the child's threads exist: they inherit it
     ::close(sv[0]);
     if (moat) MoatChild(sv[1], c, cfg);
     raw::EchoChild(sv[1], {c.kind, c.size, cfg.rt_iters, cfg.tput_messages});
@@ -180,17 +197,28 @@ int RunBench(int argc, char** argv) {
     if (arg == "--json") {
       json = true;
     } else if (arg == "--quick") {
-      cfg = Config{.reps = 3, .rt_iters = 3000, .tput_messages = 1000};
+      cfg.reps = 3;
+      cfg.rt_iters = 3000;
+      cfg.tput_messages = 1000;
+    } else if (arg == "--cpus" && i + 1 < argc &&
+               std::sscanf(argv[i + 1], "%d,%d", &cfg.parent_cpu, &cfg.child_cpu) == 2 &&
+               cfg.parent_cpu >= 0 && cfg.child_cpu >= 0) {
+      ++i;
     } else if (arg == "--transport-only") {
       transport_only = true;
     } else if (arg == "--reps" && i + 1 < argc && std::atoi(argv[i + 1]) > 0) {
       cfg.reps = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: moat bench [--quick] [--reps N] [--transport-only] [--json]\n");
+      std::fprintf(stderr,
+                   "usage: moat bench [--quick] [--reps N] [--cpus P,C] [--transport-only] "
+                   "[--json]\n");
       return 2;
     }
   }
   ::signal(SIGPIPE, SIG_IGN);
+  cpu_set_t unpinned;
+  if (::sched_getaffinity(0, sizeof(unpinned), &unpinned) != 0) Die("sched_getaffinity");
+  PinTo(cfg.parent_cpu);
   const Case cases[] = {
       {"round_trip_64B", Kind::kRoundTrip, 64, "<= 1.3"},
       {"round_trip_4KiB", Kind::kRoundTrip, 4 * limits::KiB, "<= 1.3"},
@@ -223,6 +251,8 @@ int RunBench(int argc, char** argv) {
     }
     rows.push_back(row);
   }
+  // --cpus is for the transport cases; the pipe cases run as they always do.
+  if (::sched_setaffinity(0, sizeof(unpinned), &unpinned) != 0) Die("sched_setaffinity");
   if (!transport_only) {
     for (const PipeBenchRow& p :
          RunPipeBenchCases({cfg.reps, cfg.rt_iters, cfg.tput_messages, !json})) {
