@@ -13,7 +13,10 @@
 //
 // Every case forks a fresh child per repetition (the fork is not timed). The
 // moat child echoes from its IO thread (on_message); the moat parent sends
-// directly from its own thread and receives inline in Receive(). The baseline
+// directly from its own thread and receives inline in Receive().
+// rt_64B_recv_echo (information, no target) has the child echo with Receive()
+// + Send() instead, which takes the IO-thread wake (epoll_wait + recvmsg) off
+// the path: the difference between the two rows is that wake's cost. The baseline
 // is the same exchange with blocking read/write (and recvmsg/sendmsg with
 // SCM_RIGHTS for the descriptor case) on a raw socketpair. Reported numbers
 // are medians over the repetitions; ratio is moat/baseline for times and
@@ -59,6 +62,10 @@ struct Case {
   Kind kind;
   size_t size;
   const char* target;
+  // The moat child echoes from its own thread with Receive() + Send()
+  // instead of from the IO thread (on_message): the synchronous-server shape,
+  // where no IO-thread wake sits on the path.
+  bool receive_child = false;
 };
 
 struct Config {
@@ -85,7 +92,18 @@ void PinTo(int cpu) {
 
 // ---- children ----
 
+[[noreturn]] void MoatReceiveChild(int socket) {
+  auto t = TransportHandle(UniqueFd(socket)).CreateTransport();
+  if (!t.ok()) std::_Exit(2);
+  while (true) {
+    auto m = (*t)->Receive();
+    if (!m.ok() || !(*t)->Send(m->payload, std::move(m->fds)).ok()) break;
+  }
+  std::_Exit(0);
+}
+
 [[noreturn]] void MoatChild(int socket, const Case& c, const Config& cfg) {
+  if (c.receive_child) MoatReceiveChild(socket);
   Mutex mu;
   CondVar cv;
   bool done = false;
@@ -224,6 +242,7 @@ int RunBench(int argc, char** argv) {
       {"round_trip_4KiB", Kind::kRoundTrip, 4 * limits::KiB, "<= 1.3"},
       {"throughput_64KiB", Kind::kThroughput, 64 * limits::KiB, "<= 1.25 (>= 0.8x)"},
       {"round_trip_1fd", Kind::kRoundTripFd, 64, "<= 1.3"},
+      {"rt_64B_recv_echo", Kind::kRoundTrip, 64, "(info)", /*receive_child=*/true},
   };
   struct Row {
     std::string name;
