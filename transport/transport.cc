@@ -25,6 +25,12 @@ constexpr size_t kReadChunk = 256 * limits::KiB;
 // Reads per IO-thread wake before looking at other events (fairness with
 // the send side; epoll is level-triggered so nothing is lost).
 constexpr int kMaxReadsPerWake = 16;
+// How long the socket's input stays parked (unwatched by the IO thread) after
+// a Receive() waiter read it, hoping the caller is back soon: each park or
+// un-park is an epoll_ctl(), and an armed socket wakes the IO thread for the
+// reply a returning waiter wants to read itself. Bounds, while parked, how
+// late the IO thread notices a peer EOF or starts reading ahead.
+constexpr std::chrono::milliseconds kParkTick{5};
 // Room for the most descriptors one recvmsg() can carry: the kernel stops a
 // stream receive at the first skb with descriptors, and one sendmsg() carries
 // at most SCM_MAX_FD. Anything larger is MSG_CTRUNC, a violation.
@@ -134,9 +140,13 @@ Result<std::unique_ptr<Transport>> TransportHandle::CreateTransport(TransportOpt
   MOAT_REQUIRE(domain == AF_UNIX && type == SOCK_STREAM, ErrorCode::kInvalidArgument,
                "transport socket must be AF_UNIX/SOCK_STREAM, got domain ", domain, " type ",
                type);
+  // Blocking mode, so a Receive() waiter can sleep inside recvmsg() itself
+  // (one syscall instead of poll + recvmsg). Every other socket operation
+  // passes MSG_DONTWAIT and never depends on this flag: it belongs to the open
+  // file description, which whoever handed us the socket may share and flip.
   const int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
-    return IoError("fcntl(O_NONBLOCK)", errno);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) {
+    return IoError("fcntl(~O_NONBLOCK)", errno);
   }
   if (::fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) return IoError("fcntl(FD_CLOEXEC)", errno);
 
@@ -149,7 +159,7 @@ Result<std::unique_ptr<Transport>> TransportHandle::CreateTransport(TransportOpt
 
 Result<TransportPair> Transport::CreatePaired(TransportOptions options) {
   int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) {
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     return IoError("socketpair", errno);
   }
   UniqueFd local(sv[0]);
@@ -240,24 +250,21 @@ bool Transport::ReadAllowedLocked() const {
 void Transport::UpdateInterestLocked() {
   uint32_t want = 0;
   if (!disconnect_ && !stopping_ && socket_.valid()) {
-    if (!waiter_reading_ && ReadAllowedLocked()) want |= EPOLLIN | EPOLLRDHUP;
+    if (!waiter_reading_ && !input_parked_ && ReadAllowedLocked()) want |= EPOLLIN | EPOLLRDHUP;
     if (want_write_ && !writer_busy_) want |= EPOLLOUT;
   }
-  if (want == epoll_events_ && in_epoll_ == (want != 0)) return;
-  if (want == 0) {
-    // Not registered at all (rather than registered for nothing), so a hung
-    // up socket cannot make epoll_wait report EPOLLHUP in a loop.
-    if (in_epoll_) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, socket_.get(), nullptr);
-    in_epoll_ = false;
-  } else {
-    epoll_event ev{};
-    ev.events = want;
-    ev.data.fd = socket_.get();
-    const int rc = ::epoll_ctl(epoll_.get(), in_epoll_ ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
-                               socket_.get(), &ev);
-    MOAT_ASSERT(rc == 0, "epoll_ctl on the transport socket failed: ", std::strerror(errno));
-    in_epoll_ = true;
-  }
+  if (want == epoll_events_ && (in_epoll_ || want == 0)) return;
+  epoll_event ev{};
+  // Wanting nothing keeps the socket registered but disarmed: EPOLLONESHOT
+  // with no events reports a hang-up at most once (the kernel always adds
+  // EPOLLHUP/EPOLLERR), so it cannot spin the IO thread, and re-arming is a
+  // cheap EPOLL_CTL_MOD rather than a DEL + ADD on every Receive().
+  ev.events = want != 0 ? want : EPOLLONESHOT;
+  ev.data.fd = socket_.get();
+  const int rc = ::epoll_ctl(epoll_.get(), in_epoll_ ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+                             socket_.get(), &ev);
+  MOAT_ASSERT(rc == 0, "epoll_ctl on the transport socket failed: ", std::strerror(errno));
+  in_epoll_ = true;
   epoll_events_ = want;
 }
 
@@ -348,6 +355,8 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
       // released; other senders queue behind it meanwhile. It ends when the
       // peer reads or is gone (shutdown wakes the poll).
       writer_busy_ = true;
+      // The peer may itself be blocked writing to us: someone must read.
+      UnparkInputLocked();
       UpdateInterestLocked();
       Status status = OkStatus();
       while (sent < frame_size) {
@@ -390,6 +399,9 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
     frame.payload.assign(payload.begin(), payload.end());
   }
   frame.fds = std::move(fds);
+  // Queued frames wait for the peer to read or to acknowledge descriptors:
+  // its acks and its own writes must be read promptly, not at the next tick.
+  UnparkInputLocked();
   const bool socket_full = want_write_;
   send_queue_bytes_ += frame.size() - frame.sent;
   send_queue_.push_back(std::move(frame));
@@ -477,7 +489,7 @@ void Transport::FlushLocked() {
 
 // --------------------------------------------------------------- receive
 
-Status Transport::ReadOnce(size_t want, bool* would_block) {
+Status Transport::ReadOnce(size_t want, bool block, bool* would_block) {
   *would_block = false;
   std::span<uint8_t> space = reassembler_->PrepareWrite(want);
   if (space.empty()) {
@@ -497,10 +509,13 @@ Status Transport::ReadOnce(size_t want, bool* would_block) {
   msg.msg_controllen = sizeof(control);
   ssize_t n;
   while (true) {
-    n = ::recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    n = ::recvmsg(socket_.get(), &msg, MSG_CMSG_CLOEXEC | (block ? 0 : MSG_DONTWAIT));
     if (n >= 0) break;
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      // A blocking receive that would block: someone sharing the open file
+      // description set O_NONBLOCK. Waiters poll from now on (no spinning).
+      if (block) description_nonblocking_ = true;
       *would_block = true;
       return OkStatus();
     }
@@ -591,7 +606,7 @@ Status Transport::DeliverFrame(ReceivedFrame& frame) {
   return OkStatus();
 }
 
-void Transport::ReadAvailable() {
+void Transport::ReadAvailable(bool block_first) {
   for (int i = 0; i < kMaxReadsPerWake; ++i) {
     size_t want = kReadChunk;
     {
@@ -604,7 +619,7 @@ void Transport::ReadAvailable() {
       }
     }
     bool would_block = false;
-    Status status = ReadOnce(want, &would_block);
+    Status status = ReadOnce(want, block_first && i == 0, &would_block);
     MutexLock lock(&mu_);
     reassembler_bytes_ = reassembler_->unprocessed_bytes();
     if (!status.ok()) {
@@ -652,7 +667,7 @@ Result<Message> Transport::Receive(std::optional<std::chrono::nanoseconds> timeo
         // Acks not yet piggybacked go out before we block: the peer may be
         // waiting for its window to reopen.
         if (acks_.pending_acks() > 0) FlushLocked();
-        const Clock::time_point now = Clock::now();
+        const Clock::time_point now = deadline ? Clock::now() : Clock::time_point();
         if (deadline && now >= *deadline) {
           return Error(ErrorCode::kShouldWait, "no message before the timeout");
         }
@@ -661,6 +676,7 @@ Result<Message> Transport::Receive(std::optional<std::chrono::nanoseconds> timeo
           // this thread reads the socket itself (no thread hop).
           reader_busy_ = true;
           waiter_reading_ = true;
+          ++receive_turns_;
           UpdateInterestLocked();
           break;
         }
@@ -673,26 +689,83 @@ Result<Message> Transport::Receive(std::optional<std::chrono::nanoseconds> timeo
     }
     {
       MutexLock read_lock(&read_mu_);
-      pollfd pfd{socket_.get(), POLLIN, 0};
-      timespec ts{};
-      timespec* tsp = nullptr;
-      if (deadline) {
-        const auto left = std::max(Clock::duration::zero(), *deadline - Clock::now());
-        const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-        ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
-        ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
-        tsp = &ts;
-      }
-      const int ready = ::ppoll(&pfd, 1, tsp, nullptr);
-      if (ready > 0) ReadAvailable();
-      // EINTR or timeout: the loop above re-checks the deadline.
+      WaitAndRead(deadline);
     }
     MutexLock lock(&mu_);
     reader_busy_ = false;
     waiter_reading_ = false;
+    ParkInputLocked();
     UpdateInterestLocked();
     cv_.SignalAll();
   }
+}
+
+void Transport::ParkInputLocked() {
+  // Queued frames wait for the peer's acks or reads: keep watching.
+  if (disconnect_ || stopping_ || !send_queue_.empty() || writer_busy_) return;
+  input_parked_ = true;
+  if (!io_ticking_) {
+    // The IO thread sleeps without a timeout: have it start the park timer
+    // (once per burst of Receive() calls, not per message).
+    io_ticking_ = true;
+    WakeIoThread();
+  }
+}
+
+void Transport::UnparkInputLocked() {
+  if (!input_parked_) return;
+  input_parked_ = false;
+  UpdateInterestLocked();
+}
+
+int Transport::ParkTimerLocked(std::optional<std::chrono::steady_clock::time_point>& next_tick,
+                               uint64_t& turns_seen) {
+  using Clock = std::chrono::steady_clock;
+  if (!io_ticking_) {
+    next_tick.reset();
+    return -1;
+  }
+  const Clock::time_point now = Clock::now();
+  if (!next_tick) {
+    next_tick = now + kParkTick;
+    turns_seen = receive_turns_;
+  } else if (now >= *next_tick) {
+    if (receive_turns_ == turns_seen) {
+      // No new Receive() turn for a whole tick: the caller is busy elsewhere
+      // (or in one long wait). Watch the socket again and stop ticking; the
+      // next park restarts the timer.
+      io_ticking_ = false;
+      next_tick.reset();
+      UnparkInputLocked();
+      return -1;
+    }
+    turns_seen = receive_turns_;
+    next_tick = now + kParkTick;
+  }
+  const auto left = std::chrono::ceil<std::chrono::milliseconds>(*next_tick - now);
+  return static_cast<int>(std::max<int64_t>(left.count(), 0));
+}
+
+void Transport::WaitAndRead(std::optional<std::chrono::steady_clock::time_point> deadline) {
+  if (!deadline && !description_nonblocking_) {
+    // Sleep in recvmsg() itself: the reply wakes this thread directly, one
+    // syscall. A local shutdown (disconnect from another thread) wakes it too.
+    ReadAvailable(/*block_first=*/true);
+    return;
+  }
+  pollfd pfd{socket_.get(), POLLIN, 0};
+  timespec ts{};
+  timespec* tsp = nullptr;
+  if (deadline) {
+    const auto left =
+        std::max(std::chrono::steady_clock::duration::zero(), *deadline - std::chrono::steady_clock::now());
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+    ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    tsp = &ts;
+  }
+  // EINTR or timeout: Receive() re-checks the deadline.
+  if (::ppoll(&pfd, 1, tsp, nullptr) > 0) ReadAvailable(/*block_first=*/false);
 }
 
 // -------------------------------------------------------------- IO thread
@@ -713,8 +786,11 @@ void Transport::IoThreadMain() {
     }
   }
   epoll_event events[4];
+  std::optional<std::chrono::steady_clock::time_point> next_tick;
+  uint64_t turns_seen = 0;
   while (true) {
     std::optional<Error> report;
+    int timeout_ms;
     {
       MutexLock lock(&mu_);
       if (stopping_) break;
@@ -722,12 +798,13 @@ void Transport::IoThreadMain() {
         reported_ = true;
         report = *disconnect_;
       }
+      timeout_ms = ParkTimerLocked(next_tick, turns_seen);
     }
     if (report) {
       if (on_disconnect_) on_disconnect_(*report);
       continue;
     }
-    const int n = ::epoll_wait(epoll_.get(), events, 4, -1);
+    const int n = ::epoll_wait(epoll_.get(), events, 4, timeout_ms);
     if (n < 0) {
       MOAT_ASSERT(errno == EINTR, "epoll_wait failed: ", std::strerror(errno));
       continue;
@@ -757,7 +834,7 @@ void Transport::IoThreadMain() {
     if (!read) continue;
     {
       MutexLock read_lock(&read_mu_);
-      ReadAvailable();
+      ReadAvailable(/*block_first=*/false);
     }
     MutexLock lock(&mu_);
     reader_busy_ = false;

@@ -24,6 +24,10 @@
 // Receiving in queue mode: a thread blocked in Receive() reads the socket
 // itself while it waits (the IO thread stops watching for input meanwhile),
 // which saves the IO-thread wake and condition-variable hop per message.
+// Without a deadline it sleeps inside recvmsg() (the socket is in blocking
+// mode; every other call passes MSG_DONTWAIT). Between Receive() calls the
+// input stays "parked" for the next caller; the IO thread resumes watching
+// it after a quiet tick (docs/wire-format-transport.md, "Parked input").
 //
 // Threads: Send() may be called from any thread, including from inside
 // on_message. Receive() from any thread but the IO thread. The destructor and
@@ -213,9 +217,16 @@ class Transport {
   void IoThreadMain() ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
   // Reads until EAGAIN (or a pause), delivering frames. Returns false when
   // the connection ended (disconnect recorded).
-  void ReadAvailable() ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) ABSL_LOCKS_EXCLUDED(mu_);
-  Status ReadOnce(size_t want, bool* would_block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_)
+  // With block_first, the first recvmsg() sleeps until data or EOF (a
+  // Receive() waiter without a deadline).
+  void ReadAvailable(bool block_first) ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_)
       ABSL_LOCKS_EXCLUDED(mu_);
+  Status ReadOnce(size_t want, bool block, bool* would_block)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // The Receive() waiter's turn as reader: wait for input until `deadline`
+  // (none: forever), then read what is there.
+  void WaitAndRead(std::optional<std::chrono::steady_clock::time_point> deadline)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) ABSL_LOCKS_EXCLUDED(mu_);
   Status DrainFrames() ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) ABSL_LOCKS_EXCLUDED(mu_);
   Status DeliverFrame(ReceivedFrame& frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -228,6 +239,14 @@ class Transport {
   void UpdateInterestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool ReadAllowedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TakeMessageLocked(Message& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After a Receive() waiter's turn: leave the socket's input unwatched for
+  // the next waiter (see kParkTick); the IO thread un-parks it when no
+  // Receive() turn started for a whole tick.
+  void ParkInputLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UnparkInputLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // IO thread: runs the park timer; returns the epoll_wait() timeout (-1: none).
+  int ParkTimerLocked(std::optional<std::chrono::steady_clock::time_point>& next_tick,
+                      uint64_t& turns_seen) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WakeIoThread();
   bool OnIoThread() const;
   // True on any Transport's IO thread. Such a thread serves its own peer and
@@ -251,6 +270,9 @@ class Transport {
   // reader_busy_ under mu_, so it is never contended while mu_ is held.
   Mutex read_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::unique_ptr<StreamReassembler> reassembler_ ABSL_GUARDED_BY(read_mu_);
+  // A blocking recvmsg() returned EAGAIN: the file description was made
+  // non-blocking behind our back; waiters poll instead.
+  bool description_nonblocking_ ABSL_GUARDED_BY(read_mu_) = false;
 
   mutable Mutex mu_;
   // Signalled on: message queued, disconnect, reader role released, send
@@ -276,6 +298,12 @@ class Transport {
   bool want_write_ ABSL_GUARDED_BY(mu_) = false;      // last write hit EAGAIN
   bool writer_busy_ ABSL_GUARDED_BY(mu_) = false;     // a Send() caller owns a partial frame
   bool in_epoll_ ABSL_GUARDED_BY(mu_) = false;
+  // Input parking (see ParkInputLocked): input_parked_ implies io_ticking_,
+  // i.e. the IO thread runs the park timer and will un-park. io_ticking_ goes
+  // false only on the IO thread; whoever sets it true wakes the IO thread.
+  bool input_parked_ ABSL_GUARDED_BY(mu_) = false;
+  bool io_ticking_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t receive_turns_ ABSL_GUARDED_BY(mu_) = 0;  // reader turns taken by waiters
   uint32_t epoll_events_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

@@ -102,6 +102,12 @@ class HostilePeerTest : public ::testing::Test {
     EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
   }
 
+  void ExpectDeliveredUntimed(const std::string& payload) {
+    auto m = transport_->Receive();  // no deadline: the waiter sleeps in recvmsg()
+    ASSERT_TRUE(m.ok()) << m.error().ToString();
+    EXPECT_EQ(std::string(m->payload.begin(), m->payload.end()), payload);
+  }
+
   void ExpectDelivered(const std::string& payload, size_t fds = 0) {
     auto m = transport_->Receive(kGuard);
     ASSERT_TRUE(m.ok()) << m.error().ToString();
@@ -364,6 +370,61 @@ TEST_F(HostilePeerTest, DescriptorFloodWhileOwnerNeverReads) {
   raw_.reset();
   EXPECT_EQ(recorder_.count(), 1u);
   EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
+}
+
+// Hostile bytes read by a thread asleep in an untimed Receive() (the reader
+// role, not the IO thread) end the same way: the error returned, one event,
+// descriptors closed.
+TEST_F(HostilePeerTest, ViolationReadByUntimedReceiveWaiter) {
+  Start();
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame("ok")));
+  ExpectDeliveredUntimed("ok");  // the waiter read it; input is now parked
+  std::thread attacker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // likely after the wait began
+    std::vector<uint8_t> stream = Frame("x", 2);
+    std::vector<uint8_t> bad = Header(9, 0, 0, 0);
+    stream.insert(stream.end(), bad.begin(), bad.end());
+    EXPECT_TRUE(SendRaw(raw_.get(), stream, OpenDevNull(2)));
+  });
+  auto first = transport_->Receive();
+  attacker.join();
+  // The good frame before the bad one may or may not have been returned
+  // first, depending on which read saw the error.
+  if (first.ok()) {
+    EXPECT_EQ(std::string(first->payload.begin(), first->payload.end()), "x");
+    first = transport_->Receive();
+  }
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.error().ToString(), "frame.type: unknown frame type 9 (at byte 4)");
+  ExpectDisconnect(ErrorCode::kProtocolViolation, "frame.type: unknown frame type 9 (at byte 4)");
+}
+
+// The attacker handed us our socket and kept a copy of the same open file
+// description, so it can flip O_NONBLOCK under us. No operation may depend on
+// that flag: an untimed Receive() still waits for the message (falling back
+// to poll), and a violation still ends in one event with nothing leaked.
+TEST_F(HostilePeerTest, SharedDescriptionFlippedToNonBlocking) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  raw_.reset(sv[0]);
+  UniqueFd shared(::fcntl(sv[1], F_DUPFD_CLOEXEC, 0));
+  ASSERT_TRUE(shared.valid());
+  auto t = TransportHandle(UniqueFd(sv[1])).CreateTransport(recorder_.Options());
+  ASSERT_TRUE(t.ok()) << t.error().ToString();
+  transport_ = std::move(*t);
+  ASSERT_EQ(::fcntl(shared.get(), F_SETFL, O_NONBLOCK), 0);
+  std::thread attacker([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // likely after the wait began
+    EXPECT_TRUE(SendRaw(raw_.get(), Frame("still waited for")));
+  });
+  ExpectDeliveredUntimed("still waited for");
+  attacker.join();
+  ASSERT_EQ(::fcntl(shared.get(), F_SETFL, 0), 0);  // and back: still fine
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame("again")));
+  ExpectDeliveredUntimed("again");
+  shared.reset();
+  ASSERT_TRUE(SendRaw(raw_.get(), Header(9, 0, 0, 0), OpenDevNull(1)));
+  ExpectDisconnect(ErrorCode::kProtocolViolation, "frame.type: unknown frame type 9 (at byte 4)");
 }
 
 TEST_F(HostilePeerTest, HandlerModeViolationAlsoOneEvent) {

@@ -123,6 +123,81 @@ TEST(TransportTest, ReceiveTimesOutWithShouldWait) {
   EXPECT_EQ(got.error().code(), ErrorCode::kShouldWait);
 }
 
+// Untimed Receive() on both ends: each thread sleeps in recvmsg() itself and
+// reads its own reply (the IO threads' input stays parked between turns).
+// Nothing is lost, reordered or left unacknowledged.
+TEST(TransportTest, UntimedReceivePingPongBothEnds) {
+  const size_t before = moat::testing::OpenFdCount();
+  {
+    Pair p = MakePair();
+    constexpr int kRounds = 2000;
+    std::thread echo([&] {
+      for (int i = 0; i < kRounds; ++i) {
+        auto m = p.b->Receive();
+        if (!m.ok() || !p.b->Send(m->payload, std::move(m->fds)).ok()) {
+          ADD_FAILURE() << "echo failed at round " << i;
+          p.b.reset();  // unblocks the other end with kPeerClosed
+          return;
+        }
+      }
+    });
+    for (int i = 0; i < kRounds; ++i) {
+      std::vector<UniqueFd> fds;
+      if (i % 7 == 0) fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+      ASSERT_TRUE(p.a->Send(Bytes(std::to_string(i)), std::move(fds)).ok());
+      auto r = p.a->Receive();
+      ASSERT_TRUE(r.ok()) << r.error().ToString();
+      ASSERT_EQ(Str(r->payload), std::to_string(i));
+      ASSERT_EQ(r->fds.size(), i % 7 == 0 ? 1u : 0u);
+    }
+    echo.join();
+    EXPECT_LE(p.a->stats().retained_fds, 1u);
+  }
+  EXPECT_EQ(moat::testing::OpenFdCount(), before);
+}
+
+// A thread asleep in an untimed Receive() (inside recvmsg) wakes with the
+// peer's close, and the close is reported once.
+TEST(TransportTest, UntimedReceiveWakesOnPeerClose) {
+  DisconnectRecorder rec;
+  Pair p = MakePair(rec.Options());
+  std::thread closer([&] {
+    std::this_thread::sleep_for(20ms);  // likely (not necessarily) after a blocks
+    p.b.reset();
+  });
+  auto got = p.a->Receive();
+  closer.join();
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.error().code(), ErrorCode::kPeerClosed);
+  EXPECT_EQ(rec.WaitForFirst().code(), ErrorCode::kPeerClosed);
+  p.a.reset();
+  EXPECT_EQ(rec.count(), 1u);
+}
+
+// After a Receive() the IO thread leaves the input parked only while more
+// Receive() calls come: once they stop, it reads ahead again and reports a
+// peer close, with nobody calling Receive(). (If the input stayed parked,
+// WaitForFirst() would report a hang.)
+TEST(TransportTest, IoThreadReadsAgainWhenReceiveCallsStop) {
+  for (const bool timed : {false, true}) {
+    DisconnectRecorder rec;
+    Pair p = MakePair(rec.Options());
+    ASSERT_TRUE(p.b->Send(Bytes("first")).ok());
+    auto first = timed ? p.a->Receive(kGuard) : p.a->Receive();
+    ASSERT_TRUE(first.ok()) << first.error().ToString();
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(p.b->Send(Bytes(std::to_string(i))).ok());
+    p.b.reset();
+    EXPECT_EQ(rec.WaitForFirst().code(), ErrorCode::kPeerClosed);
+    EXPECT_EQ(p.a->stats().queued_messages, 10u);
+    for (int i = 0; i < 10; ++i) {
+      auto m = p.a->Receive();
+      ASSERT_TRUE(m.ok()) << m.error().ToString();
+      EXPECT_EQ(Str(m->payload), std::to_string(i));
+    }
+    EXPECT_EQ(p.a->Receive().error().code(), ErrorCode::kPeerClosed);
+  }
+}
+
 TEST(TransportTest, OrderingUnderConcurrentSenders) {
   Pair p = MakePair();
   constexpr int kThreads = 4;

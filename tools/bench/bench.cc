@@ -4,15 +4,25 @@
 //   moat bench            full run (about 15 s), readable table
 //   moat bench --quick    fewer iterations
 //   moat bench --json     {"cases":[{"name":..,"moat":..,"baseline":..,"unit":..,"ratio":..}]}
+//   moat bench --transport-only --reps 11   transport cases only, 11 repetitions
+//   MOAT_BENCH_ONLY=<substring>   only the cases whose name contains it (profiling)
+//   moat bench --cpus 0,1  pin the parent process to CPU 0 and the child to CPU 1
+//                          (0,0: both on one CPU). On a machine shared with other
+//                          work, `chrt -f 10 moat bench --cpus ...` gives stable
+//                          numbers; the default is unpinned, normal scheduling.
 //
 // Every case forks a fresh child per repetition (the fork is not timed). The
 // moat child echoes from its IO thread (on_message); the moat parent sends
-// directly from its own thread and receives inline in Receive(). The baseline
+// directly from its own thread and receives inline in Receive().
+// rt_64B_recv_echo (information, no target) has the child echo with Receive()
+// + Send() instead, which takes the IO-thread wake (epoll_wait + recvmsg) off
+// the path: the difference between the two rows is that wake's cost. The baseline
 // is the same exchange with blocking read/write (and recvmsg/sendmsg with
 // SCM_RIGHTS for the descriptor case) on a raw socketpair. Reported numbers
 // are medians over the repetitions; ratio is moat/baseline for times and
 // baseline/moat for throughputs, so lower is better in both.
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -22,6 +32,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -51,22 +62,48 @@ struct Case {
   Kind kind;
   size_t size;
   const char* target;
+  // The moat child echoes from its own thread with Receive() + Send()
+  // instead of from the IO thread (on_message): the synchronous-server shape,
+  // where no IO-thread wake sits on the path.
+  bool receive_child = false;
 };
 
 struct Config {
   int reps = 7;
   int rt_iters = 20000;
   int tput_messages = 4000;
+  int parent_cpu = -1;  // -1: not pinned
+  int child_cpu = -1;
 };
+
 
 [[noreturn]] void Die(const char* what) {
   std::fprintf(stderr, "moat bench: %s: %s\n", what, std::strerror(errno));
   std::_Exit(1);
 }
 
+void PinTo(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (::sched_setaffinity(0, sizeof(set), &set) != 0) Die("sched_setaffinity");
+}
+
 // ---- children ----
 
+[[noreturn]] void MoatReceiveChild(int socket) {
+  auto t = TransportHandle(UniqueFd(socket)).CreateTransport();
+  if (!t.ok()) std::_Exit(2);
+  while (true) {
+    auto m = (*t)->Receive();
+    if (!m.ok() || !(*t)->Send(m->payload, std::move(m->fds)).ok()) break;
+  }
+  std::_Exit(0);
+}
+
 [[noreturn]] void MoatChild(int socket, const Case& c, const Config& cfg) {
+  if (c.receive_child) MoatReceiveChild(socket);
   Mutex mu;
   CondVar cv;
   bool done = false;
@@ -149,6 +186,7 @@ double RunOnce(const Case& c, const Config& cfg, bool moat) {
   const pid_t pid = ::fork();
   if (pid < 0) Die("fork");
   if (pid == 0) {
+    PinTo(cfg.child_cpu);  // before the child's threads exist: they inherit it
     ::close(sv[0]);
     if (moat) MoatChild(sv[1], c, cfg);
     raw::EchoChild(sv[1], {c.kind, c.size, cfg.rt_iters, cfg.tput_messages});
@@ -170,24 +208,41 @@ double Median(std::vector<double> v) {
 
 int RunBench(int argc, char** argv) {
   bool json = false;
+  bool transport_only = false;
   Config cfg;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--json") {
       json = true;
     } else if (arg == "--quick") {
-      cfg = Config{.reps = 3, .rt_iters = 3000, .tput_messages = 1000};
+      cfg.reps = 3;
+      cfg.rt_iters = 3000;
+      cfg.tput_messages = 1000;
+    } else if (arg == "--cpus" && i + 1 < argc &&
+               std::sscanf(argv[i + 1], "%d,%d", &cfg.parent_cpu, &cfg.child_cpu) == 2 &&
+               cfg.parent_cpu >= 0 && cfg.child_cpu >= 0) {
+      ++i;
+    } else if (arg == "--transport-only") {
+      transport_only = true;
+    } else if (arg == "--reps" && i + 1 < argc && std::atoi(argv[i + 1]) > 0) {
+      cfg.reps = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: moat bench [--quick] [--json]\n");
+      std::fprintf(stderr,
+                   "usage: moat bench [--quick] [--reps N] [--cpus P,C] [--transport-only] "
+                   "[--json]\n");
       return 2;
     }
   }
   ::signal(SIGPIPE, SIG_IGN);
+  cpu_set_t unpinned;
+  if (::sched_getaffinity(0, sizeof(unpinned), &unpinned) != 0) Die("sched_getaffinity");
+  PinTo(cfg.parent_cpu);
   const Case cases[] = {
       {"round_trip_64B", Kind::kRoundTrip, 64, "<= 1.3"},
       {"round_trip_4KiB", Kind::kRoundTrip, 4 * limits::KiB, "<= 1.3"},
       {"throughput_64KiB", Kind::kThroughput, 64 * limits::KiB, "<= 1.25 (>= 0.8x)"},
       {"round_trip_1fd", Kind::kRoundTripFd, 64, "<= 1.3"},
+      {"rt_64B_recv_echo", Kind::kRoundTrip, 64, "(info)", /*receive_child=*/true},
   };
   struct Row {
     std::string name;
@@ -196,7 +251,9 @@ int RunBench(int argc, char** argv) {
     const char* target;
   };
   std::vector<Row> rows;
+  const char* only = std::getenv("MOAT_BENCH_ONLY");
   for (const Case& c : cases) {
+    if (only != nullptr && std::strstr(c.name, only) == nullptr) continue;
     if (!json) std::fprintf(stderr, "moat bench: %s ...\n", c.name);
     std::vector<double> m, b;
     for (int r = 0; r < cfg.reps; ++r) {  // interleaved, so drift hits both alike
@@ -213,7 +270,14 @@ int RunBench(int argc, char** argv) {
     }
     rows.push_back(row);
   }
-  for (const PipeBenchRow& p : RunPipeBenchCases({cfg.reps, cfg.rt_iters, cfg.tput_messages, !json})) rows.push_back({p.name, p.moat, p.baseline, p.ratio, p.unit, p.target});
+  // --cpus is for the transport cases; the pipe cases run as they always do.
+  if (::sched_setaffinity(0, sizeof(unpinned), &unpinned) != 0) Die("sched_setaffinity");
+  if (!transport_only) {
+    for (const PipeBenchRow& p :
+         RunPipeBenchCases({cfg.reps, cfg.rt_iters, cfg.tput_messages, !json})) {
+      rows.push_back({p.name, p.moat, p.baseline, p.ratio, p.unit, p.target});
+    }
+  }
   if (json) {
     std::printf("{\"cases\":[");
     for (size_t i = 0; i < rows.size(); ++i) {
