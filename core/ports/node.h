@@ -36,6 +36,13 @@
 // LostConnectionToNode). Events for ports that no longer exist are dropped
 // silently (they are normal in races with closure).
 //
+// As a sender, the node keeps within those bounds: the ring events of one
+// link leave in stamp order whatever threads send them (per-port outbox), and
+// a new link to another node carries at most
+// limits::MAX_UNCONFIRMED_LINK_EVENTS events until the receiving port has
+// confirmed it; the rest are parked (see node.cc and
+// NodeDelegate::SendersMayWaitForPeers).
+//
 // Threading: every method may be called from any thread. Locks: see node.cc.
 #ifndef MOAT_CORE_PORTS_NODE_H_
 #define MOAT_CORE_PORTS_NODE_H_
