@@ -44,6 +44,12 @@
 // NodeDelegate::SendersMayWaitForPeers).
 //
 // Threading: every method may be called from any thread. Locks: see node.cc.
+// A sending thread may wait for another thread's send on the same port to
+// finish (its ForwardEvent, possibly blocked on a full transport), except
+// inside AcceptEvent/LostConnectionToNode, which never wait. So a transport
+// IO thread must reach the Node only through those two (and the callbacks
+// they make); calling e.g. SendUserMessage on it directly, for a port other
+// threads write to, could wait for a writer that waits for this very thread.
 #ifndef MOAT_CORE_PORTS_NODE_H_
 #define MOAT_CORE_PORTS_NODE_H_
 
