@@ -77,6 +77,21 @@ inline constexpr uint64_t MAX_PORT_OUT_OF_ORDER_MESSAGES = 1024;
 // numbers or a hop that is not (yet) the port's previous hop.
 inline constexpr uint32_t MAX_PORT_BUFFERED_EVENTS = 256;
 
+// Ring events an honest port sends on a new link to another node before the
+// receiving port confirms that the link is its previous hop (PRT-11); the
+// rest wait on the sender. Not a defence against a peer: it keeps this node
+// within the peer's MAX_PORT_BUFFERED_EVENTS while a proxy is bypassed, with
+// room for a few links of one pipe being established at once.
+inline constexpr uint32_t MAX_UNCONFIRMED_LINK_EVENTS = 32;
+static_assert(4 * MAX_UNCONFIRMED_LINK_EVENTS <= MAX_PORT_BUFFERED_EVENTS,
+              "an honest sender must stay well inside the receiver's buffer cap");
+
+// Links a port remembers after moving away from them unconfirmed (PRT-11),
+// so that a late confirmation is recognised rather than taken as forged.
+// Attack: a hostile previous hop re-pointing a port again and again (one
+// ObserveProxy each) to grow that list without bound.
+inline constexpr size_t MAX_PORT_RETIRED_LINKS = 16;
+
 // Ports one ports::Node holds.
 // Attack: a hostile node sends message after message carrying
 // MAX_MESSAGE_HANDLE_COUNT ports each to exhaust our memory with ports.

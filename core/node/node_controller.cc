@@ -101,6 +101,10 @@ class NodeController::NodeCore : public system::Core {
     controller_->BadEventFrom(node, error);
   }
 
+  // Events arrive on the transports' IO threads, never on a writer's: a
+  // writer may wait for a new link's confirmation (PRT-11).
+  bool SendersMayWaitForPeers() const override { return true; }
+
  private:
   NodeController* const controller_;
 };

@@ -16,11 +16,23 @@
 // Once the proxy has forwarded that message it tells its peer the new
 // previous hop and disappears.
 //
+// New links (PRT-11): the port at the other end of a new link to another node
+// buffers what we send until its previous hop switches to us, which happens
+// on an event travelling another way. So a port sends at most
+// MAX_UNCONFIRMED_LINK_EVENTS on such a link and parks the rest until the
+// receiver confirms (PortAccepted, sent when it processes or discards the
+// link's first event); an honest sender thus stays far below the receiver's
+// anti-flood cap MAX_PORT_BUFFERED_EVENTS.
+//
+// Send order (CAPI-6): ring events for other nodes go through the port's
+// outbox and leave in stamp order (DrainOutbox), whatever thread stamped them.
+//
 // Locks: see node.h. Every delegate call and every event happens after the
 // locks are released, via Pending + Flush.
 #include "core/ports/node.h"
 
 #include <algorithm>
+#include <thread>
 #include <utility>
 
 #include "core/check.h"
@@ -33,16 +45,21 @@ namespace moat::ports {
 using State = Port::State;
 
 struct Node::Pending {
+  // Local events and non-ring events for other nodes. Ring events for other
+  // nodes wait in their port's outbox (see Enqueue).
   std::vector<std::pair<NodeName, std::unique_ptr<Event>>> events;
   std::vector<PortRef> status_changed;
   std::vector<PortName> ports_to_close;
   std::vector<std::pair<NodeName, Error>> bad_nodes;
+  std::vector<PortRef> outboxes;  // ports whose outbox this thread added to
+  std::vector<PortRef> parked;    // ports where this thread parked events
 
   void Send(const NodeName& node, std::unique_ptr<Event> event) {
     events.emplace_back(node, std::move(event));
   }
   bool empty() const {
-    return events.empty() && status_changed.empty() && ports_to_close.empty() && bad_nodes.empty();
+    return events.empty() && status_changed.empty() && ports_to_close.empty() &&
+           bad_nodes.empty() && outboxes.empty() && parked.empty();
   }
 };
 
@@ -142,9 +159,24 @@ namespace {
 struct LocalDrain {
   const Node* node;
   std::deque<std::unique_ptr<Event>> events;
+  std::vector<PortRef> parked;  // awaited once this thread's drain is done
   LocalDrain* outer;  // another node's drain further up this thread's stack
 };
 thread_local LocalDrain* t_local_drain = nullptr;
+
+// > 0 while this thread is inside AcceptEvent or LostConnectionToNode. Such a
+// thread may be a transport's IO thread, which must never wait for another
+// sender: that sender may itself be waiting for this very thread to drain
+// its socket. Its outbox events are orphans (see Port::Outgoing).
+thread_local int t_no_wait_depth = 0;
+
+class NoWaitScope {
+ public:
+  NoWaitScope() { ++t_no_wait_depth; }
+  ~NoWaitScope() { --t_no_wait_depth; }
+  NoWaitScope(const NoWaitScope&) = delete;
+  NoWaitScope& operator=(const NoWaitScope&) = delete;
+};
 
 }  // namespace
 
@@ -161,7 +193,7 @@ thread_local LocalDrain* t_local_drain = nullptr;
 void Node::Flush(Pending* p) {
   LocalDrain* drain = t_local_drain;
   while (drain != nullptr && drain->node != this) drain = drain->outer;
-  LocalDrain own{this, {}, t_local_drain};
+  LocalDrain own{this, {}, {}, t_local_drain};
   const bool outermost = drain == nullptr;
   if (outermost) drain = &own;
 
@@ -177,6 +209,10 @@ void Node::Flush(Pending* p) {
     p->status_changed.clear();
     auto bad = std::move(p->bad_nodes);
     p->bad_nodes.clear();
+    auto outboxes = std::move(p->outboxes);
+    p->outboxes.clear();
+    drain->parked.insert(drain->parked.end(), p->parked.begin(), p->parked.end());
+    p->parked.clear();
     for (auto& [node, event] : events) {
       if (node == name_) {
         drain->events.push_back(std::move(event));
@@ -184,22 +220,196 @@ void Node::Flush(Pending* p) {
         delegate_->ForwardEvent(node, std::move(event));
       }
     }
+    for (size_t i = 0; i < outboxes.size(); ++i) {
+      if (i == 0 || !(outboxes[i] == outboxes[i - 1])) DrainOutbox(outboxes[i]);
+    }
     for (auto& ref : changed) delegate_->PortStatusChanged(ref);
     for (auto& [node, error] : bad) delegate_->BadEventFrom(node, error);
   }
-  if (!outermost || own.events.empty()) return;
+  if (!outermost) return;
 
-  t_local_drain = &own;
-  while (!own.events.empty()) {
-    std::unique_ptr<Event> event = std::move(own.events.front());
-    own.events.pop_front();
-    Pending inner;
-    // Our own events are well-formed; an error here is a benign race (the
-    // state moved on), never a reason to disconnect anyone.
-    (void)AcceptEventFrom(name_, std::move(event), &inner);
-    Flush(&inner);
+  if (!own.events.empty()) {
+    t_local_drain = &own;
+    while (!own.events.empty()) {
+      std::unique_ptr<Event> event = std::move(own.events.front());
+      own.events.pop_front();
+      Pending inner;
+      // Our own events are well-formed; an error here is a benign race (the
+      // state moved on), never a reason to disconnect anyone.
+      (void)AcceptEventFrom(name_, std::move(event), &inner);
+      Flush(&inner);
+    }
+    t_local_drain = own.outer;
   }
-  t_local_drain = own.outer;
+  if (!own.parked.empty()) AwaitConfirmations(own.parked);
+}
+
+// ---------------------------------------------------------------------------
+// Sending ring events.
+
+void Node::SendToPeer(const PortRef& ref, std::unique_ptr<Event> event, Pending* out) {
+  Port* port = ref.port();
+  port->mu.AssertHeld();
+  port->StampForPeer(event.get(), ref.name());
+  if (port->state == State::kBuffering) {
+    // The new port does not exist yet: held until it is (PortAccepted).
+    port->held_for_peer.push_back(std::move(event));
+    return;
+  }
+  Enqueue(ref, port->peer_node, std::move(event), out);
+}
+
+void Node::Enqueue(const PortRef& ref, const NodeName& to, std::unique_ptr<Event> event,
+                   Pending* out) {
+  Port* port = ref.port();
+  port->mu.AssertHeld();
+  if (to == name_) {
+    // Local: processed by this thread's drain; self-sent events are exempt
+    // from the buffer cap, so neither ordering nor confirmation is needed.
+    out->Send(to, std::move(event));
+    return;
+  }
+  if (!port->peer_confirmed && to == port->peer_node && event->port_name == port->peer_port &&
+      event->control_sequence_num > limits::MAX_UNCONFIRMED_LINK_EVENTS) {
+    port->parked.push_back(std::move(event));
+    out->parked.push_back(ref);
+    return;
+  }
+  const std::thread::id me = std::this_thread::get_id();
+  port->outbox.push_back({to, std::move(event), me, t_no_wait_depth == 0});
+  port->AddOutboxCount(me, 1);
+  out->outboxes.push_back(ref);
+}
+
+// Whoever holds a port's send turn forwards its outbox front to back, so the
+// events of one link leave in stamp order whatever thread stamped them. No
+// lock is held while forwarding; a thread only waits for a turn that another
+// thread holds while it forwards (never for one that is free), and threads
+// that must not wait (IO threads) leave their events as orphans for the
+// holder. Hence no cycle: a holder blocks only in ForwardEvent, on its
+// transport, whose IO thread never waits here.
+void Node::DrainOutbox(const PortRef& ref) {
+  const std::thread::id me = std::this_thread::get_id();
+  const bool may_wait = t_no_wait_depth == 0;
+  Port* port = ref.port();
+  MutexLock lock(&port->mu);
+  for (;;) {
+    if (port->sending) {
+      // Re-entered from our own ForwardEvent (a transport failure reporting a
+      // lost node): the outer loop sends what was added meanwhile.
+      if (port->sender == me) return;
+      if (!may_wait || port->OutboxCount(me) == 0) return;
+      ++port->send_waiters;
+      port->send_cv.Wait(&port->mu);
+      --port->send_waiters;
+      continue;
+    }
+    // We send our own events and orphans, and another waiting thread's only
+    // to reach our own behind it; otherwise that thread sends its own (it is
+    // waiting or on its way), which keeps each writer under its transport's
+    // backpressure and keeps an IO thread from forwarding a writer's burst.
+    auto may_send_front = [&] {
+      port->mu.AssertHeld();
+      const Port::Outgoing& front = port->outbox.front();
+      return front.owner == me || !front.owner_waits || (may_wait && port->OutboxCount(me) > 0);
+    };
+    if (port->outbox.empty() || !may_send_front()) return;
+    port->sending = true;
+    port->sender = me;
+    while (!port->outbox.empty() && may_send_front()) {
+      Port::Outgoing next = std::move(port->outbox.front());
+      port->outbox.pop_front();
+      port->AddOutboxCount(next.owner, -1);
+      const bool owner_done = next.owner != me && port->OutboxCount(next.owner) == 0;
+      port->mu.Unlock();
+      delegate_->ForwardEvent(next.to, std::move(next.event));
+      port->mu.Lock();
+      if (owner_done && port->send_waiters > 0) port->send_cv.SignalAll();
+    }
+    port->sending = false;
+    port->sender = std::thread::id();
+    if (port->send_waiters > 0) port->send_cv.SignalAll();
+    return;
+  }
+}
+
+// A writer that parked events waits, at the end of its call, until the new
+// peer confirms the link and they are released: the writer is held back like
+// a full transport would hold it, and parked events stay bounded by one call
+// per writer. Only where waiting cannot deadlock: not on a thread that may be
+// an IO thread, not while any node's local events wait on this thread, and
+// only if the embedder delivers events on other threads.
+void Node::AwaitConfirmations(const std::vector<PortRef>& refs) {
+  if (t_no_wait_depth > 0 || t_local_drain != nullptr || !delegate_->SendersMayWaitForPeers()) {
+    return;
+  }
+  for (const PortRef& ref : refs) {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    // A closed peer may never confirm (e.g. the proxy before it was lost,
+    // so it never switches to us): nothing more is sent then anyway.
+    while (port->HasParkedEvents() && !port->peer_closed && port->state != State::kClosed) {
+      port->send_cv.Wait(&port->mu);
+    }
+  }
+}
+
+void Node::ReleaseParked(const PortRef& ref, const NodeName& to,
+                         std::deque<std::unique_ptr<Event>>* parked, Pending* out) {
+  Port* port = ref.port();
+  port->mu.AssertHeld();
+  if (parked->empty()) return;
+  // Orphans: the writers that parked them may be gone; the confirming thread
+  // (or whoever holds the turn) sends them.
+  const std::thread::id me = std::this_thread::get_id();
+  for (auto& event : *parked) {
+    port->outbox.push_back({to, std::move(event), me, false});
+    port->AddOutboxCount(me, 1);
+  }
+  parked->clear();
+  out->outboxes.push_back(ref);
+  port->send_cv.SignalAll();
+}
+
+void Node::MaybeConfirmLink(const NodeName& from, const Event& event, Pending* out) {
+  // The first event of a link from another node: its sender may be holding
+  // back the rest until we confirm (PRT-11). Sent whether the event was
+  // processed or discarded, so the sender never waits forever.
+  if (from == name_ || !event.is_ring_event() ||
+      event.control_sequence_num != kInitialSequenceNum || !event.from_port.is_valid() ||
+      !event.port_name.is_valid()) {
+    return;
+  }
+  out->Send(from, std::make_unique<PortAcceptedEvent>(event.from_port, event.port_name));
+}
+
+// The link to the current peer is about to change: keep what is still
+// unconfirmed on it, so its confirmation finds (and releases) its events.
+static void RetireLink(Port* port, const NodeName& self_node)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
+  if (port->peer_node != self_node && !port->peer_confirmed &&
+      port->next_control_sequence_num_to_send > kInitialSequenceNum) {
+    // Attack: a hostile previous hop re-pointing this port again and again
+    // (ObserveProxy) would grow this list; only links still holding our
+    // events must stay, the oldest empty one goes.
+    if (port->retired.size() >= limits::MAX_PORT_RETIRED_LINKS) {
+      auto empty = std::find_if(port->retired.begin(), port->retired.end(),
+                                [](const Port::RetiredLink& l) { return l.parked.empty(); });
+      if (empty != port->retired.end()) port->retired.erase(empty);
+    }
+    port->retired.push_back({port->peer_node, port->peer_port, std::move(port->parked)});
+  }
+  port->parked.clear();
+  port->peer_confirmed = true;
+}
+
+// A closed or removed port stays registered while it has parked events (they
+// are its last events; their confirmation is addressed to it). Returns
+// whether it may be erased now.
+static bool MayEraseNow(Port* port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
+  if (!port->HasParkedEvents()) return true;
+  port->erase_when_unparked = true;
+  return false;
 }
 
 // ---------------------------------------------------------------------------
@@ -258,10 +468,12 @@ Status Node::GetStatus(const PortRef& ref, PortStatus* out) {
 
 // Turns a receiving port (locked) into a kBuffering port that will forward to
 // a new port `*new_name` on `to_node`, created there from `*desc`.
-static void ConvertToProxy(Port* port, const PortName& self, const NodeName& self_node,
-                           const NodeName& to_node, PortName* new_name, PortDescriptor* desc,
-                           std::vector<std::pair<NodeName, std::unique_ptr<Event>>>* out)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
+void Node::ConvertToProxy(const PortRef& ref, const NodeName& to_node, PortName* new_name,
+                          PortDescriptor* desc, Pending* out) {
+  Port* port = ref.port();
+  port->mu.AssertHeld();
+  const PortName& self = ref.name();
+  const NodeName& self_node = name_;
   *new_name = PortName::Random();
   desc->peer_node = port->peer_node;
   desc->peer_port = port->peer_port;
@@ -279,13 +491,15 @@ static void ConvertToProxy(Port* port, const PortName& self, const NodeName& sel
     port->remove_proxy_on_last_message = true;
   }
   // The old peer will hear from the new port from now on.
-  auto update = std::make_unique<UpdatePreviousPeerEvent>(kInvalidPortName, kInvalidPortName, 0,
-                                                          to_node, *new_name);
-  port->StampForPeer(update.get(), self);
-  out->emplace_back(port->peer_node, std::move(update));
+  SendToPeer(ref, std::make_unique<UpdatePreviousPeerEvent>(kInvalidPortName, kInvalidPortName,
+                                                           0, to_node, *new_name),
+             out);
+  RetireLink(port, self_node);
   port->peer_node = to_node;
   port->peer_port = *new_name;
   port->next_control_sequence_num_to_send = kInitialSequenceNum;
+  // Confirmed by the new port's PortAccepted, which also ends kBuffering.
+  port->peer_confirmed = to_node == self_node;
   port->state = State::kBuffering;
 }
 
@@ -344,12 +558,10 @@ Status Node::SendUserMessage(const PortRef& ref, std::unique_ptr<UserMessage> ms
       Port* ap = attached[i].port();
       ap->mu.AssertHeld();
       PortDescriptor desc;
-      ConvertToProxy(ap, attached[i].name(), name_, dest, &event->message->ports[i], &desc,
-                     &pending.events);
+      ConvertToProxy(attached[i], dest, &event->message->ports[i], &desc, &pending);
       event->port_descriptors.push_back(desc);
     }
-    port->StampForPeer(event.get(), ref.name());
-    pending.Send(dest, std::move(event));
+    SendToPeer(ref, std::move(event), &pending);
   }
   Flush(&pending);
   return OkStatus();
@@ -375,10 +587,10 @@ Status Node::GetMessage(const PortRef& ref, std::unique_ptr<UserMessage>* msg) {
     if (port->sequence_num_to_acknowledge != 0 &&
         event->sequence_num >= port->sequence_num_to_acknowledge) {
       port->sequence_num_to_acknowledge = 0;
-      auto ack = std::make_unique<UserMessageReadAckEvent>(kInvalidPortName, kInvalidPortName, 0,
-                                                           event->sequence_num);
-      port->StampForPeer(ack.get(), ref.name());
-      pending.Send(port->peer_node, std::move(ack));
+      SendToPeer(ref,
+                 std::make_unique<UserMessageReadAckEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                           event->sequence_num),
+                 &pending);
     }
   }
   *msg = std::move(event->message);
@@ -389,6 +601,7 @@ Status Node::GetMessage(const PortRef& ref, std::unique_ptr<UserMessage>* msg) {
 Status Node::ClosePortInternal(const PortRef& ref, Pending* out) {
   std::vector<std::unique_ptr<UserMessageEvent>> dropped;
   std::vector<Port::BufferedEvent> buffered;
+  bool erase = false;
   {
     Port* port = ref.port();
     MutexLock lock(&port->mu);
@@ -396,16 +609,17 @@ Status Node::ClosePortInternal(const PortRef& ref, Pending* out) {
     if (port->state != State::kReceiving) {
       return Error(ErrorCode::kFailedPrecondition, "port is not receiving (it moved)");
     }
+    SendToPeer(ref,
+               std::make_unique<ObserveClosureEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                     port->next_sequence_num_to_send - 1),
+               out);
     port->state = State::kClosed;
-    auto closure = std::make_unique<ObserveClosureEvent>(kInvalidPortName, kInvalidPortName, 0,
-                                                         port->next_sequence_num_to_send - 1);
-    port->StampForPeer(closure.get(), ref.name());
-    out->Send(port->peer_node, std::move(closure));
     dropped = port->message_queue.TakeAll();
     buffered = std::move(port->buffered_events);
     port->buffered_events.clear();
+    erase = MayEraseNow(port);
   }
-  ErasePort(ref.name());
+  if (erase) ErasePort(ref.name());
   for (auto& event : dropped) {
     for (const PortName& p : event->message->ports) out->ports_to_close.push_back(p);
   }
@@ -431,6 +645,7 @@ void Node::ClosePortsByName(const std::vector<PortName>& names, Pending* out) {
 // Destroys an event that will never be processed without leaking the ports
 // it carries: they are created here and closed, so their peers see closure.
 void Node::DiscardEvent(const NodeName& from, std::unique_ptr<Event> event, Pending* out) {
+  MaybeConfirmLink(from, *event, out);
   if (event->type() == EventType::kUserMessage) {
     auto* m = static_cast<UserMessageEvent*>(event.get());
     if (!m->port_descriptors.empty()) {
@@ -456,10 +671,11 @@ Status Node::SetAcknowledgeRequestInterval(const PortRef& ref, uint64_t interval
     }
     port->sequence_num_acknowledge_interval = interval;
     if (interval != 0 && !port->peer_closed) {
-      auto request = std::make_unique<UserMessageReadAckRequestEvent>(
-          kInvalidPortName, kInvalidPortName, 0, port->last_sequence_num_acknowledged + interval);
-      port->StampForPeer(request.get(), ref.name());
-      pending.Send(port->peer_node, std::move(request));
+      SendToPeer(ref,
+                 std::make_unique<UserMessageReadAckRequestEvent>(
+                     kInvalidPortName, kInvalidPortName, 0,
+                     port->last_sequence_num_acknowledged + interval),
+                 &pending);
     }
   }
   Flush(&pending);
@@ -505,10 +721,11 @@ Status Node::MergePortsInternal(const PortRef& a, const PortRef& b, bool close_o
         Port* x = both[i];
         x->mu.AssertHeld();
         // x's old peer will receive from the other port from now on.
-        auto update = std::make_unique<UpdatePreviousPeerEvent>(kInvalidPortName, kInvalidPortName,
-                                                                0, name_, refs[1 - i]->name());
-        x->StampForPeer(update.get(), refs[i]->name());
-        out->Send(x->peer_node, std::move(update));
+        SendToPeer(*refs[i],
+                   std::make_unique<UpdatePreviousPeerEvent>(kInvalidPortName, kInvalidPortName,
+                                                             0, name_, refs[1 - i]->name()),
+                   out);
+        RetireLink(x, name_);
       }
       std::swap(pa->peer_node, pb->peer_node);
       std::swap(pa->peer_port, pb->peer_port);
@@ -516,6 +733,9 @@ Status Node::MergePortsInternal(const PortRef& a, const PortRef& b, bool close_o
         Port* x = both[i];
         x->mu.AssertHeld();
         x->next_control_sequence_num_to_send = kInitialSequenceNum;
+        // The new peer switches to x only after the other port's
+        // UpdatePreviousPeer, which may itself still be held back.
+        x->peer_confirmed = x->peer_node == name_;
         x->state = State::kProxying;
         if (x->peer_closed) {
           // x's incoming side is finished: the far end it now feeds must learn.
@@ -523,10 +743,10 @@ Status Node::MergePortsInternal(const PortRef& a, const PortRef& b, bool close_o
             x->last_sequence_num_to_receive = x->message_queue.LastContiguousSequenceNum();
           }
           x->remove_proxy_on_last_message = true;
-          auto closure = std::make_unique<ObserveClosureEvent>(
-              kInvalidPortName, kInvalidPortName, 0, x->last_sequence_num_to_receive);
-          x->StampForPeer(closure.get(), refs[i]->name());
-          out->Send(x->peer_node, std::move(closure));
+          SendToPeer(*refs[i],
+                     std::make_unique<ObserveClosureEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                           x->last_sequence_num_to_receive),
+                     out);
         }
       }
     }
@@ -575,7 +795,7 @@ Status Node::MergePorts(const PortRef& local, const NodeName& node, const PortNa
     }
     PortName new_name;
     PortDescriptor desc;
-    ConvertToProxy(port, local.name(), name_, node, &new_name, &desc, &pending.events);
+    ConvertToProxy(local, node, &new_name, &desc, &pending);
     pending.Send(node, std::make_unique<MergePortEvent>(remote, new_name, desc));
   }
   Flush(&pending);
@@ -603,13 +823,12 @@ void Node::ForwardQueuedFromProxy(const PortRef& ref, Pending* out) {
       if (ap->state != State::kReceiving) continue;
       PortName new_name;
       PortDescriptor desc;
-      ConvertToProxy(ap, name, name_, port->peer_node, &new_name, &desc, &out->events);
+      ConvertToProxy(a, port->peer_node, &new_name, &desc, out);
       kept.push_back(new_name);
       event->port_descriptors.push_back(desc);
     }
     event->message->ports = std::move(kept);
-    port->StampForPeer(event.get(), ref.name());
-    out->Send(port->peer_node, std::move(event));
+    SendToPeer(ref, std::move(event), out);
   }
 }
 
@@ -617,36 +836,36 @@ void Node::InitiateProxyRemoval(const PortRef& ref, Pending* out) {
   Port* port = ref.port();
   MutexLock lock(&port->mu);
   if (port->state != State::kProxying) return;
-  auto observe = std::make_unique<ObserveProxyEvent>(kInvalidPortName, kInvalidPortName, 0, name_,
-                                                     ref.name(), port->peer_node,
-                                                     port->peer_port);
-  port->StampForPeer(observe.get(), ref.name());
-  out->Send(port->peer_node, std::move(observe));
+  SendToPeer(ref,
+             std::make_unique<ObserveProxyEvent>(kInvalidPortName, kInvalidPortName, 0, name_,
+                                                 ref.name(), port->peer_node, port->peer_port),
+             out);
 }
 
 void Node::TryRemoveProxy(const PortRef& ref, Pending* out) {
   std::vector<Port::BufferedEvent> buffered;
+  bool erase;
   {
     Port* port = ref.port();
     MutexLock lock(&port->mu);
     if (port->state != State::kProxying || !port->remove_proxy_on_last_message) return;
     if (port->last_sequence_num_to_receive != port->message_queue.next_sequence_num() - 1) return;
     if (port->send_on_proxy_removal) {
-      port->StampForPeer(port->send_on_proxy_removal.get(), ref.name());
-      out->Send(port->peer_node, std::move(port->send_on_proxy_removal));
+      SendToPeer(ref, std::move(port->send_on_proxy_removal), out);
     }
     if (!port->peer_closed) {
       // Bypassed: our previous hop now sends to our peer directly.
-      auto update = std::make_unique<UpdatePreviousPeerEvent>(
-          kInvalidPortName, kInvalidPortName, 0, port->prev_node, port->prev_port);
-      port->StampForPeer(update.get(), ref.name());
-      out->Send(port->peer_node, std::move(update));
+      SendToPeer(ref,
+                 std::make_unique<UpdatePreviousPeerEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                           port->prev_node, port->prev_port),
+                 out);
     }
     port->state = State::kClosed;
     buffered = std::move(port->buffered_events);
     port->buffered_events.clear();
+    erase = MayEraseNow(port);
   }
-  ErasePort(ref.name());
+  if (erase) ErasePort(ref.name());
   for (auto& b : buffered) DiscardEvent(b.from, std::move(b.event), out);
 }
 
@@ -655,6 +874,7 @@ void Node::TryRemoveProxy(const PortRef& ref, Pending* out) {
 
 Status Node::AcceptEvent(const NodeName& from, std::unique_ptr<Event> event) {
   MOAT_ASSERT(event != nullptr, "AcceptEvent with a null event");
+  NoWaitScope no_wait;
   Pending pending;
   Status s = AcceptEventFrom(from, std::move(event), &pending);
   Flush(&pending);
@@ -713,6 +933,7 @@ Status Node::AcceptEventFrom(const NodeName& from, std::unique_ptr<Event> event,
     ++port->next_control_sequence_num_to_receive;
     port->dispatching = true;
   }
+  MaybeConfirmLink(from, *event, out);
   Status result = DispatchEvent(ref, from, std::move(event), out);
   // Events that were waiting for this one.
   for (;;) {
@@ -738,6 +959,7 @@ Status Node::AcceptEventFrom(const NodeName& from, std::unique_ptr<Event> event,
       port->buffered_events.erase(it);
       ++port->next_control_sequence_num_to_receive;
     }
+    MaybeConfirmLink(next_from, *next, out);
     Status s = DispatchEvent(ref, next_from, std::move(next), out);
     if (!s.ok()) {
       if (next_from == from) {
@@ -818,6 +1040,9 @@ Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDe
     port->last_sequence_num_to_receive = desc.last_sequence_num_to_receive;
     // Acks are counted from where the port is now.
     port->last_sequence_num_acknowledged = desc.next_sequence_num_to_send - 1;
+    // The peer switches to us on the proxy's UpdatePreviousPeer, which
+    // travels from another node: PRT-11.
+    port->peer_confirmed = desc.peer_node == name_;
   }
   MOAT_TRY(AddPort(name, std::move(port)));
   out->Send(desc.referring_node,
@@ -883,25 +1108,50 @@ Status Node::OnUserMessage(const PortRef& ref, const NodeName& from,
   return status;
 }
 
+// Two meanings, told apart by the sender: from a kBuffering port's peer, "the
+// new port exists, start forwarding"; otherwise a link confirmation (see
+// MaybeConfirmLink) for the current peer or a retired link.
 Status Node::OnPortAccepted(const PortRef& ref, const NodeName& from,
                             const PortAcceptedEvent& event, Pending* out) {
-  if (!ref.is_valid()) return OkStatus();  // lost meanwhile
-  bool remove;
+  if (!ref.is_valid()) return OkStatus();  // lost (or removed) meanwhile
+  bool remove = false, became_proxy = false, erase = false;
   {
     Port* port = ref.port();
     MutexLock lock(&port->mu);
-    // Attack: a forged PortAccepted makes a proxy forward before the new port
-    // exists, or for a port the sender does not hold.
-    MOAT_REQUIRE(port->state == State::kBuffering && from == port->peer_node &&
-                     event.from_port == port->peer_port,
-                 ErrorCode::kProtocolViolation, "PortAccepted for ", ref.name().ToString(),
-                 " from ", Describe(from, event.from_port),
-                 " which is not the port it was sent to (or it is not in transit)");
-    port->state = State::kProxying;
-    for (auto& held : port->held_for_peer) out->Send(port->peer_node, std::move(held));
-    port->held_for_peer.clear();
-    remove = port->remove_proxy_on_last_message;
+    const bool from_peer = from == port->peer_node && event.from_port == port->peer_port;
+    // Oldest first: if we went back to a port we had left, its confirmations
+    // arrive in the order of our links to it.
+    auto retired = std::find_if(port->retired.begin(), port->retired.end(),
+                                [&](const Port::RetiredLink& l) {
+                                  return l.node == from && l.port == event.from_port;
+                                });
+    if (retired != port->retired.end()) {
+      ReleaseParked(ref, retired->node, &retired->parked, out);
+      port->retired.erase(retired);
+    } else if (from_peer && port->state == State::kBuffering) {
+      port->state = State::kProxying;
+      port->peer_confirmed = true;
+      for (auto& held : port->held_for_peer) Enqueue(ref, port->peer_node, std::move(held), out);
+      port->held_for_peer.clear();
+      remove = port->remove_proxy_on_last_message;
+      became_proxy = true;
+    } else {
+      // Attack: a forged PortAccepted makes a proxy forward before the new
+      // port exists, or releases events towards a port that is not (yet) the
+      // peer, to be buffered there.
+      MOAT_REQUIRE(from_peer, ErrorCode::kProtocolViolation, "PortAccepted for ",
+                   ref.name().ToString(), " from ", Describe(from, event.from_port),
+                   " which is neither the port it was sent to nor a link awaiting confirmation");
+      if (!port->peer_confirmed) {
+        port->peer_confirmed = true;
+        ReleaseParked(ref, port->peer_node, &port->parked, out);
+      }
+    }
+    erase = port->state == State::kClosed && port->erase_when_unparked &&
+            !port->HasParkedEvents();
   }
+  if (erase) ErasePort(ref.name());
+  if (!became_proxy) return OkStatus();
   ForwardQueuedFromProxy(ref, out);
   if (remove) {
     TryRemoveProxy(ref, out);
@@ -909,18 +1159,6 @@ Status Node::OnPortAccepted(const PortRef& ref, const NodeName& from,
     InitiateProxyRemoval(ref, out);
   }
   return OkStatus();
-}
-
-// Sends a ring event onward to the port's peer (held while kBuffering).
-static void PassOn(Port* port, const PortName& self, std::unique_ptr<Event> event,
-                   std::vector<std::pair<NodeName, std::unique_ptr<Event>>>* out)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
-  port->StampForPeer(event.get(), self);
-  if (port->state == State::kBuffering) {
-    port->held_for_peer.push_back(std::move(event));
-  } else {
-    out->emplace_back(port->peer_node, std::move(event));
-  }
 }
 
 Status Node::OnObserveProxy(const PortRef& ref, std::unique_ptr<ObserveProxyEvent> event,
@@ -935,13 +1173,17 @@ Status Node::OnObserveProxy(const PortRef& ref, std::unique_ptr<ObserveProxyEven
     MutexLock lock(&port->mu);
     if (port->peer_node == event->proxy_node && port->peer_port == event->proxy_port) {
       if (port->state == State::kReceiving) {
-        auto ack = std::make_unique<ObserveProxyAckEvent>(kInvalidPortName, kInvalidPortName, 0,
-                                                          port->next_sequence_num_to_send - 1);
-        port->StampForPeer(ack.get(), ref.name());
-        out->Send(port->peer_node, std::move(ack));
+        SendToPeer(ref,
+                   std::make_unique<ObserveProxyAckEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                          port->next_sequence_num_to_send - 1),
+                   out);
+        RetireLink(port, name_);
         port->peer_node = event->proxy_target_node;
         port->peer_port = event->proxy_target_port;
         port->next_control_sequence_num_to_send = kInitialSequenceNum;
+        // The target switches to us only after the proxy's last event, which
+        // travels another way: PRT-11.
+        port->peer_confirmed = port->peer_node == name_;
         changed = true;
       } else if (port->state == State::kBuffering || port->state == State::kProxying) {
         // A proxy cannot promise a last sequence number for others: ask the
@@ -951,7 +1193,7 @@ Status Node::OnObserveProxy(const PortRef& ref, std::unique_ptr<ObserveProxyEven
       }
     } else {
       ++event->hops;
-      PassOn(port, ref.name(), std::move(event), &out->events);
+      SendToPeer(ref, std::move(event), out);
     }
   }
   if (changed) out->status_changed.push_back(ref);
@@ -999,6 +1241,7 @@ Status Node::OnObserveClosure(const PortRef& ref, std::unique_ptr<ObserveClosure
     // A second closure notice carries nothing new (and must not loop).
     if (port->peer_closed) return OkStatus();
     port->peer_closed = true;
+    port->send_cv.SignalAll();  // AwaitConfirmations
     if (port->state == State::kReceiving) {
       // Attack: a closure claiming fewer messages than were already delivered.
       MOAT_REQUIRE(event->last_sequence_num + 1 >= port->message_queue.next_sequence_num() &&
@@ -1010,7 +1253,7 @@ Status Node::OnObserveClosure(const PortRef& ref, std::unique_ptr<ObserveClosure
       notify = true;
       // Passed on so dead-end proxies behind us learn our last message.
       event->last_sequence_num = port->next_sequence_num_to_send - 1;
-      PassOn(port, ref.name(), std::move(event), &out->events);
+      SendToPeer(ref, std::move(event), out);
     } else if (port->state == State::kBuffering || port->state == State::kProxying) {
       // Attack: as above, for a proxy (it would wait forever).
       MOAT_REQUIRE(event->last_sequence_num + 1 >= port->message_queue.next_sequence_num() &&
@@ -1021,7 +1264,7 @@ Status Node::OnObserveClosure(const PortRef& ref, std::unique_ptr<ObserveClosure
       port->remove_proxy_on_last_message = true;
       port->last_sequence_num_to_receive = event->last_sequence_num;
       try_remove = port->state == State::kProxying;
-      PassOn(port, ref.name(), std::move(event), &out->events);
+      SendToPeer(ref, std::move(event), out);
     }
   }
   if (try_remove) TryRemoveProxy(ref, out);
@@ -1051,18 +1294,18 @@ Status Node::OnReadAckRequest(const PortRef& ref, const UserMessageReadAckReques
     const uint64_t last_read = port->message_queue.next_sequence_num() - 1;
     if (event.sequence_num_to_acknowledge <= last_read) {
       port->sequence_num_to_acknowledge = 0;
-      auto ack = std::make_unique<UserMessageReadAckEvent>(kInvalidPortName, kInvalidPortName, 0,
-                                                           last_read);
-      port->StampForPeer(ack.get(), ref.name());
-      out->Send(port->peer_node, std::move(ack));
+      SendToPeer(ref,
+                 std::make_unique<UserMessageReadAckEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                           last_read),
+                 out);
     } else {
       port->sequence_num_to_acknowledge = event.sequence_num_to_acknowledge;
     }
   } else if (port->state == State::kBuffering || port->state == State::kProxying) {
-    PassOn(port, ref.name(),
-           std::make_unique<UserMessageReadAckRequestEvent>(kInvalidPortName, kInvalidPortName, 0,
-                                                            event.sequence_num_to_acknowledge),
-           &out->events);
+    SendToPeer(ref,
+               std::make_unique<UserMessageReadAckRequestEvent>(kInvalidPortName, kInvalidPortName,
+                                                                0, event.sequence_num_to_acknowledge),
+               out);
   }
   return OkStatus();
 }
@@ -1083,18 +1326,19 @@ Status Node::OnReadAck(const PortRef& ref, const UserMessageReadAckEvent& event,
         port->last_sequence_num_acknowledged = event.sequence_num_acknowledged;
         notify = true;
         if (port->sequence_num_acknowledge_interval != 0 && !port->peer_closed) {
-          auto request = std::make_unique<UserMessageReadAckRequestEvent>(
-              kInvalidPortName, kInvalidPortName, 0,
-              port->last_sequence_num_acknowledged + port->sequence_num_acknowledge_interval);
-          port->StampForPeer(request.get(), ref.name());
-          out->Send(port->peer_node, std::move(request));
+          SendToPeer(ref,
+                     std::make_unique<UserMessageReadAckRequestEvent>(
+                         kInvalidPortName, kInvalidPortName, 0,
+                         port->last_sequence_num_acknowledged +
+                             port->sequence_num_acknowledge_interval),
+                     out);
         }
       }
     } else if (port->state == State::kBuffering || port->state == State::kProxying) {
-      PassOn(port, ref.name(),
-             std::make_unique<UserMessageReadAckEvent>(kInvalidPortName, kInvalidPortName, 0,
-                                                       event.sequence_num_acknowledged),
-             &out->events);
+      SendToPeer(ref,
+                 std::make_unique<UserMessageReadAckEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                           event.sequence_num_acknowledged),
+                 out);
     }
   }
   if (notify) out->status_changed.push_back(ref);
@@ -1119,6 +1363,7 @@ Status Node::OnUpdatePreviousPeer(const PortRef& ref, const NodeName& from,
 // Node loss.
 
 void Node::LostConnectionToNode(const NodeName& node) {
+  NoWaitScope no_wait;
   Pending pending;
   std::vector<PortRef> all;
   {
@@ -1135,6 +1380,25 @@ void Node::LostConnectionToNode(const NodeName& node) {
       // Events from the dead node can never become processable.
       std::erase_if(port->buffered_events,
                     [&](const Port::BufferedEvent& b) { return b.from == node; });
+      // Nor will it confirm a link; what waits for it is dropped (ports
+      // attached to parked messages are proxies for that node, closed below).
+      const bool had_parked = port->HasParkedEvents();
+      if (port->peer_node == node) {
+        port->parked.clear();
+        port->peer_confirmed = true;
+      }
+      std::erase_if(port->retired, [&](const Port::RetiredLink& l) { return l.node == node; });
+      if (had_parked && !port->HasParkedEvents()) port->send_cv.SignalAll();
+      if (port->state == State::kClosed) {
+        erase = port->erase_when_unparked && !port->HasParkedEvents();
+      }
+    }
+    if (erase) {
+      ErasePort(ref.name());
+      continue;
+    }
+    {
+      MutexLock lock(&port->mu);
       if (port->peer_node != node && port->prev_node != node) continue;
       if (port->state == State::kReceiving) {
         if (port->peer_closed && !port->peer_lost_unexpectedly &&
@@ -1143,27 +1407,29 @@ void Node::LostConnectionToNode(const NodeName& node) {
         }
         const bool was_closed = port->peer_closed;
         port->peer_closed = true;
+        port->send_cv.SignalAll();  // AwaitConfirmations
         port->peer_lost_unexpectedly = true;
         if (!was_closed && port->peer_node != node) {
           // Our incoming side died: the (living) far end must not wait for us.
-          auto closure = std::make_unique<ObserveClosureEvent>(
-              kInvalidPortName, kInvalidPortName, 0, port->next_sequence_num_to_send - 1);
-          port->StampForPeer(closure.get(), ref.name());
-          pending.Send(port->peer_node, std::move(closure));
+          SendToPeer(ref,
+                     std::make_unique<ObserveClosureEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                           port->next_sequence_num_to_send - 1),
+                     &pending);
         }
         pending.status_changed.push_back(ref);
       } else if (port->state == State::kBuffering || port->state == State::kProxying) {
         if (port->peer_node != node && !port->peer_closed) {
+          // Not held even while kBuffering: the port is gone after this.
           auto closure = std::make_unique<ObserveClosureEvent>(
               kInvalidPortName, kInvalidPortName, 0, port->message_queue.next_sequence_num() - 1);
           port->StampForPeer(closure.get(), ref.name());
-          pending.Send(port->peer_node, std::move(closure));
+          Enqueue(ref, port->peer_node, std::move(closure), &pending);
         }
         port->state = State::kClosed;
         dropped = port->message_queue.TakeAll();
         buffered = std::move(port->buffered_events);
         port->buffered_events.clear();
-        erase = true;
+        erase = MayEraseNow(port);
       }
     }
     if (erase) ErasePort(ref.name());

@@ -36,7 +36,20 @@
 // LostConnectionToNode). Events for ports that no longer exist are dropped
 // silently (they are normal in races with closure).
 //
+// As a sender, the node keeps within those bounds: the ring events of one
+// link leave in stamp order whatever threads send them (per-port outbox), and
+// a new link to another node carries at most
+// limits::MAX_UNCONFIRMED_LINK_EVENTS events until the receiving port has
+// confirmed it; the rest are parked (see node.cc and
+// NodeDelegate::SendersMayWaitForPeers).
+//
 // Threading: every method may be called from any thread. Locks: see node.cc.
+// A sending thread may wait for another thread's send on the same port to
+// finish (its ForwardEvent, possibly blocked on a full transport), except
+// inside AcceptEvent/LostConnectionToNode, which never wait. So a transport
+// IO thread must reach the Node only through those two (and the callbacks
+// they make); calling e.g. SendUserMessage on it directly, for a port other
+// threads write to, could wait for a writer that waits for this very thread.
 #ifndef MOAT_CORE_PORTS_NODE_H_
 #define MOAT_CORE_PORTS_NODE_H_
 
@@ -167,6 +180,24 @@ class Node {
   Status MergePortsInternal(const PortRef& a, const PortRef& b, bool close_on_failure,
                             Pending* out);
   void ForwardQueuedFromProxy(const PortRef& port, Pending* out);
+  // These five require the port's lock.
+  void ConvertToProxy(const PortRef& port, const NodeName& to_node, PortName* new_name,
+                      PortDescriptor* desc, Pending* out);
+  // Stamps a ring event for the port's peer and sends it (held while
+  // kBuffering, parked on an unconfirmed link, see Enqueue).
+  void SendToPeer(const PortRef& port, std::unique_ptr<Event> event, Pending* out);
+  // A stamped ring event for `to`: local events go to this thread's drain,
+  // others into the port's outbox (in stamp order), or are parked if they
+  // are beyond MAX_UNCONFIRMED_LINK_EVENTS on an unconfirmed link.
+  void Enqueue(const PortRef& port, const NodeName& to, std::unique_ptr<Event> event,
+               Pending* out);
+  void ReleaseParked(const PortRef& port, const NodeName& to,
+                     std::deque<std::unique_ptr<Event>>* parked, Pending* out);
+  void MaybeConfirmLink(const NodeName& from, const Event& event, Pending* out);
+  // Takes the port's send turn (or hands its events to the thread that has
+  // it) and forwards its outbox in order. No lock held.
+  void DrainOutbox(const PortRef& port) ABSL_LOCKS_EXCLUDED(ports_mu_);
+  void AwaitConfirmations(const std::vector<PortRef>& ports) ABSL_LOCKS_EXCLUDED(ports_mu_);
   void TryRemoveProxy(const PortRef& port, Pending* out);
   void InitiateProxyRemoval(const PortRef& port, Pending* out);
 
@@ -185,7 +216,10 @@ class Node {
   // MergeLocalPorts and sends with attachments; or a proxy's lock, then the
   // not-yet-reachable ports attached to messages it forwards) -> ports_mu_.
   // ports_mu_ is a leaf: nothing is locked while holding it.
-  // No lock is held while calling the delegate.
+  // No lock is held while calling the delegate. A port's send turn
+  // (Port::sending, see DrainOutbox) is not a lock: it is taken and given
+  // back under Port::mu, held without any lock across ForwardEvent, and
+  // waited for only by threads outside AcceptEvent/LostConnectionToNode.
   mutable Mutex ports_mu_;
   std::map<PortName, std::shared_ptr<Port>> ports_ ABSL_GUARDED_BY(ports_mu_);
 

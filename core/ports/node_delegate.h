@@ -42,6 +42,15 @@ class NodeDelegate {
   // handling another node's event: AcceptEvent cannot return this error to
   // the right caller, so it is reported here. Disconnect `node`.
   virtual void BadEventFrom(const NodeName& node, const Error& error) {}
+
+  // Whether a thread sending on a port (outside AcceptEvent) may block until
+  // the peer confirms a new link (PRT-11: a writer that has sent
+  // MAX_UNCONFIRMED_LINK_EVENTS on a link the peer has not confirmed yet).
+  // Only true if events are delivered (AcceptEvent) by threads other than
+  // the senders, e.g. transport IO threads; a single-threaded embedder that
+  // delivers events itself must return false (its parked events then wait,
+  // unbounded, for the confirmation it delivers later).
+  virtual bool SendersMayWaitForPeers() const { return false; }
 };
 
 }  // namespace moat::ports

@@ -503,6 +503,95 @@ TEST_F(PortsTest, ReorderedLinksKeepMessageOrder) {
   ExpectClean();
 }
 
+// PRT-11: a port re-pointed past a proxy (ObserveProxy) sends to its new
+// peer on a new link while the proxy's last events travel on another one. The
+// new peer must buffer everything until the proxy's UpdatePreviousPeer
+// arrives; a burst larger than MAX_PORT_BUFFERED_EVENTS used to exceed the
+// anti-flood cap and cut off the honest writer's node. Here the proxy's link
+// (node 1 -> node 2) is held back for the whole burst. kClose: the writer
+// closes right after the burst; its closure is among the events held back on
+// its side, and its port stays registered until they are sent. kCloseAndLose:
+// then node 2 dies before confirming: what was held for it is dropped and
+// nothing is left behind.
+enum class WriterEnd { kOpen, kClose, kCloseAndLose };
+class BypassBurstTest : public PortsTest, public ::testing::WithParamInterface<WriterEnd> {};
+
+TEST_P(BypassBurstTest, BurstPastABypassedProxyIsNotCutOff) {
+  const bool close_writer = GetParam() != WriterEnd::kOpen;
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  Node& n2 = net.AddNode();
+  auto [a, x] = net.CreatePipe(0, 1);
+  auto [c, d] = net.CreatePipe(1, 2);
+  // x moves to node 2; the proxy it leaves on node 1 is bypassed: a learns
+  // (ObserveProxy) that it should send to x's new port directly.
+  bool a_repointed = false;
+  bool proxy_link_released = false;
+  size_t early = 0;  // a's messages that reached node 2 before the proxy's last event
+  const PortName a_name = a.name();
+  net.transform = [&](std::unique_ptr<Event> e) -> Result<std::unique_ptr<Event>> {
+    if (e->type() == EventType::kObserveProxy && e->port_name == a_name) a_repointed = true;
+    if (e->type() == EventType::kUserMessage && e->from_port == a_name && !proxy_link_released) {
+      ++early;
+    }
+    return e;
+  };
+  ASSERT_TRUE(n1.SendUserMessage(c, Msg("carry", {x.name()})).ok());
+  while (!a_repointed) {
+    auto links = net.ActiveLinks();
+    ASSERT_FALSE(links.empty()) << "a was never asked to bypass the proxy";
+    net.DeliverOne(links.front());
+  }
+  // The burst goes out while the proxy's link is held back.
+  const TestNetwork::Link proxy_link{1, 2};
+  constexpr size_t kCount = 4 * limits::MAX_PORT_BUFFERED_EVENTS;
+  for (size_t i = 0; i < kCount; ++i) {
+    ASSERT_TRUE(n0.SendUserMessage(a, Msg(std::to_string(i))).ok());
+  }
+  if (close_writer) ASSERT_TRUE(n0.ClosePort(a).ok());
+  for (;;) {
+    auto links = net.ActiveLinks();
+    std::erase(links, proxy_link);
+    if (links.empty()) break;
+    net.DeliverOne(links.front());
+  }
+  ASSERT_TRUE(net.violations().empty()) << net.violations().front().second;
+  // The writer kept within what the receiver buffers from an honest sender.
+  EXPECT_GT(early, 0u);
+  EXPECT_LE(early, limits::MAX_UNCONFIRMED_LINK_EVENTS);
+  // A closed writer waits (registered) for the confirmation.
+  if (close_writer) EXPECT_EQ(n0.port_count(), 1u);
+  if (GetParam() == WriterEnd::kCloseAndLose) {
+    net.LoseNode(2);
+    EXPECT_EQ(n0.port_count(), 0u);
+    ASSERT_TRUE(n1.ClosePort(c).ok());
+    ExpectClean();
+    return;
+  }
+  proxy_link_released = true;
+  ASSERT_TRUE(net.Pump());
+  ASSERT_TRUE(net.violations().empty()) << net.violations().front().second;
+  std::unique_ptr<UserMessage> carried;
+  ASSERT_EQ(Read(n2, d, &carried), "carry");
+  PortRef x2;
+  ASSERT_TRUE(n2.GetPort(carried->ports[0], &x2).ok());
+  for (size_t i = 0; i < kCount; ++i) ASSERT_EQ(Read(n2, x2), std::to_string(i));
+  EXPECT_EQ(n0.proxy_count() + n1.proxy_count() + n2.proxy_count(), 0u) << net.Describe();
+  PortStatus st;
+  ASSERT_TRUE(n2.GetStatus(x2, &st).ok());
+  EXPECT_EQ(st.peer_closed, close_writer);
+  if (close_writer) EXPECT_EQ(n0.port_count(), 0u);
+  if (!close_writer) ASSERT_TRUE(n0.ClosePort(a).ok());
+  ASSERT_TRUE(n1.ClosePort(c).ok());
+  ASSERT_TRUE(n2.ClosePort(d).ok());
+  ASSERT_TRUE(n2.ClosePort(x2).ok());
+  ExpectClean();
+}
+
+INSTANTIATE_TEST_SUITE_P(WriterEnds, BypassBurstTest,
+                         ::testing::Values(WriterEnd::kOpen, WriterEnd::kClose,
+                                           WriterEnd::kCloseAndLose));
+
 // --- Hostile peers ---------------------------------------------------------
 
 class HostileTest : public PortsTest {

@@ -24,7 +24,9 @@
 #define MOAT_CORE_PORTS_PORT_H_
 
 #include <cstdint>
+#include <deque>
 #include <memory>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -84,6 +86,52 @@ class Port {
   // An ObserveProxyAck(retry) to send once this proxy is gone.
   std::unique_ptr<Event> send_on_proxy_removal ABSL_GUARDED_BY(mu);
   NodeName send_on_proxy_removal_node ABSL_GUARDED_BY(mu);
+
+  // Send sequencer (CAPI-6): ring events for other nodes leave in stamp
+  // order. They are stamped and appended here under `mu`; the thread holding
+  // the send turn (`sending`) forwards them without `mu`. A thread forwards
+  // its own events and orphans (events of threads that must not wait, see
+  // Node::DrainOutbox) and hands the turn over at another waiting thread's
+  // event, so every writer stays subject to its transport's backpressure.
+  struct Outgoing {
+    NodeName to;
+    std::unique_ptr<Event> event;
+    std::thread::id owner;
+    bool owner_waits;  // false: an orphan, any thread with the turn sends it
+  };
+  std::deque<Outgoing> outbox ABSL_GUARDED_BY(mu);
+  // Events in `outbox` per owning thread (few threads: a linear list).
+  std::vector<std::pair<std::thread::id, size_t>> outbox_owners ABSL_GUARDED_BY(mu);
+  bool sending ABSL_GUARDED_BY(mu) = false;
+  std::thread::id sender ABSL_GUARDED_BY(mu);
+  size_t send_waiters ABSL_GUARDED_BY(mu) = 0;
+  // Signalled when the send turn is released, when a waiting thread's events
+  // have all been sent, and when parked events are released or dropped.
+  CondVar send_cv;
+
+  // Link confirmation (PRT-11): a new link to a port on another node (after a
+  // move, a merge or a proxy bypass) may reach that port before its previous
+  // hop is switched to us, and everything on it is then buffered there,
+  // under a cap meant for hostile floods. So we send at most
+  // limits::MAX_UNCONFIRMED_LINK_EVENTS events on such a link and park the
+  // rest until the peer confirms (a PortAccepted from it, sent when it
+  // processes our first event). `parked` holds the current link's events;
+  // `retired` the links we moved away from before they were confirmed.
+  bool peer_confirmed ABSL_GUARDED_BY(mu) = true;
+  std::deque<std::unique_ptr<Event>> parked ABSL_GUARDED_BY(mu);
+  struct RetiredLink {
+    NodeName node;
+    PortName port;
+    std::deque<std::unique_ptr<Event>> parked;
+  };
+  std::deque<RetiredLink> retired ABSL_GUARDED_BY(mu);
+  // A closed port stays registered (kClosed) until its parked events are
+  // released: they include its last events (e.g. ObserveClosure).
+  bool erase_when_unparked ABSL_GUARDED_BY(mu) = false;
+
+  bool HasParkedEvents() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  size_t OutboxCount(std::thread::id owner) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void AddOutboxCount(std::thread::id owner, int delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
   // Whether this port could still receive another message.
   bool CanAcceptMoreMessages() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
