@@ -25,22 +25,19 @@ enum Kind : uint8_t {
 MOAT_FUZZ_COVERS("codec_value")
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using moat::fuzz::CheckRoundTrip;
-  moat::fuzz::Input in(data, size);
-  const auto kind = static_cast<Kind>(in.Integral<uint8_t>() % kKindCount);
-  const uint16_t cut = in.Integral<uint16_t>();
-  moat::fuzz::ValueBuilder b(in);
-  switch (kind) {
-    case kNumbers: CheckRoundTrip(b.Numbers(), cut); break;
-    case kItems: CheckRoundTrip(b.Items(), cut); break;
-    case kAttributes: CheckRoundTrip(b.Attributes(), cut); break;
-    case kEnvelopes: CheckRoundTrip(b.Envelopes(), cut); break;
-    case kMaybeItem: CheckRoundTrip(b.MaybeItem(), cut); break;
-    case kMaybeMaybe: CheckRoundTrip(b.MaybeMaybe(), cut); break;
-    case kChoice: CheckRoundTrip(b.MakeChoice(), cut); break;
-    case kChoices: CheckRoundTrip(b.Choices(), cut); break;
-    case kItem: CheckRoundTrip(b.MakeItem(), cut); break;
-    case kEnvelope: CheckRoundTrip(b.MakeEnvelope(), cut); break;
-    case kKindCount: break;
-  }
-  return 0;
+  return moat::fuzz::RunRoundTrip(data, size, kKindCount, [](Kind kind, uint16_t cut, moat::fuzz::ValueBuilder& b) {
+    switch (kind) {
+      case kNumbers: CheckRoundTrip(b.Numbers(), cut); break;
+      case kItems: CheckRoundTrip(b.Items(), cut); break;
+      case kAttributes: CheckRoundTrip(b.Attributes(), cut); break;
+      case kEnvelopes: CheckRoundTrip(b.Envelopes(), cut); break;
+      case kMaybeItem: CheckRoundTrip(b.MaybeItem(), cut); break;
+      case kMaybeMaybe: CheckRoundTrip(b.MaybeMaybe(), cut); break;
+      case kChoice: CheckRoundTrip(b.MakeChoice(), cut); break;
+      case kChoices: CheckRoundTrip(b.Choices(), cut); break;
+      case kItem: CheckRoundTrip(b.MakeItem(), cut); break;
+      case kEnvelope: CheckRoundTrip(b.MakeEnvelope(), cut); break;
+      case kKindCount: break;
+    }
+  });
 }

@@ -24,26 +24,23 @@ enum Kind : uint8_t {
 MOAT_FUZZ_COVERS("codec_value")
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using moat::fuzz::CheckRoundTrip;
-  moat::fuzz::Input in(data, size);
-  const auto kind = static_cast<Kind>(in.Integral<uint8_t>() % kKindCount);
-  const uint16_t cut = in.Integral<uint16_t>();
-  moat::fuzz::ValueBuilder b(in);
-  switch (kind) {
-    case kU8: CheckRoundTrip(b.Integer<uint8_t>(), cut); break;
-    case kU16: CheckRoundTrip(b.Integer<uint16_t>(), cut); break;
-    case kU32: CheckRoundTrip(b.Integer<uint32_t>(), cut); break;
-    case kU64: CheckRoundTrip(b.Integer<uint64_t>(), cut); break;
-    case kI8: CheckRoundTrip(b.Integer<int8_t>(), cut); break;
-    case kI16: CheckRoundTrip(b.Integer<int16_t>(), cut); break;
-    case kI32: CheckRoundTrip(b.Integer<int32_t>(), cut); break;
-    case kI64: CheckRoundTrip(b.Integer<int64_t>(), cut); break;
-    case kBool: CheckRoundTrip(b.Bool(), cut); break;
-    case kDouble: CheckRoundTrip(b.Double(), cut); break;
-    case kColor: CheckRoundTrip(b.MakeColor(), cut); break;
-    case kWide: CheckRoundTrip(b.MakeWide(), cut); break;
-    case kString: CheckRoundTrip(b.Text(), cut); break;
-    case kBytes: CheckRoundTrip(b.Blob(), cut); break;
-    case kKindCount: break;
-  }
-  return 0;
+  return moat::fuzz::RunRoundTrip(data, size, kKindCount, [](Kind kind, uint16_t cut, moat::fuzz::ValueBuilder& b) {
+    switch (kind) {
+      case kU8: CheckRoundTrip(b.Integer<uint8_t>(), cut); break;
+      case kU16: CheckRoundTrip(b.Integer<uint16_t>(), cut); break;
+      case kU32: CheckRoundTrip(b.Integer<uint32_t>(), cut); break;
+      case kU64: CheckRoundTrip(b.Integer<uint64_t>(), cut); break;
+      case kI8: CheckRoundTrip(b.Integer<int8_t>(), cut); break;
+      case kI16: CheckRoundTrip(b.Integer<int16_t>(), cut); break;
+      case kI32: CheckRoundTrip(b.Integer<int32_t>(), cut); break;
+      case kI64: CheckRoundTrip(b.Integer<int64_t>(), cut); break;
+      case kBool: CheckRoundTrip(b.Bool(), cut); break;
+      case kDouble: CheckRoundTrip(b.Double(), cut); break;
+      case kColor: CheckRoundTrip(b.MakeColor(), cut); break;
+      case kWide: CheckRoundTrip(b.MakeWide(), cut); break;
+      case kString: CheckRoundTrip(b.Text(), cut); break;
+      case kBytes: CheckRoundTrip(b.Blob(), cut); break;
+      case kKindCount: break;
+    }
+  });
 }

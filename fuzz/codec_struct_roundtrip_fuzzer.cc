@@ -22,15 +22,12 @@ enum Kind : uint8_t { kTree, kSubset, kRich, kKindCount };
 MOAT_FUZZ_COVERS("codec_value")
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using moat::fuzz::CheckRoundTrip;
-  moat::fuzz::Input in(data, size);
-  const auto kind = static_cast<Kind>(in.Integral<uint8_t>() % kKindCount);
-  const uint16_t cut = in.Integral<uint16_t>();
-  moat::fuzz::ValueBuilder b(in);
-  switch (kind) {
-    case kTree: CheckRoundTrip(b.MakeNode(4), cut); break;
-    case kSubset: CheckRoundTrip(b.MakeSubset(), cut); break;
-    case kRich: CheckRoundTrip(b.MakeRich(), cut); break;
-    case kKindCount: break;
-  }
-  return 0;
+  return moat::fuzz::RunRoundTrip(data, size, kKindCount, [](Kind kind, uint16_t cut, moat::fuzz::ValueBuilder& b) {
+    switch (kind) {
+      case kTree: CheckRoundTrip(b.MakeNode(4), cut); break;
+      case kSubset: CheckRoundTrip(b.MakeSubset(), cut); break;
+      case kRich: CheckRoundTrip(b.MakeRich(), cut); break;
+      case kKindCount: break;
+    }
+  });
 }

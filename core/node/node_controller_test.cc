@@ -85,6 +85,17 @@ class NodeControllerTest : public ::testing::Test {
     EXPECT_EQ(WaitExit(c.pid), 0);
   }
   system::Core& core() { return broker_->core(); }
+  // A makes a pipe, holds one end and hands us the other; we pass it to B,
+  // which holds it (watching for PEER_CLOSED): A and B share a pipe.
+  void ConnectThroughHeldPipe(const LaunchedChild& a, const LaunchedChild& b) {
+    Send(a, "make-pipe-hold");
+    system::ReadResult m = Read(a);
+    ASSERT_EQ(Text(m.payload), "pipe");
+    ASSERT_EQ(m.handles.size(), 1u);
+    EXPECT_EQ(Text(Read(a).payload), "made");
+    Send(b, "hold-pipe", {m.handles[0]});
+    EXPECT_EQ(Text(Read(b).payload), "holding");
+  }
 
   LossLog log_;
   std::unique_ptr<NodeController> broker_;
@@ -137,13 +148,7 @@ TEST_F(NodeControllerTest, EndpointTravelsFromChildAToChildB) {
 TEST_F(NodeControllerTest, KilledChildClosesOthersPipesCleanly) {
   LaunchedChild a = Launch("script");
   LaunchedChild b = Launch("script");
-  Send(a, "make-pipe-hold");
-  system::ReadResult m = Read(a);
-  ASSERT_EQ(Text(m.payload), "pipe");
-  ASSERT_EQ(m.handles.size(), 1u);
-  EXPECT_EQ(Text(Read(a).payload), "made");
-  Send(b, "hold-pipe", {m.handles[0]});
-  EXPECT_EQ(Text(Read(b).payload), "holding");
+  ConnectThroughHeldPipe(a, b);
 
   ASSERT_EQ(::kill(a.pid, SIGKILL), 0);
   EXPECT_EQ(WaitExit(a.pid), 128 + SIGKILL);
@@ -169,13 +174,7 @@ TEST_F(NodeControllerTest, ChildThatStopsReadingIsCutOffAndTheRelayKeepsServing)
   broker_ = NodeController::CreateBroker(options);
   LaunchedChild a = Launch("script");
   LaunchedChild b = Launch("script");
-  Send(a, "make-pipe-hold");
-  system::ReadResult m = Read(a);
-  ASSERT_EQ(Text(m.payload), "pipe");
-  ASSERT_EQ(m.handles.size(), 1u);
-  EXPECT_EQ(Text(Read(a).payload), "made");
-  Send(b, "hold-pipe", {m.handles[0]});
-  EXPECT_EQ(Text(Read(b).payload), "holding");
+  ConnectThroughHeldPipe(a, b);
 
   ASSERT_EQ(::kill(b.pid, SIGSTOP), 0);
   // 16 MiB from A to B through the relay: B's socket buffer, then the 1 MiB

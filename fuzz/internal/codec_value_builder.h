@@ -7,10 +7,12 @@
 // scheduling, which cost 65-78% of the cycles when one target held all 27
 // types) stays small.
 //
-//   moat::fuzz::Input in(data, size);
-//   const uint16_t cut = in.Integral<uint16_t>();
-//   moat::fuzz::ValueBuilder b(in);
-//   moat::fuzz::CheckRoundTrip(b.Items(), cut);
+//   extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+//     return moat::fuzz::RunRoundTrip(data, size, kKindCount,
+//         [](Kind kind, uint16_t cut, moat::fuzz::ValueBuilder& b) {
+//           if (kind == kItems) moat::fuzz::CheckRoundTrip(b.Items(), cut);
+//         });
+//   }
 //
 // The property checked (the same in every target): a value built from fuzzer
 // choices encodes, decodes back to an equal value (doubles compared
@@ -277,6 +279,19 @@ void CheckRoundTrip(const T& value, uint16_t cut_choice) {
   Result<T> prefix = DecodeMessage<T>(std::span<const uint8_t>(msg->bytes.data(), cut));
   MOAT_FUZZ_CHECK(!prefix.ok() && prefix.error().code() == ErrorCode::kIncomplete,
                   "a strict prefix was not rejected as incomplete");
+}
+
+// One run of a round-trip target: reads the run's first choices (which kind
+// of value, modulo kind_count, and which prefix cut), then calls
+// round_trip(kind, cut, builder) to build that value and check it.
+template <typename Kind, typename RoundTrip>
+int RunRoundTrip(const uint8_t* data, size_t size, Kind kind_count, RoundTrip&& round_trip) {
+  Input in(data, size);
+  const auto kind = static_cast<Kind>(in.Integral<uint8_t>() % kind_count);
+  const uint16_t cut = in.Integral<uint16_t>();
+  ValueBuilder builder(in);
+  round_trip(kind, cut, builder);
+  return 0;
 }
 
 }  // namespace moat::fuzz
