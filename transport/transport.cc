@@ -33,7 +33,8 @@ constexpr int kMaxReadsPerWake = 16;
 constexpr std::chrono::milliseconds kParkTick{5};
 // Room for the most descriptors one recvmsg() can carry: the kernel stops a
 // stream receive at the first skb with descriptors, and one sendmsg() carries
-// at most SCM_MAX_FD. Anything larger is MSG_CTRUNC, a violation.
+// at most SCM_MAX_FD. Anything larger is MSG_CTRUNC, a violation (as is the
+// truncation the kernel makes when we are out of descriptor numbers).
 constexpr size_t kControlSize = CMSG_SPACE(sizeof(int) * limits::SCM_MAX_FD);
 constexpr size_t kSendControlSize = CMSG_SPACE(sizeof(int) * limits::MAX_MESSAGE_FD_COUNT);
 static_assert(limits::MAX_MESSAGE_FD_COUNT <= limits::SCM_MAX_FD,
@@ -539,11 +540,13 @@ Status Transport::ReadOnce(size_t want, bool block, bool* would_block) {
       unexpected_control = true;
     }
   }
-  // Attack: more descriptors than one receive can carry; the kernel closed the
-  // excess, so the stream's descriptor accounting can no longer be trusted.
+  // Attack: descriptors the kernel could not hand us (more than one receive
+  // can carry, or this process is out of descriptor numbers: a peer flooding
+  // descriptors across connections can cause that). It closed the excess, so
+  // the stream's descriptor accounting can no longer be trusted.
   MOAT_REQUIRE((msg.msg_flags & MSG_CTRUNC) == 0, ErrorCode::kProtocolViolation,
-               "control data truncated (MSG_CTRUNC): more than SCM_MAX_FD ", limits::SCM_MAX_FD,
-               " descriptors in one receive");
+               "control data truncated (MSG_CTRUNC): the kernel dropped descriptors (more than SCM_MAX_FD ",
+               limits::SCM_MAX_FD, " in one receive, or none left under RLIMIT_NOFILE)");
   // Attack: control messages other than SCM_RIGHTS smuggled into the stream.
   MOAT_REQUIRE(!unexpected_control, ErrorCode::kProtocolViolation,
                "unexpected control message (only SCM_RIGHTS is allowed)");

@@ -4,6 +4,7 @@
 // open-descriptor count must return to its baseline (R18, R22).
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -136,6 +137,37 @@ TEST_F(HostilePeerTest, U32MaxDescriptorCount) {
   ExpectDisconnect(ErrorCode::kLimitExceeded,
                    "frame.fd_count: fd_count 4294967295 exceeds MAX_MESSAGE_FD_COUNT 128 "
                    "(at byte 12)");
+}
+
+// TRP-4/LIM-4: MSG_CTRUNC. No peer can put more than SCM_MAX_FD descriptors
+// in one sendmsg, but the kernel also truncates when the RECEIVER has no
+// descriptor numbers left (EMFILE): it installs what fits, closes the rest
+// and sets MSG_CTRUNC. The frame's descriptor count can then never be met:
+// the transport must disconnect and close what it did receive.
+TEST_F(HostilePeerTest, DescriptorsTruncatedBecauseWeRanOutOfDescriptorNumbers) {
+  Start();
+  // The attacker's copies live above the limit we are about to set, so
+  // closing them after sendmsg frees no number the receiver could use.
+  std::vector<int> high;
+  for (int fd : OpenDevNull(8)) {
+    high.push_back(::fcntl(fd, F_DUPFD_CLOEXEC, 900));
+    ::close(fd);
+  }
+  ASSERT_GE(high.front(), 900);
+  const int lowest_free = ::dup(0);
+  ::close(lowest_free);
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit tight = saved;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free) + 2;  // room for at most 2 of the 8
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  const bool sent = SendRaw(raw_.get(), Frame("eight", 8), high);
+  Error e = recorder_.WaitForFirst();
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_TRUE(sent);
+  ExpectDisconnect(ErrorCode::kProtocolViolation,
+                   "control data truncated (MSG_CTRUNC): the kernel dropped descriptors (more than "
+                   "SCM_MAX_FD 253 in one receive, or none left under RLIMIT_NOFILE)");
 }
 
 TEST_F(HostilePeerTest, MoreDescriptorsThanDeclared) {
