@@ -170,6 +170,23 @@ TEST_F(HostilePeerTest, DescriptorsTruncatedBecauseWeRanOutOfDescriptorNumbers) 
                    "SCM_MAX_FD 253 in one receive, or none left under RLIMIT_NOFILE)");
 }
 
+// TRP-4: control messages other than SCM_RIGHTS. With SO_PASSCRED on our
+// socket (set by whoever created it and handed it to us) the kernel attaches
+// SCM_CREDENTIALS to what the peer sends; the stream must carry only
+// descriptors, so the transport refuses it rather than skip it.
+TEST_F(HostilePeerTest, CredentialsControlMessageIsRefused) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  raw_.reset(sv[0]);
+  const int on = 1;
+  ASSERT_EQ(::setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)), 0);
+  auto t = TransportHandle(UniqueFd(sv[1])).CreateTransport(recorder_.Options(ConnectionLimits::Defaults()));
+  ASSERT_TRUE(t.ok()) << t.error().ToString();
+  transport_ = std::move(*t);
+  ASSERT_TRUE(SendRaw(raw_.get(), Frame("hello")));
+  ExpectDisconnect(ErrorCode::kProtocolViolation, "unexpected control message (only SCM_RIGHTS is allowed)");
+}
+
 TEST_F(HostilePeerTest, MoreDescriptorsThanDeclared) {
   Start();
   ASSERT_TRUE(SendRaw(raw_.get(), Frame("ab", 1), OpenDevNull(3)));
