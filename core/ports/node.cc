@@ -158,9 +158,13 @@ namespace {
 // Flush calls (from handlers or delegate callbacks) only append to it.
 struct LocalDrain {
   const Node* node;
-  std::deque<std::unique_ptr<Event>> events;
+  // A FIFO read from `next`: a vector because every Flush makes a LocalDrain
+  // and most never queue a local event (a std::deque allocates when made,
+  // ~10% of the instructions of a message hop).
+  std::vector<std::unique_ptr<Event>> events;
   std::vector<PortRef> parked;  // awaited once this thread's drain is done
   LocalDrain* outer;  // another node's drain further up this thread's stack
+  size_t next = 0;
 };
 thread_local LocalDrain* t_local_drain = nullptr;
 
@@ -230,9 +234,9 @@ void Node::Flush(Pending* p) {
 
   if (!own.events.empty()) {
     t_local_drain = &own;
-    while (!own.events.empty()) {
-      std::unique_ptr<Event> event = std::move(own.events.front());
-      own.events.pop_front();
+    while (own.next < own.events.size()) {
+      // Nested Flush calls append to own.events meanwhile: index, not iterator.
+      std::unique_ptr<Event> event = std::move(own.events[own.next++]);
       Pending inner;
       // Our own events are well-formed; an error here is a benign race (the
       // state moved on), never a reason to disconnect anyone.
