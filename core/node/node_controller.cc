@@ -358,6 +358,10 @@ Status NodeController::HandleHello(Channel* channel, const NodeChannelMessage& m
 
 namespace {
 
+// A send an IO thread could not make without waiting: the peer stopped
+// reading and its queue is full (Transport::OnAnyIoThread).
+bool Refused(const Status& sent) { return !sent.ok() && sent.error().code() == ErrorCode::kResourceExhausted; }
+
 // Why the broker cut off a child whose socket it could no longer write to.
 Error StoppedReading(const ports::NodeName& peer, const Status& refused) {
   return Error(ErrorCode::kResourceExhausted,
@@ -414,7 +418,7 @@ Status NodeController::HandleAsBroker(Channel* channel, const NodeChannelMessage
   // its max_unprocessed_bytes and a destination that lets it fill is cut off.
   // Any other failed send shows up as that transport's own disconnect.
   Status relayed = destination->SendWithoutWaiting(raw.payload, std::move(raw.fds));
-  if (!relayed.ok() && relayed.error().code() == ErrorCode::kResourceExhausted) DropChannel(destination.get(), StoppedReading(destination->peer, relayed));
+  if (Refused(relayed)) DropChannel(destination.get(), StoppedReading(destination->peer, relayed));
   return OkStatus();
 }
 
@@ -503,7 +507,7 @@ void NodeController::ForwardEvent(const ports::NodeName& node,
   // not wait (NOD-6). The event would be lost and the pipe stall silently
   // (the receiver waits for it forever): fail the connection loudly instead.
   Status sent = channel->Send(std::move(wire), std::move(fds));
-  if (!sent.ok() && sent.error().code() == ErrorCode::kResourceExhausted) {
+  if (Refused(sent)) {
     DropChannel(channel.get(), StoppedReading(channel->peer, sent));
   }
 }
@@ -579,7 +583,7 @@ void NodeController::DropChannel(Channel* channel, const Error& why) {
       // Never waits (NOD-6): one child that stopped reading must not keep the
       // others from learning of the loss.
       Status sent = other->SendWithoutWaiting(EncodeNodeChannelMessage(lost));
-      if (!sent.ok() && sent.error().code() == ErrorCode::kResourceExhausted) stalled.emplace_back(other, std::move(sent));
+      if (Refused(sent)) stalled.emplace_back(other, std::move(sent));
     }
     for (auto& [other, sent] : stalled) DropChannel(other.get(), StoppedReading(other->peer, sent));
   } else {

@@ -43,10 +43,20 @@
 #include "core/codec/utf8.h"
 #include "fuzz/fuzz_harness.h"
 
-// A descriptor-free subset of Rich: one field of each scalar kind plus a
-// string, a nested optional and the variant, in one struct.
-namespace moat::codec_testing {
+namespace moat::fuzz {
 
+using codec_testing::Choice;
+using codec_testing::Color;
+using codec_testing::Envelope;
+using codec_testing::Item;
+using codec_testing::Node;
+using codec_testing::Rich;
+using codec_testing::RichEquals;
+using codec_testing::Wide;
+
+// A descriptor-free subset of Rich: one field of each scalar kind plus a
+// string, a nested optional and the variant, in one struct. Only the struct
+// target uses it, so it lives here rather than in the codec's test schema.
 struct Subset {
   uint64_t u64 = 0;
   int16_t i16 = 0;
@@ -58,20 +68,6 @@ struct Subset {
   Choice choice;
 };
 MOAT_CODEC_STRUCT(Subset, u64, i16, flag, f64, wide, text, maybe_maybe, choice)
-
-}  // namespace moat::codec_testing
-
-namespace moat::fuzz {
-
-using codec_testing::Choice;
-using codec_testing::Color;
-using codec_testing::Envelope;
-using codec_testing::Item;
-using codec_testing::Node;
-using codec_testing::Rich;
-using codec_testing::RichEquals;
-using codec_testing::Subset;
-using codec_testing::Wide;
 
 // Elements (container elements and code points) per value: at most one per 4
 // input bytes, and never more than kMaxElements, so the cost of one run stays
