@@ -149,12 +149,15 @@ Result<uint64_t> Decoder::TakeHandle() {
 }
 
 Status Decoder::ChargeMemory(size_t count, size_t element_size, std::string_view what) {
-  const Checked<size_t> total = Checked<size_t>(memory_charged_) + Checked<size_t>(count) * Checked<size_t>(element_size);
+  const Checked<size_t> total =
+      Checked<size_t>(memory_charged_) + Checked<size_t>(count) * Checked<size_t>(element_size);
   // Attack: elements that are tiny on the wire but large in memory (a 4-byte
   // empty string is a 32-byte std::string, a 5-byte map entry a 48-byte tree
   // node) turn a 64 MiB payload into half a GiB of decoded objects.
-  MOAT_REQUIRE(!total.has_overflow() && total.value() <= limits_.max_decoded_memory, ErrorCode::kLimitExceeded,
-               what, " of ", count, " elements of ", element_size, " bytes in memory brings the decoded message past MAX_DECODED_MEMORY ", limits_.max_decoded_memory, " bytes");
+  MOAT_REQUIRE(!total.has_overflow() && total.value() <= limits_.max_decoded_memory,
+               ErrorCode::kLimitExceeded, what, " of ", count, " elements of ", element_size,
+               " bytes in memory brings the decoded message past MAX_DECODED_MEMORY ",
+               limits_.max_decoded_memory, " bytes");
   memory_charged_ = total.value();
   return OkStatus();
 }

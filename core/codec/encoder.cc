@@ -34,8 +34,12 @@ void Encoder::WriteBytes(std::span<const uint8_t> b) {
 }
 
 void Encoder::ChargeMemory(size_t count, size_t element_size) {
-  const Checked<size_t> total = Checked<size_t>(memory_charged_) + Checked<size_t>(count) * Checked<size_t>(element_size);
-  MOAT_ASSERT(!total.has_overflow() && total.value() <= limits_.max_decoded_memory, "the decoded message would hold more than MAX_DECODED_MEMORY ", limits_.max_decoded_memory, " bytes in memory (adding ", count, " elements of ", element_size, " bytes; the peer would reject this message)");
+  const Checked<size_t> total =
+      Checked<size_t>(memory_charged_) + Checked<size_t>(count) * Checked<size_t>(element_size);
+  MOAT_ASSERT(!total.has_overflow() && total.value() <= limits_.max_decoded_memory,
+              "the decoded message would hold more than MAX_DECODED_MEMORY ",
+              limits_.max_decoded_memory, " bytes in memory (adding ", count, " elements of ",
+              element_size, " bytes; the peer would reject this message)");
   memory_charged_ = total.value();
 }
 

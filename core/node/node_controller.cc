@@ -360,12 +360,15 @@ namespace {
 
 // A send an IO thread could not make without waiting: the peer stopped
 // reading and its queue is full (Transport::OnAnyIoThread).
-bool Refused(const Status& sent) { return !sent.ok() && sent.error().code() == ErrorCode::kResourceExhausted; }
+bool Refused(const Status& sent) {
+  return !sent.ok() && sent.error().code() == ErrorCode::kResourceExhausted;
+}
 
 // Why the broker cut off a child whose socket it could no longer write to.
 Error StoppedReading(const ports::NodeName& peer, const Status& refused) {
   return Error(ErrorCode::kResourceExhausted,
-               ::moat::internal::Concat("node ", peer.ToString(), " stopped reading: ", refused.error().ToString()));
+               ::moat::internal::Concat("node ", peer.ToString(), " stopped reading: ",
+                                        refused.error().ToString()));
 }
 
 }  // namespace
@@ -418,7 +421,9 @@ Status NodeController::HandleAsBroker(Channel* channel, const NodeChannelMessage
   // its max_unprocessed_bytes and a destination that lets it fill is cut off.
   // Any other failed send shows up as that transport's own disconnect.
   Status relayed = destination->SendWithoutWaiting(raw.payload, std::move(raw.fds));
-  if (Refused(relayed)) DropChannel(destination.get(), StoppedReading(destination->peer, relayed));
+  if (Refused(relayed)) {
+    DropChannel(destination.get(), StoppedReading(destination->peer, relayed));
+  }
   return OkStatus();
 }
 
