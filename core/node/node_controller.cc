@@ -289,9 +289,10 @@ Result<LaunchedChild> NodeController::AddChild(UniqueFd socket) {
 }
 
 Result<LaunchedChild> NodeController::LaunchChild(const std::string& path,
-                                                  const std::vector<std::string>& args) {
+                                                  const std::vector<std::string>& args,
+                                                  const LaunchOptions& options) {
   MOAT_ASSIGN_OR_RETURN(Invitation inv, InviteChild());
-  auto pid = LaunchChildProcess(path, args, std::move(inv.child_socket));
+  auto pid = LaunchChildProcess(path, args, std::move(inv.child_socket), options);
   if (!pid.ok()) {
     DisconnectNode(inv.child_name, pid.error());
     (void)core_->Close(inv.bootstrap);
@@ -605,70 +606,6 @@ void NodeController::LoseRemoteNode(const ports::NodeName& node, const Error& wh
   }
   core_->node().LostConnectionToNode(node);
   if (options_.on_node_lost) options_.on_node_lost(node, why);
-}
-
-// ---------------------------------------------------------------------------
-// Processes.
-
-Result<pid_t> LaunchChildProcess(const std::string& path, const std::vector<std::string>& args,
-                                 UniqueFd socket) {
-  MOAT_ASSERT(socket.valid(), "LaunchChildProcess without a socket");
-  // Everything the child needs is built before fork(): between fork and exec
-  // only async-signal-safe calls are allowed (this process has threads).
-  std::vector<std::string> argv_storage;
-  argv_storage.push_back(path);
-  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
-  std::vector<std::string> env_storage;
-  const std::string prefix = std::string(kBrokerSocketEnvVar) + "=";
-  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
-    if (std::strncmp(*e, prefix.c_str(), prefix.size()) != 0) env_storage.emplace_back(*e);
-  }
-  env_storage.push_back(prefix + std::to_string(socket.get()));
-  std::vector<char*> argv, envp;
-  for (std::string& s : argv_storage) argv.push_back(s.data());
-  argv.push_back(nullptr);
-  for (std::string& s : env_storage) envp.push_back(s.data());
-  envp.push_back(nullptr);
-
-  const int fd = socket.get();
-  const pid_t pid = ::fork();
-  if (pid < 0) {
-    return Error(ErrorCode::kIo, moat::internal::Concat("fork: ", std::strerror(errno)));
-  }
-  if (pid == 0) {
-    // The one descriptor the child inherits.
-    if (::fcntl(fd, F_SETFD, 0) != 0) ::_exit(126);
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  return pid;  // our copy of the child's socket closes here
-}
-
-Result<UniqueFd> TakeBrokerSocketFromEnvironment() {
-  const char* value = std::getenv(kBrokerSocketEnvVar);
-  MOAT_REQUIRE(value != nullptr, ErrorCode::kNotFound, kBrokerSocketEnvVar, " is not set");
-  char* end = nullptr;
-  errno = 0;
-  const long n = std::strtol(value, &end, 10);
-  // Attack (local misuse): a malformed variable naming some other descriptor.
-  MOAT_REQUIRE(errno == 0 && end != value && *end == '\0' && n >= 0 && n <= INT32_MAX,
-               ErrorCode::kInvalidArgument, kBrokerSocketEnvVar, "=", value,
-               " is not a descriptor number");
-  const int fd = static_cast<int>(n);
-  struct stat st {};
-  // Attack (local misuse): the number names a file, not the broker socket.
-  MOAT_REQUIRE(::fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode), ErrorCode::kInvalidArgument,
-               kBrokerSocketEnvVar, "=", fd, " is not an open socket");
-  int type = 0;
-  socklen_t len = sizeof(type);
-  // Attack (local misuse): a datagram socket would break the stream framing.
-  MOAT_REQUIRE(::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM,
-               ErrorCode::kInvalidArgument, kBrokerSocketEnvVar, "=", fd,
-               " is not a stream socket");
-  UniqueFd socket(fd);
-  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-  ::unsetenv(kBrokerSocketEnvVar);
-  return socket;
 }
 
 }  // namespace moat::node

@@ -57,6 +57,7 @@
 
 #include "core/error.h"
 #include "core/mutex.h"
+#include "core/node/launch.h"
 #include "core/node/node_channel.h"
 #include "core/ports/event.h"
 #include "core/ports/name.h"
@@ -120,9 +121,10 @@ class NodeController {
   // child calls ConnectToBroker on the other end.
   Result<LaunchedChild> AddChild(UniqueFd socket) ABSL_LOCKS_EXCLUDED(mu_);
   // Broker: InviteChild + fork/exec `path` with `args` (argv[1..]) and the
-  // child's socket inherited (TakeBrokerSocketFromEnvironment finds it).
-  Result<LaunchedChild> LaunchChild(const std::string& path,
-                                    const std::vector<std::string>& args) ABSL_LOCKS_EXCLUDED(mu_);
+  // child's socket inherited (TakeBrokerSocketFromEnvironment finds it), by
+  // LaunchChildProcess (launch.h: only the mapped descriptors are inherited).
+  Result<LaunchedChild> LaunchChild(const std::string& path, const std::vector<std::string>& args,
+                                    const LaunchOptions& options = {}) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Drops the connection to `node` (if direct) as if it had failed with `why`.
   void DisconnectNode(const ports::NodeName& node, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);
@@ -205,20 +207,7 @@ class NodeController {
   std::thread reaper_;
 };
 
-// The environment variable through which LaunchChild tells a child which
-// inherited descriptor is its broker socket.
-inline constexpr char kBrokerSocketEnvVar[] = "MOAT_NODE_BROKER_FD";
-
-// fork + execve of `path` with argv = {path, args...}, the current
-// environment plus kBrokerSocketEnvVar, and `socket` inherited (every other
-// descriptor of ours is close-on-exec). Returns the child's pid.
-Result<pid_t> LaunchChildProcess(const std::string& path, const std::vector<std::string>& args,
-                                 UniqueFd socket);
-
-// In a child: the inherited broker socket named by kBrokerSocketEnvVar
-// (checked to be a Unix stream socket, made close-on-exec; the variable is
-// removed so grandchildren do not inherit it).
-Result<UniqueFd> TakeBrokerSocketFromEnvironment();
+// LaunchChildProcess, TakeBrokerSocketFromEnvironment: core/node/launch.h.
 
 }  // namespace moat::node
 
