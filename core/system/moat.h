@@ -30,6 +30,34 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- Version, export and limits (packaging: docs/abi.md) --------------- */
+
+/* The version of this header. libmoat.so.MOAT_VERSION_MAJOR is the SONAME;
+ * within one MAJOR, later releases only add (functions, flags, struct fields
+ * at the end, see struct_size), so a program built against an older header
+ * runs against a newer library. */
+#define MOAT_VERSION_MAJOR 0
+#define MOAT_VERSION_MINOR 1
+#define MOAT_VERSION_PATCH 0
+#define MOAT_VERSION ((MOAT_VERSION_MAJOR * 10000) + (MOAT_VERSION_MINOR * 100) + MOAT_VERSION_PATCH)
+
+/* Marks the public API: libmoat is compiled with -fvisibility=hidden and a
+ * version script, so only functions declared with MOAT_EXPORT are exported. */
+#if defined(__GNUC__) || defined(__clang__)
+#define MOAT_EXPORT __attribute__((visibility("default")))
+#else
+#define MOAT_EXPORT
+#endif
+
+/* The limits a caller must respect (equal to limits/limits.h, checked by a
+ * static_assert when libmoat is built). Exceeding one in a write is a bug in
+ * the caller and aborts (see above). */
+#define MOAT_MAX_MESSAGE_PAYLOAD_SIZE ((uint32_t)64 * 1024 * 1024) /* bytes per message */
+#define MOAT_MAX_MESSAGE_FD_COUNT ((uint32_t)128)     /* descriptors per message */
+#define MOAT_MAX_MESSAGE_HANDLE_COUNT ((uint32_t)64)  /* pipe handles per message */
+
+/* ------------------------------------------------------------------------ */
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -53,11 +81,11 @@ typedef int32_t MoatResult;
 #define MOAT_RESULT_SHOULD_WAIT ((MoatResult)17)        /* nothing to read yet */
 
 /* "OK", "INVALID_ARGUMENT", ... ; never NULL. */
-const char* MoatResultToString(MoatResult result);
+MOAT_EXPORT const char* MoatResultToString(MoatResult result);
 
 /* The reason for the last failed call on this thread ("" if none). Valid
  * until the next moat call on this thread. */
-const char* MoatGetLastErrorMessage(void);
+MOAT_EXPORT const char* MoatGetLastErrorMessage(void);
 
 /* ---- Handles and signals ----------------------------------------------- */
 
@@ -92,7 +120,7 @@ struct MoatArmTrapOptions { uint32_t struct_size; uint32_t flags; };
 /* ---- Message pipes ----------------------------------------------------- */
 
 /* Creates a pipe: two entangled endpoints. */
-MoatResult MoatCreateMessagePipe(const struct MoatCreateMessagePipeOptions* options,
+MOAT_EXPORT MoatResult MoatCreateMessagePipe(const struct MoatCreateMessagePipeOptions* options,
                                  MoatHandle* endpoint0, MoatHandle* endpoint1);
 
 /* Writes num_bytes of bytes, attaching num_handles pipe endpoints and
@@ -102,7 +130,7 @@ MoatResult MoatCreateMessagePipe(const struct MoatCreateMessagePipeOptions* opti
  * are consumed by every call, success or failure (closed on failure).
  * INVALID_ARGUMENT: stale handle, a handle attached twice or to its own
  * message; BUSY: pipe or an attached handle is in transit. */
-MoatResult MoatWriteMessage(MoatHandle pipe, const void* bytes, uint32_t num_bytes,
+MOAT_EXPORT MoatResult MoatWriteMessage(MoatHandle pipe, const void* bytes, uint32_t num_bytes,
                             const MoatHandle* handles, uint32_t num_handles, const int* fds,
                             uint32_t num_fds, const struct MoatWriteMessageOptions* options);
 
@@ -113,20 +141,20 @@ MoatResult MoatWriteMessage(MoatHandle pipe, const void* bytes, uint32_t num_byt
  * descriptors are owned by the caller. SHOULD_WAIT: no message yet;
  * FAILED_PRECONDITION: peer closed and nothing left; DATA_LOSS: the message
  * was malformed/hostile, was discarded, and the pipe is disconnected. */
-MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMessageOptions* options,
+MOAT_EXPORT MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMessageOptions* options,
                            void* bytes, uint32_t* num_bytes, MoatHandle* handles,
                            uint32_t* num_handles, int* fds, uint32_t* num_fds);
 
 /* Closes a pipe endpoint or a trap. BUSY while in transit. */
-MoatResult MoatClose(MoatHandle handle);
+MOAT_EXPORT MoatResult MoatClose(MoatHandle handle);
 
 /* Fuses two endpoints of different pipes: both handles are invalidated and
  * their peers become one pipe. FAILED_PRECONDITION if either was used (read
  * or written) or they are each other's peer; both stay valid then. */
-MoatResult MoatFuseMessagePipes(MoatHandle endpoint0, MoatHandle endpoint1,
+MOAT_EXPORT MoatResult MoatFuseMessagePipes(MoatHandle endpoint0, MoatHandle endpoint1,
                                 const struct MoatFuseMessagePipesOptions* options);
 
-MoatResult MoatQueryHandleSignalsState(MoatHandle handle, struct MoatHandleSignalsState* state);
+MOAT_EXPORT MoatResult MoatQueryHandleSignalsState(MoatHandle handle, struct MoatHandleSignalsState* state);
 
 /* ---- Quotas ------------------------------------------------------------ */
 
@@ -138,9 +166,9 @@ typedef uint32_t MoatQuotaType;
 
 /* Sets (or with MOAT_QUOTA_LIMIT_NONE removes) a quota. Exceeding it raises
  * MOAT_HANDLE_SIGNAL_QUOTA_EXCEEDED. INVALID_ARGUMENT: unknown type or limit 0. */
-MoatResult MoatSetQuota(MoatHandle pipe, MoatQuotaType type, uint64_t limit,
+MOAT_EXPORT MoatResult MoatSetQuota(MoatHandle pipe, MoatQuotaType type, uint64_t limit,
                         const struct MoatSetQuotaOptions* options);
-MoatResult MoatQueryQuota(MoatHandle pipe, MoatQuotaType type,
+MOAT_EXPORT MoatResult MoatQueryQuota(MoatHandle pipe, MoatQuotaType type,
                           const struct MoatQueryQuotaOptions* options, uint64_t* limit,
                           uint64_t* usage);
 
@@ -165,19 +193,19 @@ struct MoatTrapEvent {
  * trap are delivered one at a time, in order. */
 typedef void (*MoatTrapEventHandler)(const struct MoatTrapEvent* event);
 
-MoatResult MoatCreateTrap(MoatTrapEventHandler handler, const struct MoatCreateTrapOptions* options,
+MOAT_EXPORT MoatResult MoatCreateTrap(MoatTrapEventHandler handler, const struct MoatCreateTrapOptions* options,
                           MoatHandle* trap);
-MoatResult MoatAddTrigger(MoatHandle trap, MoatHandle handle, MoatHandleSignals signals,
+MOAT_EXPORT MoatResult MoatAddTrigger(MoatHandle trap, MoatHandle handle, MoatHandleSignals signals,
                           MoatTriggerCondition condition, uintptr_t context,
                           const struct MoatAddTriggerOptions* options);
-MoatResult MoatRemoveTrigger(MoatHandle trap, uintptr_t context,
+MOAT_EXPORT MoatResult MoatRemoveTrigger(MoatHandle trap, uintptr_t context,
                              const struct MoatRemoveTriggerOptions* options);
 
 /* Arms the trap: OK, or FAILED_PRECONDITION if some trigger is already
  * satisfied or unsatisfiable. Then up to *num_blocking_events (in) such
  * events are written to blocking_events (each struct_size must be set), and
  * *num_blocking_events (out) is the number written. NOT_FOUND: no triggers. */
-MoatResult MoatArmTrap(MoatHandle trap, const struct MoatArmTrapOptions* options,
+MOAT_EXPORT MoatResult MoatArmTrap(MoatHandle trap, const struct MoatArmTrapOptions* options,
                        uint32_t* num_blocking_events, struct MoatTrapEvent* blocking_events);
 
 #ifdef __cplusplus
