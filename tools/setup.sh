@@ -9,6 +9,7 @@ PACKAGES=(
   libabsl-dev                                        # thread-safety annotations (headers)
   libgtest-dev libgmock-dev librapidcheck-dev        # tests and property tests
   libbenchmark-dev                                   # benchmarks
+  gcc g++ pkg-config cmake                           # out-of-tree libmoat test (//packaging:install_test)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

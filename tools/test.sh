@@ -8,22 +8,56 @@
 # Ends with the line "N passed, N failed" (one count per test target per
 # configuration, plus one per fuzz build/smoke check).
 #
+# usage: tools/test.sh [--quick]
 #   tools/test.sh            # everything
 #   tools/test.sh --quick    # step 1 only
+#
+# Progress: each step is announced ([n/N]), bazel's progress is shown every
+# 30 s and every test result as it arrives. Logs go to a directory printed at
+# the start (MOAT_TEST_LOG_DIR to choose it); it is deleted only if everything
+# passed, so the logs of failures stay for reading.
 set -uo pipefail
+quick=0
+for arg in "$@"; do
+  case "$arg" in
+    -h|--help) sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    --quick) quick=1 ;;
+    *) echo "tools/test.sh: unknown argument '$arg' (usage: tools/test.sh [--quick])" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 tools/setup.sh
 
 passed=0
 failed=0
 failures=()
-log_dir="$(mktemp -d)"
+log_dir="${MOAT_TEST_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/moat-test.XXXXXX")}"
+mkdir -p "$log_dir"
+echo "logs: $log_dir"
+step=0
+steps=$([[ $quick -eq 1 ]] && echo 1 || echo 4)
+start=$SECONDS
+
+# Bazel's output, shortened for a person watching: test results and errors as
+# they come, the [done / total] progress line at most every 30 s.
+progress() {
+  local last=$((SECONDS - 30)) line
+  while IFS= read -r line; do
+    if [[ "$line" =~ ^//[^\ ]+\ +(\(cached\)\ )?(PASSED|FAILED|TIMEOUT|NO\ STATUS|FAILED\ TO\ BUILD) || "$line" == ERROR:* ]]; then
+      echo "    $line"
+    elif [[ "$line" =~ ^\[[0-9,]+\ /\ [0-9,]+\] ]] && (( SECONDS - last >= 30 )); then
+      last=$SECONDS
+      echo "    [$((SECONDS - start))s] ${line:0:100}"
+    fi
+  done
+}
 
 run_suite() {  # name, bazel args...
   local name="$1"; shift
   local log="$log_dir/$name.log"
-  echo "=== $name: bazel test $* //..."
-  bazel test "$@" --keep_going //... >"$log" 2>&1
+  step=$((step + 1))
+  echo "=== [$step/$steps] $name: bazel test $* //...   (log: $log)"
+  bazel test "$@" --keep_going //... 2>&1 | tee "$log" | progress
   local p f
   p=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$log" || true)
   f=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD)' "$log" || true)
@@ -34,7 +68,10 @@ run_suite() {  # name, bazel args...
   for t in $(grep -E '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD)' "$log" | awk '{print $1}'); do
     failures+=("$name $t")
     local tl="bazel-testlogs/$(echo "${t#//}" | tr ':' '/')/test.log"
-    echo "----- $name $t -----"; tail -25 "$tl" 2>/dev/null | sed 's/^/    /'
+    # bazel-testlogs is overwritten by the next configuration: keep a copy.
+    local kept="$log_dir/$name-$(echo "${t#//}" | tr '/:' '__').test.log"
+    cp "$tl" "$kept" 2>/dev/null || true
+    echo "----- $name $t (log: $kept) -----"; tail -25 "$tl" 2>/dev/null | sed 's/^/    /'
   done
   grep "^ERROR:" "$log" | head -20 | sed 's/^/  /'
   echo "    $name: $p passed, $f failed"
@@ -42,12 +79,14 @@ run_suite() {  # name, bazel args...
   failed=$((failed + f))
 }
 
-check() {  # name, command...
+check() {  # name, command...   (one log per check, kept when it fails)
   local name="$1"; shift
-  if "$@" >"$log_dir/check.log" 2>&1; then
-    passed=$((passed + 1)); echo "  ok   $name"
+  local log="$log_dir/check-$(echo "$name" | tr -c 'A-Za-z0-9_.-' '_').log"
+  if "$@" >"$log" 2>&1; then
+    passed=$((passed + 1)); echo "  ok   $name"; rm -f "$log"
   else
-    failed=$((failed + 1)); failures+=("$name"); echo "  FAIL $name"; tail -20 "$log_dir/check.log" | sed 's/^/    /'
+    failed=$((failed + 1)); failures+=("$name (log: $log)"); echo "  FAIL $name (log: $log)"
+    tail -20 "$log" | sed 's/^/    /'
   fi
 }
 
@@ -71,10 +110,11 @@ fuzz_smoke() {  # target: 5 s of libFuzzer from the checked-in corpus, into a sc
 }
 
 run_suite default
-if [[ "${1:-}" != "--quick" ]]; then
+if [[ $quick -eq 0 ]]; then
   run_suite asan --config=asan
   run_suite tsan --config=tsan
-  echo "=== fuzz targets: libFuzzer and AFL++ builds, 5 s libFuzzer smoke each"
+  step=$((step + 1))
+  echo "=== [$step/$steps] fuzz targets: libFuzzer and AFL++ builds, 5 s libFuzzer smoke each"
   mkdir -p "$log_dir/fuzzers"
   targets=$(fuzz_targets)
   # The libFuzzer config must build everything (tests included), not only fuzzers.
@@ -87,9 +127,13 @@ if [[ "${1:-}" != "--quick" ]]; then
   done
 fi
 
-rm -rf "$log_dir"
+rm -rf "$log_dir/fuzzers"
 if [[ ${#failures[@]} -gt 0 ]]; then
   echo "failures:"; printf '  %s\n' "${failures[@]}"
+  echo "logs kept in $log_dir"
+elif [[ -z "${MOAT_TEST_LOG_DIR:-}" ]]; then
+  rm -rf "$log_dir"
 fi
+echo "took $((SECONDS - start)) s"
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -66,7 +66,8 @@ struct ChildFailure {
 // missing before Linux 5.9, or refused by a seccomp filter). False if /proc is
 // not there.
 bool CloseRangeViaProc(unsigned lo, unsigned hi) {
-  const int dir = static_cast<int>(::syscall(SYS_open, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  const int dir = static_cast<int>(
+      ::syscall(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (dir < 0) return false;
   alignas(8) char buf[4096];
   for (;;) {
@@ -89,7 +90,9 @@ bool CloseRangeViaProc(unsigned lo, unsigned hi) {
       }
       // Closing entries already read does not disturb the directory offset
       // (/proc/self/fd is ordered by descriptor number).
-      if (digits && fd >= lo && fd <= hi && static_cast<int>(fd) != dir) ::close(static_cast<int>(fd));
+      if (digits && fd >= lo && fd <= hi && static_cast<int>(fd) != dir) {
+        ::close(static_cast<int>(fd));
+      }
     }
   }
   ::close(dir);
@@ -171,10 +174,9 @@ Result<pid_t> LaunchProcess(const std::string& path, const std::vector<std::stri
   std::vector<int> moved(options.fds.size(), -1);
   std::vector<int> keep(options.fds.size() + 1, -1);
   struct rlimit rl {};
-  const unsigned max_fd =
-      ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (1u << 20)
-          ? static_cast<unsigned>(rl.rlim_cur)
-          : (1u << 20);
+  const bool limited = ::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+                       rl.rlim_cur < (1u << 20);
+  const unsigned max_fd = limited ? static_cast<unsigned>(rl.rlim_cur) : (1u << 20);
 
   // The child reports a failure before execve through this pipe; a
   // successful execve closes it (close-on-exec), so the parent reads EOF.
@@ -248,7 +250,8 @@ Result<pid_t> LaunchProcess(const std::string& path, const std::vector<std::stri
     return Error(ErrorCode::kIo,
                  moat::internal::Concat("launch ", path, ": the child died before execve"));
   }
-  return Error(failure.step == kExec && failure.err == ENOENT ? ErrorCode::kNotFound : ErrorCode::kIo,
+  const bool missing = failure.step == kExec && failure.err == ENOENT;
+  return Error(missing ? ErrorCode::kNotFound : ErrorCode::kIo,
                moat::internal::Concat("launch ", path, ": ", StepName(failure.step), ": ",
                                       std::strerror(failure.err)));
 }

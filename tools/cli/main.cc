@@ -36,5 +36,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "moat: unknown command '%s'\n", argv[1]);
     return Usage(stderr);
   }
-  return it->second.run(argc - 1, argv + 1);
+  // Exit statuses, for every subcommand: 0 for --help/-h, 2 for a usage
+  // error. A subcommand that does not know --help rejects it as a usage error
+  // after printing its usage: that usage is the help asked for.
+  bool help = false;
+  for (int i = 2; i < argc; ++i) {
+    help = help || std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0;
+  }
+  const int status = it->second.run(argc - 1, argv + 1);
+  return help && status == 2 ? 0 : status;
 }

@@ -421,8 +421,12 @@ class Demo {
 
 int Run(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "--child") == 0) return RunChild();
+  if (argc == 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
+    std::printf("usage: moat demo   (a broker and two child processes; no options)\n");
+    return 0;
+  }
   if (argc != 1) {
-    std::fprintf(stderr, "usage: moat demo\n");
+    std::fprintf(stderr, "usage: moat demo   (a broker and two child processes; no options)\n");
     return 2;
   }
   int rc = 0;

@@ -5,9 +5,9 @@
 //   moat fuzz frame_header_fuzzer --seconds-per-target 60 --jobs 1
 //
 // Phases: build (bazel, three configs) -> fuzz (targets spread over --jobs
-// processes, live progress) -> merge new coverage into corpus/<t>/min-<sha1>
-// -> reproduce and minimize every crash into OUT/crashes/<t>/crash-<sha1> ->
-// summary table (and --json). Exits 1 if a crash was found, 130 on Ctrl-C.
+// processes, live progress) -> merge new coverage into OUT/new-corpus/<t>/
+// min-<sha1> (corpus/<t>/ itself with --merge-into-source) -> reproduce and
+// minimize every crash into OUT/crashes/<t>/crash-<sha1> -> summary table (and --json). Exits 1 if a crash was found, 130 on Ctrl-C.
 // fuzz/README.md documents the flags and the output layout.
 #include <poll.h>
 #include <sys/wait.h>
@@ -53,6 +53,7 @@ struct Options {
   std::string bin_dir;  // prebuilt binaries: BIN/{libfuzzer,afl,replay}/<target>
   std::string out_dir = "fuzz-out";
   bool merge = true;
+  bool merge_into_source = false;  // new entries into corpus/<t>/ instead of OUT/new-corpus/<t>/
   bool json = false;
   std::vector<std::string> targets;
 };
@@ -122,10 +123,10 @@ std::string Coverage(const FuzzStats& s, const std::string& engine) {
   return buf;
 }
 
-int Usage() {
-  std::fprintf(stderr,
+int Usage(FILE* to = stderr) {
+  std::fprintf(to,
                "usage: moat fuzz [TARGET...] [--engine libfuzzer|afl] [--seconds N | --seconds-per-target N]\n"
-               "                 [--jobs N] [--bin-dir DIR] [--out DIR] [--no-merge]\n"
+               "                 [--jobs N] [--bin-dir DIR] [--out DIR] [--no-merge | --merge-into-source]\n"
                "                 [--minimize-seconds N] [--json]\n"
                "  TARGET             fuzz targets (default: every target tagged fuzz_target in //fuzz)\n"
                "  --seconds N        total wall-clock fuzzing budget (default 600); targets share\n"
@@ -134,12 +135,16 @@ int Usage() {
                "  --jobs N           fuzzer processes at once (default: number of cores)\n"
                "  --bin-dir DIR      use prebuilt DIR/{libfuzzer,afl,replay}/TARGET, do not build\n"
                "  --out DIR          work dir, logs, crashes/ and summary.json (default fuzz-out)\n"
-               "  --no-merge         do not add new coverage to corpus/TARGET/min-*\n"
+               "  --no-merge         do not merge new coverage at all\n"
+               "  --merge-into-source  add new coverage to corpus/TARGET/min-* in the source tree\n"
+               "                     (default: OUT/new-corpus/TARGET/min-*, the source tree is not written)\n"
+               "  Relative DIRs are relative to where you ran the command (also under bazel run).\n"
                "  --json             print the summary as JSON on stdout (progress stays on stderr)\n");
-  return 2;
+  return to == stdout ? 0 : 2;
 }
 
-bool ParseOptions(int argc, char** argv, Options& o) {
+// Usage error, or --help (help set).
+bool ParseOptions(int argc, char** argv, Options& o, bool& help) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -171,6 +176,11 @@ bool ParseOptions(int argc, char** argv, Options& o) {
       if (o.out_dir.empty()) return false;
     } else if (a == "--no-merge") {
       o.merge = false;
+    } else if (a == "--merge-into-source") {
+      o.merge_into_source = true;
+    } else if (a == "-h" || a == "--help") {
+      help = true;
+      return true;
     } else if (a == "--json") {
       o.json = true;
     } else if (!a.empty() && a[0] != '-') {
@@ -179,6 +189,7 @@ bool ParseOptions(int argc, char** argv, Options& o) {
       return false;
     }
   }
+  if (!o.merge && o.merge_into_source) return false;
   if (o.jobs == 0) o.jobs = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
   return true;
 }
@@ -409,12 +420,12 @@ class Runner {
   }
 
   // libFuzzer -merge=1 of the fuzzer's corpus (or AFL's queue) against the
-  // checked-in corpus; inputs that add coverage become corpus/<t>/min-<sha1>.
+  // checked-in corpus; inputs that add coverage become min-<sha1> in
+  // OUT/new-corpus/<t>/ (or corpus/<t>/ with --merge-into-source).
   void Merge(TargetResult& r) {
     fs::path work = out_ / "work" / r.name;
     fs::path staging = work / "merge";
     fs::remove_all(staging);
-    fs::create_directories("corpus/" + r.name);
     CopyFiles("corpus/" + r.name, staging);
     std::set<std::string> before;
     for (const auto& e : fs::directory_iterator(staging)) before.insert(e.path().filename());
@@ -428,14 +439,19 @@ class Runner {
     } else {
       for (const auto& e : fs::directory_iterator(staging)) {
         if (before.count(e.path().filename())) continue;
-        fs::path dest = fs::path("corpus") / r.name / ("min-" + Sha1Hex(ReadFile(e.path())));
+        const std::string entry = "min-" + Sha1Hex(ReadFile(e.path()));
+        if (fs::exists(fs::path("corpus") / r.name / entry)) continue;
+        const fs::path dir = o_.merge_into_source ? fs::path("corpus") / r.name
+                                                  : out_ / "new-corpus" / r.name;
+        fs::create_directories(dir);
+        fs::path dest = dir / entry;
         if (!fs::exists(dest)) {
           fs::copy_file(e.path(), dest);
           ++r.merged;
         }
       }
     }
-    r.corpus_after = CountFiles("corpus/" + r.name);
+    r.corpus_after = r.corpus_before + r.merged;
   }
 
   std::vector<std::string> ReplayArgv(const std::string& t, const std::string& input) const {
@@ -568,7 +584,16 @@ void PrintSummary(FILE* out, const Options& o, const std::vector<TargetResult>& 
 
 int RunFuzz(int argc, char** argv) {
   Options o;
-  if (!ParseOptions(argc, argv, o)) return Usage();
+  bool help = false;
+  if (!ParseOptions(argc, argv, o, help)) return Usage();
+  if (help) return Usage(stdout);
+  // Relative paths are the caller's: under `bazel run` that is
+  // BUILD_WORKING_DIRECTORY, not the runfiles tree we start in.
+  if (const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY")) {
+    for (std::string* dir : {&o.out_dir, &o.bin_dir}) {
+      if (!dir->empty() && (*dir)[0] != '/') *dir = (fs::path(cwd) / *dir).string();
+    }
+  }
   // `bazel run` starts us in the runfiles tree; the corpus lives in the workspace.
   if (const char* ws = std::getenv("BUILD_WORKSPACE_DIRECTORY")) {
     if (chdir(ws) != 0) return std::perror("chdir"), 2;
@@ -639,6 +664,12 @@ int RunFuzz(int argc, char** argv) {
   PrintSummary(o.json ? stderr : stdout, o, results);
   if (o.json) std::fputs(json.c_str(), stdout);
   std::fprintf(stderr, "\nlogs and crashes: %s   (summary.json)\n", out.c_str());
+  if (o.merge && !o.merge_into_source && fs::is_directory(out / "new-corpus")) {
+    std::fprintf(stderr,
+                 "new corpus entries: %s/<target>/min-*  (keep them: cp them into corpus/<target>/, "
+                 "or run with --merge-into-source)\n",
+                 (out / "new-corpus").c_str());
+  }
   if (interrupted) return 130;
   size_t crashes = 0;
   bool errors = false;

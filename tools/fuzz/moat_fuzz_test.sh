@@ -30,6 +30,9 @@ if [[ -n "$crash" ]]; then
   check '! bin/replay/toy_fuzzer "$crash" >/dev/null 2>&1' "the saved crash does not reproduce in the replay binary"
 fi
 check '[[ -f corpus/toy_fuzzer/seed-a && -f corpus/toy_fuzzer/seed-b ]]' "a seed was removed"
+# Without --merge-into-source the source tree is never written: new entries
+# (if the run found any) go to out/new-corpus/.
+check '[[ "$(ls corpus/toy_fuzzer)" == "$(printf "seed-a\nseed-b")" ]]' "corpus/toy_fuzzer was written: $(ls corpus/toy_fuzzer)"
 check 'grep -q "\"target\": \"toy_fuzzer\"" out/summary.json && grep -q "\"reproduced\": true" out/summary.json' "summary.json incomplete"
 check 'grep -qE "^toy_fuzzer +libfuzzer" <<<"$out"' "no summary table row"
 if [[ $fail -ne 0 ]]; then echo "--- moat fuzz output:"; echo "$out"; fi

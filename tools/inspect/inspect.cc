@@ -6,7 +6,11 @@
 //   moat inspect samples/hello.moat
 //   moat inspect crash-1234 --as frame_header
 //   moat inspect --list
+//
+// A relative FILE is relative to where the command was run: under `bazel
+// run` that is BUILD_WORKING_DIRECTORY, not the runfiles tree.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -99,11 +103,21 @@ int InspectStream(std::span<const uint8_t> bytes, const std::string& payload_kin
   return 0;
 }
 
+constexpr char kUsage[] =
+    "usage: moat inspect FILE [--as KIND] [--payload KIND]\n"
+    "       moat inspect --list      the KINDs: one per fuzz target's input, and more\n"
+    "  FILE            a captured frame stream (default), or a payload of --as KIND\n"
+    "  --as KIND       decode FILE as one KIND instead of a frame stream\n"
+    "  --payload KIND  decode every MESSAGE frame's payload of the stream as KIND\n";
+
 int Run(int argc, char** argv) {
   std::string path, as = "stream", payload_kind;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "--list") {
+    if (arg == "-h" || arg == "--help") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    } else if (arg == "--list") {
       std::printf("stream        a captured moat frame stream (default)\n");
       for (const auto& [name, inspector] : Inspectors()) {
         std::printf("%-13s %s\n", name.c_str(), inspector.summary.c_str());
@@ -121,11 +135,12 @@ int Run(int argc, char** argv) {
     }
   }
   if (path.empty()) {
-    std::fprintf(stderr,
-                 "usage: moat inspect FILE [--as KIND] [--payload KIND]   (moat inspect --list)\n");
+    std::fputs(kUsage, stderr);
     return 2;
   }
-  std::ifstream file(path, std::ios::binary);
+  const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY");
+  const std::string open_path = (cwd != nullptr && path[0] != '/') ? std::string(cwd) + "/" + path : path;
+  std::ifstream file(open_path, std::ios::binary);
   if (!file) {
     std::fprintf(stderr, "moat inspect: cannot open %s\n", path.c_str());
     return 2;

@@ -22,6 +22,12 @@ out=$("$moat" inspect samples/truncated.moat); rc=$?
 set -e
 [[ $rc -eq 1 ]] || { echo "FAIL: truncated exit code $rc"; fail=1; }
 expect "truncated" "$out" "[INCOMPLETE] stream ended inside a frame: 30 unprocessed bytes of a 33-byte frame"
+# Under `bazel run` the working directory is the runfiles tree: a relative
+# FILE is taken relative to BUILD_WORKING_DIRECTORY, where the user typed it.
+samples="$PWD/samples"
+moat_abs="$(cd "$(dirname "$moat")" && pwd)/$(basename "$moat")"
+out=$(cd / && BUILD_WORKING_DIRECTORY="$samples" "$moat_abs" inspect hello.moat)
+expect "relative path under bazel run" "$out" "3 frames, 86 bytes, stream ends cleanly"
 out=$("$moat" inspect --list)
 expect "list" "$out" "frame_header"
 [[ $fail -eq 0 ]] && echo "inspect_test: all checks passed"
