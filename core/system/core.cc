@@ -291,9 +291,9 @@ Status Core::RemoveTrigger(Handle trap, uintptr_t context) {
   return t->RemoveTrigger(context);
 }
 
-Status Core::ArmTrap(Handle trap, std::vector<TrapEvent>* blocking_events) {
+Status Core::ArmTrap(Handle trap, std::vector<TrapEvent>* blocking_events, size_t max_events) {
   MOAT_ASSIGN_OR_RETURN(std::shared_ptr<Trap> t, LookupTrap(trap));
-  return t->Arm(blocking_events);
+  return t->Arm(blocking_events, max_events);
 }
 
 Result<ports::PortName> Core::ReleaseForRemoteMerge(Handle pipe) {

@@ -101,7 +101,9 @@ class Core : public ports::NodeDelegate {
   Status AddTrigger(Handle trap, Handle handle, SignalSet signals, uint32_t condition,
                     uintptr_t context);
   Status RemoveTrigger(Handle trap, uintptr_t context);
-  Status ArmTrap(Handle trap, std::vector<TrapEvent>* blocking_events);
+  // See Trap::Arm (at most `max_events` blocking events, rotating).
+  Status ArmTrap(Handle trap, std::vector<TrapEvent>* blocking_events,
+                 size_t max_events = SIZE_MAX);
 
   // Bootstrapping pipes across nodes (used by the broker/transport layer):
   // ReleaseForRemoteMerge invalidates the handle and returns its port's name,

@@ -58,7 +58,8 @@ Status MessagePipeEndpoint::Write(std::span<const uint8_t> payload,
     }
     for (size_t j = 0; j < i; ++j) {
       if (handles[j] == handles[i]) {
-        return Error(ErrorCode::kInvalidArgument,
+        // As in Mojo: the second use finds the handle already in transit.
+        return Error(ErrorCode::kBusy,
                      internal::Concat("write: attached twice (also handles[", j, "])"))
             .WithField(internal::Concat("handles[", i, "]"));
       }

@@ -54,6 +54,7 @@ MoatResult ResultFor(ErrorCode code) {
     case ErrorCode::kIncomplete:
       return MOAT_RESULT_SHOULD_WAIT;
     case ErrorCode::kIo: return MOAT_RESULT_UNAVAILABLE;
+    case ErrorCode::kAlreadyExists: return MOAT_RESULT_ALREADY_EXISTS;
   }
   return MOAT_RESULT_UNKNOWN;
 }
@@ -139,6 +140,7 @@ const char* MoatResultToString(MoatResult result) {
     case MOAT_RESULT_UNKNOWN: return "UNKNOWN";
     case MOAT_RESULT_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
     case MOAT_RESULT_NOT_FOUND: return "NOT_FOUND";
+    case MOAT_RESULT_ALREADY_EXISTS: return "ALREADY_EXISTS";
     case MOAT_RESULT_RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
     case MOAT_RESULT_FAILED_PRECONDITION: return "FAILED_PRECONDITION";
     case MOAT_RESULT_OUT_OF_RANGE: return "OUT_OF_RANGE";
@@ -309,7 +311,7 @@ MoatResult MoatArmTrap(MoatHandle trap, const struct MoatArmTrapOptions* options
     }
   }
   std::vector<TrapEvent> blocking;
-  moat::Status s = C().ArmTrap(trap, &blocking);
+  moat::Status s = C().ArmTrap(trap, &blocking, capacity);
   if (num_blocking_events) *num_blocking_events = 0;
   if (!s.ok() && s.error().code() == ErrorCode::kFailedPrecondition) {
     uint32_t n = 0;

@@ -42,6 +42,7 @@ typedef int32_t MoatResult;
 #define MOAT_RESULT_UNKNOWN ((MoatResult)2)
 #define MOAT_RESULT_INVALID_ARGUMENT ((MoatResult)3)    /* bad argument or stale handle */
 #define MOAT_RESULT_NOT_FOUND ((MoatResult)5)           /* no such trigger; trap has none */
+#define MOAT_RESULT_ALREADY_EXISTS ((MoatResult)6)      /* trigger context already in use */
 #define MOAT_RESULT_RESOURCE_EXHAUSTED ((MoatResult)8)  /* buffer too small; table full */
 #define MOAT_RESULT_FAILED_PRECONDITION ((MoatResult)9) /* peer closed; already satisfied */
 #define MOAT_RESULT_OUT_OF_RANGE ((MoatResult)11)
@@ -69,7 +70,8 @@ typedef uint32_t MoatHandleSignals;
 #define MOAT_HANDLE_SIGNAL_READABLE ((MoatHandleSignals)1u << 0)
 #define MOAT_HANDLE_SIGNAL_WRITABLE ((MoatHandleSignals)1u << 1)
 #define MOAT_HANDLE_SIGNAL_PEER_CLOSED ((MoatHandleSignals)1u << 2)
-#define MOAT_HANDLE_SIGNAL_QUOTA_EXCEEDED ((MoatHandleSignals)1u << 3)
+/* 1u << 3 and 1u << 4 are reserved (Mojo's NEW_DATA_READABLE, PEER_REMOTE). */
+#define MOAT_HANDLE_SIGNAL_QUOTA_EXCEEDED ((MoatHandleSignals)1u << 5)
 
 struct MoatHandleSignalsState {
   uint32_t struct_size; /* in: sizeof(struct MoatHandleSignalsState) */
@@ -100,8 +102,9 @@ MoatResult MoatCreateMessagePipe(const struct MoatCreateMessagePipeOptions* opti
  * with the message) and on FAILED_PRECONDITION (peer closed: message and
  * attachments discarded); on other failures they stay valid. The descriptors
  * are consumed by every call, success or failure (closed on failure).
- * INVALID_ARGUMENT: stale handle, a handle attached twice or to its own
- * message; BUSY: pipe or an attached handle is in transit. */
+ * INVALID_ARGUMENT: stale handle, a handle attached to its own message;
+ * BUSY: pipe or an attached handle is in transit, or a handle is attached
+ * twice (its second use finds it in transit, as in Mojo). */
 MoatResult MoatWriteMessage(MoatHandle pipe, const void* bytes, uint32_t num_bytes,
                             const MoatHandle* handles, uint32_t num_handles, const int* fds,
                             uint32_t num_fds, const struct MoatWriteMessageOptions* options);
@@ -162,11 +165,15 @@ struct MoatTrapEvent {
 };
 
 /* Called with no moat lock held; may call any moat function. Events of one
- * trap are delivered one at a time, in order. */
+ * trap are delivered one at a time. CANCELLED is a trigger's last event: once
+ * MoatRemoveTrigger/MoatClose returned, no other event of that trigger
+ * arrives. Handlers never nest: what a handler causes for another trap is
+ * delivered on this thread after it returned. See docs/c-api.md. */
 typedef void (*MoatTrapEventHandler)(const struct MoatTrapEvent* event);
 
 MoatResult MoatCreateTrap(MoatTrapEventHandler handler, const struct MoatCreateTrapOptions* options,
                           MoatHandle* trap);
+/* ALREADY_EXISTS: another trigger of this trap has this context. */
 MoatResult MoatAddTrigger(MoatHandle trap, MoatHandle handle, MoatHandleSignals signals,
                           MoatTriggerCondition condition, uintptr_t context,
                           const struct MoatAddTriggerOptions* options);
@@ -176,7 +183,8 @@ MoatResult MoatRemoveTrigger(MoatHandle trap, uintptr_t context,
 /* Arms the trap: OK, or FAILED_PRECONDITION if some trigger is already
  * satisfied or unsatisfiable. Then up to *num_blocking_events (in) such
  * events are written to blocking_events (each struct_size must be set), and
- * *num_blocking_events (out) is the number written. NOT_FOUND: no triggers. */
+ * *num_blocking_events (out) is the number written, starting after the
+ * trigger reported last time (so none starves). NOT_FOUND: no triggers. */
 MoatResult MoatArmTrap(MoatHandle trap, const struct MoatArmTrapOptions* options,
                        uint32_t* num_blocking_events, struct MoatTrapEvent* blocking_events);
 
