@@ -1,5 +1,6 @@
 #include "core/system/core.h"
 
+#include <atomic>
 #include <utility>
 
 #include "core/check.h"
@@ -7,16 +8,38 @@
 namespace moat::system {
 namespace {
 
-Error StaleHandle(Handle handle) {
+Error StaleHandle(Handle handle, uint32_t tag) {
+  if ((handle >> 32) != tag) {
+    return Error(ErrorCode::kInvalidArgument,
+                 internal::Concat("handle 0x", std::hex, handle,
+                                  " was not issued by this handle table (tag 0x", tag,
+                                  "): another Core's handle, or made up"));
+  }
   return Error(ErrorCode::kInvalidArgument,
                internal::Concat("handle 0x", std::hex, handle,
                                 " is not valid (closed, transferred, or never issued)"));
 }
 
+uint32_t NewTableTag() {
+  for (;;) {
+    const uint32_t tag = static_cast<uint32_t>(ports::NodeName::Random().lo);
+    if (tag != 0) return tag;
+  }
+}
+
+inline uint32_t IndexOf(Handle h) { return static_cast<uint32_t>(h) & kHandleIndexMask; }
+inline uint32_t GenerationOf(Handle h) { return static_cast<uint32_t>(h) >> kHandleIndexBits; }
+
+std::atomic<Core*> g_installed_core{nullptr};
+std::atomic<Core*> g_local_core{nullptr};
+Mutex g_process_core_mu;
+
 }  // namespace
 
 Core::Core(EventForwarder forwarder, ports::NodeName name)
-    : forwarder_(std::move(forwarder)), node_(std::make_unique<ports::Node>(name, this)) {
+    : forwarder_(std::move(forwarder)),
+      table_tag_(NewTableTag()),
+      node_(std::make_unique<ports::Node>(name, this)) {
   MutexLock lock(&table_mu_);
   slots_.emplace_back();  // index 0: handle 0 is never valid
 }
@@ -46,8 +69,28 @@ Core::~Core() {
 }
 
 Core& Core::ForProcess() {
-  static Core* const core = new Core();
-  return *core;
+  if (Core* installed = g_installed_core.load(std::memory_order_acquire)) return *installed;
+  MutexLock lock(&g_process_core_mu);
+  if (Core* installed = g_installed_core.load(std::memory_order_acquire)) return *installed;
+  Core* local = g_local_core.load(std::memory_order_acquire);
+  if (local == nullptr) {
+    local = new Core();  // never destroyed
+    g_local_core.store(local, std::memory_order_release);
+  }
+  return *local;
+}
+
+Status Core::SetForProcess(Core* core) {
+  MOAT_ASSERT(core != nullptr, "SetForProcess(nullptr)");
+  MutexLock lock(&g_process_core_mu);
+  MOAT_REQUIRE(g_installed_core.load() == nullptr, ErrorCode::kFailedPrecondition,
+               "this process already joined a node (or became a broker)");
+  Core* local = g_local_core.load();
+  MOAT_REQUIRE(local == nullptr || local->handle_count() == 0, ErrorCode::kFailedPrecondition,
+               "the process Core already holds ", local ? local->handle_count() : 0,
+               " handle(s); start or join a node before creating any");
+  g_installed_core.store(core, std::memory_order_release);
+  return OkStatus();
 }
 
 Result<Handle> Core::AddHandle(Object object) {
@@ -66,24 +109,26 @@ Result<Handle> Core::AddHandle(Object object) {
   Slot& slot = slots_[index];
   slot.object = std::move(object);
   ++live_handles_;
-  return (slot.generation << kHandleIndexBits) | index;
+  return (static_cast<Handle>(table_tag_) << 32) |
+         static_cast<Handle>((slot.generation << kHandleIndexBits) | index);
 }
 
 Result<Core::Object> Core::Lookup(Handle handle) const {
-  const uint32_t index = handle & kHandleIndexMask;
-  const uint32_t generation = handle >> kHandleIndexBits;
+  const uint32_t index = IndexOf(handle);
+  const uint32_t generation = GenerationOf(handle);
   MutexLock lock(&table_mu_);
-  if (index == 0 || index >= slots_.size() || slots_[index].generation != generation ||
+  if ((handle >> 32) != table_tag_ || index == 0 || index >= slots_.size() ||
+      slots_[index].generation != generation ||
       std::holds_alternative<std::monostate>(slots_[index].object)) {
-    return StaleHandle(handle);
+    return StaleHandle(handle, table_tag_);
   }
   return slots_[index].object;
 }
 
 Result<std::shared_ptr<MessagePipeEndpoint>> Core::GetEndpoint(Handle handle) const {
-  const uint32_t index = handle & kHandleIndexMask;
-  const uint32_t generation = handle >> kHandleIndexBits;
-  {
+  const uint32_t index = IndexOf(handle);
+  const uint32_t generation = GenerationOf(handle);
+  if ((handle >> 32) == table_tag_) {
     // Every read and write starts here: one reference taken under the lock,
     // without copying the slot's variant first.
     MutexLock lock(&table_mu_);
@@ -111,10 +156,10 @@ Result<std::shared_ptr<Trap>> Core::LookupTrap(Handle handle) const {
 }
 
 void Core::RemoveHandle(Handle handle, const Object& object) {
-  const uint32_t index = handle & kHandleIndexMask;
-  const uint32_t generation = handle >> kHandleIndexBits;
+  const uint32_t index = IndexOf(handle);
+  const uint32_t generation = GenerationOf(handle);
   MutexLock lock(&table_mu_);
-  if (index == 0 || index >= slots_.size()) return;
+  if ((handle >> 32) != table_tag_ || index == 0 || index >= slots_.size()) return;
   Slot& slot = slots_[index];
   if (slot.generation != generation || slot.object != object) return;
   slot.object = std::monostate{};

@@ -1,12 +1,16 @@
 // Core: the process's handle table, owning message-pipe endpoints and traps,
 // over one ports::Node per process (moat's equivalent of mojo::core::Core).
 //
-// Handles are uint32 values, generation-tagged: the low kHandleIndexBits bits
-// index a slot, the high bits hold the slot's generation, which changes every
-// time the slot is freed. A stale handle (closed, transferred, or fused)
-// therefore fails kInvalidArgument instead of reaching whatever object now
-// occupies its slot; a slot whose generation would wrap is retired for good.
-// Handle 0 is never issued.
+// Handles are uint64 values (as Mojo's MojoHandle). The low kHandleIndexBits
+// bits index a slot, the next bits up to bit 31 hold the slot's generation,
+// which changes every time the slot is freed, and the high 32 bits are this
+// Core's table tag, random and non-zero, so a handle of another Core (a C++
+// NodeController's, a test's, or a value made up) fails kInvalidArgument
+// instead of naming an object here (issue 15 item 1: two tables issued the
+// same numbers and a handle of one wrote into a pipe of the other). A stale
+// handle (closed, transferred, or fused) fails kInvalidArgument instead of
+// reaching whatever object now occupies its slot; a slot whose generation
+// would wrap is retired for good. Handle 0 is never issued.
 //
 //   Core core;                                   // or Core::ForProcess()
 //   MOAT_ASSIGN_OR_RETURN(auto pipe, core.CreateMessagePipe());
@@ -45,7 +49,7 @@
 
 namespace moat::system {
 
-using Handle = uint32_t;
+using Handle = uint64_t;
 inline constexpr Handle kInvalidHandle = 0;
 // 2^20 - 1 live handles per process; 4095 reuses per slot.
 inline constexpr uint32_t kHandleIndexBits = 20;
@@ -71,8 +75,19 @@ class Core : public ports::NodeDelegate {
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
 
-  // The process-wide Core used by the C API (never destroyed).
+  // The process-wide Core, shared by the C API (moat.h) and C++ code: the
+  // Core installed by SetForProcess (the node's, once the process joined a
+  // broker or became one), else a process-local Core made on first use.
+  // Never destroyed.
   static Core& ForProcess();
+  // Makes `core` (never destroyed afterwards) the process-wide Core.
+  // kFailedPrecondition if one was installed already or the local Core holds
+  // handles (they would silently belong to another table). Call it before
+  // other threads use ForProcess.
+  static Status SetForProcess(Core* core);
+
+  // The random, non-zero tag in the high 32 bits of every handle of this Core.
+  uint32_t table_tag() const { return table_tag_; }
 
   ports::Node& node() { return *node_; }
 
@@ -141,6 +156,7 @@ class Core : public ports::NodeDelegate {
   bool IsBound(const ports::PortName& name) ABSL_LOCKS_EXCLUDED(observers_mu_);
 
   const EventForwarder forwarder_;
+  const uint32_t table_tag_;
   std::unique_ptr<ports::Node> node_;
 
   // Lock order: leaf (see the file comment).

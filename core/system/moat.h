@@ -43,6 +43,7 @@ typedef int32_t MoatResult;
 #define MOAT_RESULT_INVALID_ARGUMENT ((MoatResult)3)    /* bad argument or stale handle */
 #define MOAT_RESULT_NOT_FOUND ((MoatResult)5)           /* no such trigger; trap has none */
 #define MOAT_RESULT_ALREADY_EXISTS ((MoatResult)6)      /* trigger context already in use */
+#define MOAT_RESULT_PERMISSION_DENIED ((MoatResult)7)   /* named-socket peer of another user */
 #define MOAT_RESULT_RESOURCE_EXHAUSTED ((MoatResult)8)  /* buffer too small; table full */
 #define MOAT_RESULT_FAILED_PRECONDITION ((MoatResult)9) /* peer closed; already satisfied */
 #define MOAT_RESULT_OUT_OF_RANGE ((MoatResult)11)
@@ -62,7 +63,9 @@ const char* MoatGetLastErrorMessage(void);
 
 /* ---- Handles and signals ----------------------------------------------- */
 
-typedef uint32_t MoatHandle;
+/* 64 bits as Mojo's MojoHandle. The high 32 bits are a random tag of the
+ * process's handle table: a value not issued by it is INVALID_ARGUMENT. */
+typedef uint64_t MoatHandle;
 #define MOAT_HANDLE_INVALID ((MoatHandle)0)
 
 typedef uint32_t MoatHandleSignals;
@@ -187,6 +190,71 @@ MoatResult MoatRemoveTrigger(MoatHandle trap, uintptr_t context,
  * trigger reported last time (so none starves). NOT_FOUND: no triggers. */
 MoatResult MoatArmTrap(MoatHandle trap, const struct MoatArmTrapOptions* options,
                        uint32_t* num_blocking_events, struct MoatTrapEvent* blocking_events);
+
+/* ---- Processes: brokers and invitations (Mojo's invitations) ---------- */
+/*
+ * Without these calls the C API drives a process-local node: pipes connect
+ * threads of this process only (and a fork()ed copy of it is not connected
+ * to anything). To reach other processes, one process becomes the broker and
+ * invites children; each child accepts its invitation and gets a bootstrap
+ * pipe to the broker, over which further pipes and descriptors travel.
+ * Pipes between two children work too (events are relayed by the broker).
+ *
+ *   broker:  MoatStartBroker(NULL);
+ *            MoatLaunchChild("/path/child", args, 1, NULL, &pid, &boot);
+ *   child:   MoatAcceptInvitation(-1, NULL, &boot);   // socket from the env
+ *
+ * MoatStartBroker and MoatAcceptInvitation/MoatConnectToNamedBroker make the
+ * process a node; each must come before any handle was created (the process
+ * has one handle table, and handles made before would belong to another):
+ * FAILED_PRECONDITION if handles are open or the process is a node already.
+ * The node lives until the process exits. C++ code shares it: Core::
+ * ForProcess() is the same handle table. */
+struct MoatNodeOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatLaunchChildOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatInviteChildOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatAcceptInvitationOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatNamedSocketOptions { uint32_t struct_size; uint32_t flags; };
+
+/* Makes this process the broker. */
+MoatResult MoatStartBroker(const struct MoatNodeOptions* options);
+
+/* Broker: fork+exec `path` with argv = {path, args[0..num_args)}, inheriting
+ * only its broker socket (named by the MOAT_NODE_BROKER_FD environment
+ * variable). *pid: the child; *bootstrap: the broker's end of its bootstrap
+ * pipe. FAILED_PRECONDITION: this process is not the broker. */
+MoatResult MoatLaunchChild(const char* path, const char* const* args, uint32_t num_args,
+                           const struct MoatLaunchChildOptions* options, int64_t* pid,
+                           MoatHandle* bootstrap);
+
+/* Broker: a new child connection without launching anything. *child_socket
+ * (close-on-exec, owned by the caller) goes to the child process by any
+ * means (inherit it across exec, SCM_RIGHTS); the child passes it to
+ * MoatAcceptInvitation. */
+MoatResult MoatInviteChild(const struct MoatInviteChildOptions* options, int* child_socket,
+                           MoatHandle* bootstrap);
+
+/* Child: joins the broker over `socket` (consumed; -1: the descriptor named
+ * by MOAT_NODE_BROKER_FD, as MoatLaunchChild sets it), waiting up to 10 s for
+ * the broker's greeting. *bootstrap: this end of the bootstrap pipe.
+ * NOT_FOUND: socket -1 and no variable; SHOULD_WAIT: no greeting in time. */
+MoatResult MoatAcceptInvitation(int socket, const struct MoatAcceptInvitationOptions* options,
+                                MoatHandle* bootstrap);
+
+/* Named sockets (a filesystem path, at most 107 bytes). Broker: listen on
+ * `path` (which must not exist); *server_socket is the listening descriptor
+ * (owned by the caller; poll it for readability). */
+MoatResult MoatCreateNamedServer(const char* path, const struct MoatNamedSocketOptions* options,
+                                 int* server_socket);
+/* Broker: accepts one child on a listening socket (blocks unless the socket
+ * is non-blocking: then SHOULD_WAIT). PERMISSION_DENIED: the connecting
+ * process runs as another user (SO_PEERCRED); it was disconnected. */
+MoatResult MoatAcceptNamedChild(int server_socket, const struct MoatNamedSocketOptions* options,
+                                MoatHandle* bootstrap);
+/* Child: connects to the broker listening on `path` and joins it, as
+ * MoatAcceptInvitation. */
+MoatResult MoatConnectToNamedBroker(const char* path, const struct MoatNamedSocketOptions* options,
+                                    MoatHandle* bootstrap);
 
 #ifdef __cplusplus
 }  /* extern "C" */
