@@ -236,25 +236,57 @@ Status Core::WriteMessage(Handle pipe, std::span<const uint8_t> payload,
 }
 
 Result<ReadResult> Core::ReadMessage(Handle pipe, const MessageSizes* capacity,
-                                     MessageSizes* sizes) {
+                                     MessageSizes* sizes, Handle* context) {
   MOAT_ASSIGN_OR_RETURN(std::shared_ptr<MessagePipeEndpoint> ep, LookupPipe(pipe));
-  MOAT_ASSIGN_OR_RETURN(
-      ReceivedMessage m,
-      ep->Read(capacity, sizes, [this](const ports::PortName& name) { return IsBound(name); }));
+  std::shared_ptr<MessageContext> origin;
+  Handle origin_handle = kInvalidHandle;
+  if (context != nullptr) {
+    origin = std::make_shared<MessageContext>();
+    MOAT_ASSIGN_OR_RETURN(origin_handle, AddHandle(origin));
+  }
+  Result<ReceivedMessage> read =
+      ep->Read(capacity, sizes, [this](const ports::PortName& name) { return IsBound(name); });
+  if (!read.ok()) {
+    if (origin) RemoveHandle(origin_handle, Object(origin));
+    return std::move(read).error();
+  }
+  ReceivedMessage& m = *read;
   ReadResult out;
   out.payload = std::move(m.payload);
   out.fds = std::move(m.fds);
+  out.source_node = m.source_node;
   for (size_t i = 0; i < m.ports.size(); ++i) {
     Result<Handle> h = AdoptPort(m.ports[i]);
     if (!h.ok()) {
       // Nothing of this message may survive half-delivered.
       for (size_t j = i + 1; j < m.ports.size(); ++j) (void)node_->ClosePort(m.ports[j]);
       for (Handle made : out.handles) (void)Close(made);
+      if (origin) RemoveHandle(origin_handle, Object(origin));
       return std::move(h).error();
     }
     out.handles.push_back(*h);
   }
+  if (origin) {
+    // Published to other threads through table_mu_ (Lookup) once returned.
+    origin->source_node = m.source_node;
+    *context = origin_handle;
+  }
   return out;
+}
+
+Status Core::NotifyBadMessage(Handle context, std::string_view reason) {
+  MOAT_ASSIGN_OR_RETURN(Object o, Lookup(context));
+  auto* origin = std::get_if<std::shared_ptr<MessageContext>>(&o);
+  MOAT_REQUIRE(origin != nullptr, ErrorCode::kInvalidArgument, "handle 0x", std::hex, context,
+               " is not a message context");
+  const ports::NodeName source = (*origin)->source_node;
+  RemoveHandle(context, o);
+  if (!source.is_valid() || source == node_->name()) return OkStatus();
+  BadEventFrom(source, Error(ErrorCode::kProtocolViolation,
+                             internal::Concat("the embedder of node ", node_->name().ToString(),
+                                              " reported a bad message from node ",
+                                              source.ToString(), ": ", reason)));
+  return OkStatus();
 }
 
 Status Core::Close(Handle handle) {

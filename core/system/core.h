@@ -30,6 +30,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -60,6 +61,13 @@ struct ReadResult {
   std::vector<uint8_t> payload;
   std::vector<Handle> handles;
   std::vector<UniqueFd> fds;
+  ports::NodeName source_node;  // invalid: sent on this node
+};
+
+// What a message-context handle names: where one message came from, so the
+// embedder can report it as bad (Mojo's MojoNotifyBadMessage).
+struct MessageContext {
+  ports::NodeName source_node;  // invalid: sent on this node
 };
 
 class Core : public ports::NodeDelegate {
@@ -99,7 +107,17 @@ class Core : public ports::NodeDelegate {
                       std::span<const Handle> handles, std::vector<UniqueFd> fds);
 
   // See MessagePipeEndpoint::Read; received endpoints become new handles.
-  Result<ReadResult> ReadMessage(Handle pipe, const MessageSizes* capacity, MessageSizes* sizes);
+  // With `context`: on success *context is a new handle naming where the
+  // message came from, for NotifyBadMessage (or Close). It is reserved before
+  // the read, so a full table fails the read instead of losing the message.
+  Result<ReadResult> ReadMessage(Handle pipe, const MessageSizes* capacity, MessageSizes* sizes,
+                                 Handle* context = nullptr);
+
+  // Consumes a message context: the embedder found that message bad. If it
+  // came from another node, that node is reported to the delegate
+  // (BadEventFrom: a NodeController disconnects it, so every pipe to it sees
+  // PEER_CLOSED) with `reason`. A local message has nobody to cut off: OK.
+  Status NotifyBadMessage(Handle context, std::string_view reason);
 
   // Closes a pipe endpoint or a trap. kBusy if the endpoint is in transit.
   Status Close(Handle handle);
@@ -139,7 +157,7 @@ class Core : public ports::NodeDelegate {
 
  private:
   using Object = std::variant<std::monostate, std::shared_ptr<MessagePipeEndpoint>,
-                              std::shared_ptr<Trap>>;
+                              std::shared_ptr<Trap>, std::shared_ptr<MessageContext>>;
   struct Slot {
     uint32_t generation = 1;
     Object object;

@@ -60,6 +60,8 @@ struct ReceivedMessage {
   std::vector<uint8_t> payload;
   std::vector<ports::PortRef> ports;
   std::vector<UniqueFd> fds;
+  // The node it arrived from (invalid: sent on this node).
+  ports::NodeName source_node;
 };
 
 struct QuotaState {

@@ -267,9 +267,12 @@ MoatResult MoatWriteMessage(MoatHandle pipe, const void* bytes, uint32_t num_byt
   return Done(C().WriteMessage(pipe, payload, attached, std::move(owned)));
 }
 
-MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMessageOptions* options,
+namespace {
+
+MoatResult ReadMessageImpl(MoatHandle pipe, const struct MoatReadMessageOptions* options,
                            void* bytes, uint32_t* num_bytes, MoatHandle* handles,
-                           uint32_t* num_handles, int* fds, uint32_t* num_fds) {
+                           uint32_t* num_handles, int* fds, uint32_t* num_fds,
+                           MoatHandle* context) {
   MOAT_C_CHECK_OPTIONS(options, "MoatReadMessageOptions");
   MessageSizes capacity;
   capacity.num_bytes = num_bytes ? *num_bytes : 0;
@@ -281,7 +284,7 @@ MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMessageOptions*
     return Fail(MOAT_RESULT_INVALID_ARGUMENT, "a buffer is NULL but its capacity is not 0");
   }
   MessageSizes sizes;
-  auto m = C().ReadMessage(pipe, &capacity, &sizes);
+  auto m = C().ReadMessage(pipe, &capacity, &sizes, context);
   // Sizes are reported on success and on RESOURCE_EXHAUSTED (the size query).
   if (m.ok() || m.error().code() == ErrorCode::kResourceExhausted) {
     if (num_bytes) *num_bytes = static_cast<uint32_t>(sizes.num_bytes);
@@ -293,6 +296,37 @@ MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMessageOptions*
   for (size_t i = 0; i < m->handles.size(); ++i) handles[i] = m->handles[i];
   for (size_t i = 0; i < m->fds.size(); ++i) fds[i] = m->fds[i].release();
   return Done(moat::OkStatus());
+}
+
+}  // namespace
+
+MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMessageOptions* options,
+                           void* bytes, uint32_t* num_bytes, MoatHandle* handles,
+                           uint32_t* num_handles, int* fds, uint32_t* num_fds) {
+  return ReadMessageImpl(pipe, options, bytes, num_bytes, handles, num_handles, fds, num_fds,
+                         nullptr);
+}
+
+MoatResult MoatReadMessageWithContext(MoatHandle pipe,
+                                      const struct MoatReadMessageOptions* options, void* bytes,
+                                      uint32_t* num_bytes, MoatHandle* handles,
+                                      uint32_t* num_handles, int* fds, uint32_t* num_fds,
+                                      MoatHandle* context) {
+  if (context == nullptr) return Fail(MOAT_RESULT_INVALID_ARGUMENT, "context: NULL");
+  *context = MOAT_HANDLE_INVALID;
+  return ReadMessageImpl(pipe, options, bytes, num_bytes, handles, num_handles, fds, num_fds,
+                         context);
+}
+
+MoatResult MoatNotifyBadMessage(MoatHandle context, const char* reason, uint32_t reason_length,
+                                const struct MoatNotifyBadMessageOptions* options) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatNotifyBadMessageOptions");
+  if (reason_length != 0 && reason == nullptr) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT,
+                Concat("reason: NULL with reason_length ", reason_length));
+  }
+  return Done(C().NotifyBadMessage(
+      context, std::string_view(reason == nullptr ? "" : reason, reason_length)));
 }
 
 MoatResult MoatClose(MoatHandle handle) { return Done(C().Close(handle)); }

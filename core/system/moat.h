@@ -123,7 +123,27 @@ MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMessageOptions*
                            void* bytes, uint32_t* num_bytes, MoatHandle* handles,
                            uint32_t* num_handles, int* fds, uint32_t* num_fds);
 
-/* Closes a pipe endpoint or a trap. BUSY while in transit. */
+/* Bad-message reporting (Mojo's MojoNotifyBadMessage). As MoatReadMessage;
+ * on OK, *context is a new handle naming the message's origin, which the
+ * caller passes to MoatNotifyBadMessage if its higher-level validation
+ * rejects the message, or else closes with MoatClose. */
+MoatResult MoatReadMessageWithContext(MoatHandle pipe, const struct MoatReadMessageOptions* options,
+                                      void* bytes, uint32_t* num_bytes, MoatHandle* handles,
+                                      uint32_t* num_handles, int* fds, uint32_t* num_fds,
+                                      MoatHandle* context);
+
+struct MoatNotifyBadMessageOptions { uint32_t struct_size; uint32_t flags; };
+
+/* Consumes `context`: the message was bad. If it came from another process,
+ * that process's node is disconnected, with `reason` in the error reported
+ * (every pipe to it sees PEER_CLOSED; on a broker, the other children are
+ * told the node is lost). A message written in this process has nobody to
+ * cut off (OK). The disconnected node sees its connection to this one fail
+ * (it is not sent the reason). INVALID_ARGUMENT: not a context handle. */
+MoatResult MoatNotifyBadMessage(MoatHandle context, const char* reason, uint32_t reason_length,
+                                const struct MoatNotifyBadMessageOptions* options);
+
+/* Closes a pipe endpoint, a trap or a message context. BUSY while in transit. */
 MoatResult MoatClose(MoatHandle handle);
 
 /* Fuses two endpoints of different pipes: both handles are invalidated and

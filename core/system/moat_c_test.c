@@ -322,6 +322,34 @@ static void TestMojoCompatibleCodes(void) {
   CHECK_RESULT(MoatClose(d), MOAT_RESULT_OK);
 }
 
+/* Issue 15 item 2, locally: a message context is a handle, consumed by
+ * MoatNotifyBadMessage; a message written in this process cuts nobody off. */
+static void TestMessageContextLocal(void) {
+  MoatHandle a, b, context = MOAT_HANDLE_INVALID;
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &a, &b), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatReadMessageWithContext(b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, &context),
+               MOAT_RESULT_SHOULD_WAIT);
+  CHECK(context == MOAT_HANDLE_INVALID);
+  CHECK_RESULT(MoatWriteMessage(a, "m", 1, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  char buf[4];
+  uint32_t n = sizeof(buf);
+  CHECK_RESULT(MoatReadMessageWithContext(b, NULL, buf, &n, NULL, NULL, NULL, NULL, &context),
+               MOAT_RESULT_OK);
+  CHECK(context != MOAT_HANDLE_INVALID && n == 1);
+  CHECK_RESULT(MoatNotifyBadMessage(b, "x", 1, NULL), MOAT_RESULT_INVALID_ARGUMENT);
+  CHECK_RESULT(MoatNotifyBadMessage(context, "local", 5, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(context), MOAT_RESULT_INVALID_ARGUMENT); /* consumed */
+  /* Local: the pipe is not cut. */
+  CHECK_RESULT(MoatWriteMessage(a, "m", 1, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatReadMessageWithContext(b, NULL, buf, &n, NULL, NULL, NULL, NULL, &context),
+               MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(context), MOAT_RESULT_OK); /* or simply closed */
+  CHECK_RESULT(MoatReadMessageWithContext(b, NULL, buf, &n, NULL, NULL, NULL, NULL, NULL),
+               MOAT_RESULT_INVALID_ARGUMENT);
+  CHECK_RESULT(MoatClose(a), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(b), MOAT_RESULT_OK);
+}
+
 int main(void) {
   TestWriteAndTwoCallRead();
   TestStaleHandleAndLastError();
@@ -332,6 +360,7 @@ int main(void) {
   TestOptionsForwardCompatibility();
   TestNoEventAfterClose();
   TestMojoCompatibleCodes();
+  TestMessageContextLocal();
   printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

@@ -102,6 +102,43 @@ static int InvitedChild(void) {
   _exit(Finish());
 }
 
+static int PeerClosed(MoatHandle h) {
+  struct MoatHandleSignalsState st;
+  st.struct_size = sizeof(st);
+  return MoatQueryHandleSignalsState(h, &st) == MOAT_RESULT_OK &&
+         (st.satisfied_signals & MOAT_HANDLE_SIGNAL_PEER_CLOSED) != 0;
+}
+
+/* Child that sends the broker something its embedder rejects, and must then
+ * find itself cut off (its bootstrap pipe PEER_CLOSED). */
+static int BadChild(void) {
+  MoatHandle boot;
+  CHECK_RESULT(MoatAcceptInvitation(-1, NULL, &boot), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatWriteMessage(boot, "evil", 4, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  WaitPeerClosed(boot);
+  CHECK(PeerClosed(boot));
+  fflush(stderr);
+  _exit(Finish());
+}
+
+/* Child that echoes every message on its bootstrap pipe until it closes. */
+static int EchoChild(void) {
+  MoatHandle boot;
+  CHECK_RESULT(MoatAcceptInvitation(-1, NULL, &boot), MOAT_RESULT_OK);
+  for (;;) {
+    char buf[64];
+    uint32_t n = sizeof(buf);
+    MoatResult r = ReadWaiting(boot, buf, &n, NULL, NULL, NULL, NULL);
+    if (r != MOAT_RESULT_OK) {
+      CHECK_RESULT(r, MOAT_RESULT_FAILED_PRECONDITION); /* the broker closed it */
+      break;
+    }
+    CHECK_RESULT(MoatWriteMessage(boot, buf, n, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  }
+  fflush(stderr);
+  _exit(Finish());
+}
+
 /* Child started with a plain fork+exec: joins the broker's named socket. */
 static int NamedChild(const char* path) {
   MoatHandle boot;
@@ -158,6 +195,53 @@ static void TestLaunchedChildGetsPipesAndDescriptors(const char* self) {
   CHECK(WaitChild((pid_t)pid) == 0);
 }
 
+/* Issue 15 item 2: the embedder validates a message at a higher level and
+ * reports it; the node that sent it is cut off, the other children are not. */
+static void TestBadMessageCutsOffItsSender(const char* self) {
+  const char* bad_args[] = {"bad-child"};
+  const char* echo_args[] = {"echo-child"};
+  int64_t bad_pid = -1, echo_pid = -1;
+  MoatHandle bad, echo;
+  CHECK_RESULT(MoatLaunchChild(self, bad_args, 1, NULL, &bad_pid, &bad), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatLaunchChild(self, echo_args, 1, NULL, &echo_pid, &echo), MOAT_RESULT_OK);
+
+  char buf[16];
+  uint32_t n = sizeof(buf);
+  CHECK_RESULT(MoatWriteMessage(echo, "one", 3, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(ReadWaiting(echo, buf, &n, NULL, NULL, NULL, NULL), MOAT_RESULT_OK);
+  CHECK(n == 3 && memcmp(buf, "one", 3) == 0);
+
+  MoatHandle context = MOAT_HANDLE_INVALID;
+  n = sizeof(buf);
+  for (int i = 0; i < 20000; ++i) {
+    n = sizeof(buf);
+    MoatResult r = MoatReadMessageWithContext(bad, NULL, buf, &n, NULL, NULL, NULL, NULL, &context);
+    if (r != MOAT_RESULT_SHOULD_WAIT) {
+      CHECK_RESULT(r, MOAT_RESULT_OK);
+      break;
+    }
+    SleepMs(1);
+  }
+  CHECK(n == 4 && memcmp(buf, "evil", 4) == 0);
+  CHECK(context != MOAT_HANDLE_INVALID);
+  const char reason[] = "evil is not a valid request";
+  CHECK_RESULT(MoatNotifyBadMessage(context, reason, sizeof(reason) - 1, NULL), MOAT_RESULT_OK);
+  /* Consumed. */
+  CHECK_RESULT(MoatNotifyBadMessage(context, NULL, 0, NULL), MOAT_RESULT_INVALID_ARGUMENT);
+  /* The sender's pipes die here; it sees its own cut off (it exits 0 then). */
+  for (int i = 0; i < 20000 && !PeerClosed(bad); ++i) SleepMs(1);
+  CHECK(PeerClosed(bad));
+  CHECK(WaitChild((pid_t)bad_pid) == 0);
+  /* The other child is untouched. */
+  n = sizeof(buf);
+  CHECK_RESULT(MoatWriteMessage(echo, "two", 3, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(ReadWaiting(echo, buf, &n, NULL, NULL, NULL, NULL), MOAT_RESULT_OK);
+  CHECK(n == 3 && memcmp(buf, "two", 3) == 0);
+  CHECK_RESULT(MoatClose(bad), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(echo), MOAT_RESULT_OK);
+  CHECK(WaitChild((pid_t)echo_pid) == 0);
+}
+
 static void TestNamedSocketChild(const char* self) {
   char path[108];
   const char* dir = getenv("TEST_TMPDIR");
@@ -201,12 +285,15 @@ static void TestNamedSocketChild(const char* self) {
 int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "invited-child") == 0) return InvitedChild();
   if (argc >= 3 && strcmp(argv[1], "named-child") == 0) return NamedChild(argv[2]);
+  if (argc >= 2 && strcmp(argv[1], "bad-child") == 0) return BadChild();
+  if (argc >= 2 && strcmp(argv[1], "echo-child") == 0) return EchoChild();
   MoatHandle boot;
   /* Not launched by a broker: no invitation to accept. */
   CHECK_RESULT(MoatAcceptInvitation(-1, NULL, &boot), MOAT_RESULT_NOT_FOUND);
   TestStartBrokerNeedsAnEmptyTable();
   TestLaunchedChildGetsPipesAndDescriptors("/proc/self/exe");
   TestNamedSocketChild("/proc/self/exe");
+  TestBadMessageCutsOffItsSender("/proc/self/exe");
   fflush(stdout);
   fflush(stderr);
   _exit(Finish());
