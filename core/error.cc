@@ -18,6 +18,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kShouldWait: return "SHOULD_WAIT";
     case ErrorCode::kResourceExhausted: return "RESOURCE_EXHAUSTED";
     case ErrorCode::kIo: return "IO";
+    case ErrorCode::kAlreadyExists: return "ALREADY_EXISTS";
   }
   return "UNKNOWN";
 }

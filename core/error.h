@@ -40,6 +40,7 @@ enum class ErrorCode : uint8_t {
   kShouldWait,              // Nothing available yet.
   kResourceExhausted,       // Allocation or OS resource failure.
   kIo,                      // An OS call failed.
+  kAlreadyExists,           // The name/key is already taken (e.g. a trigger context).
 };
 
 // Short stable name of an error code, e.g. "LIMIT_EXCEEDED".

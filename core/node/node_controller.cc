@@ -474,6 +474,12 @@ Status NodeController::AcceptEventBytes(const ports::NodeName& from,
                                         std::vector<UniqueFd>& fds) {
   auto event = ports::DeserializeEvent(body, fds);
   if (!event.ok()) return std::move(event).error().WithField("NodeChannelMessage.body");
+  // Attribution for bad-message reports (issue 15 item 2): `from` is the
+  // authenticated sender (checked against the connection or, relayed, by the
+  // broker).
+  if ((*event)->type() == ports::EventType::kUserMessage) {
+    static_cast<ports::UserMessageEvent&>(**event).message->source_node = from;
+  }
   return core_->node().AcceptEvent(from, std::move(*event));
 }
 

@@ -39,6 +39,12 @@ class UserMessage {
   std::vector<uint8_t> payload;
   std::vector<UniqueFd> fds;
   std::vector<PortName> ports;
+  // The node this message arrived from (the authenticated sender of the
+  // node-channel message that carried it; set by the embedder's
+  // deserializer, NodeController); invalid for a message sent on this node.
+  // Not serialized: each receiving node records its own immediate sender.
+  // core/system reports bad messages to it (MoatNotifyBadMessage).
+  NodeName source_node;
 
   // Bytes this message accounts for in queue quotas (payload only).
   size_t size_in_bytes() const { return payload.size(); }

@@ -1,5 +1,6 @@
 #include "core/system/core.h"
 
+#include <atomic>
 #include <utility>
 
 #include "core/check.h"
@@ -7,16 +8,38 @@
 namespace moat::system {
 namespace {
 
-Error StaleHandle(Handle handle) {
+Error StaleHandle(Handle handle, uint32_t tag) {
+  if ((handle >> 32) != tag) {
+    return Error(ErrorCode::kInvalidArgument,
+                 internal::Concat("handle 0x", std::hex, handle,
+                                  " was not issued by this handle table (tag 0x", tag,
+                                  "): another Core's handle, or made up"));
+  }
   return Error(ErrorCode::kInvalidArgument,
                internal::Concat("handle 0x", std::hex, handle,
                                 " is not valid (closed, transferred, or never issued)"));
 }
 
+uint32_t NewTableTag() {
+  for (;;) {
+    const uint32_t tag = static_cast<uint32_t>(ports::NodeName::Random().lo);
+    if (tag != 0) return tag;
+  }
+}
+
+inline uint32_t IndexOf(Handle h) { return static_cast<uint32_t>(h) & kHandleIndexMask; }
+inline uint32_t GenerationOf(Handle h) { return static_cast<uint32_t>(h) >> kHandleIndexBits; }
+
+std::atomic<Core*> g_installed_core{nullptr};
+std::atomic<Core*> g_local_core{nullptr};
+Mutex g_process_core_mu;
+
 }  // namespace
 
 Core::Core(EventForwarder forwarder, ports::NodeName name)
-    : forwarder_(std::move(forwarder)), node_(std::make_unique<ports::Node>(name, this)) {
+    : forwarder_(std::move(forwarder)),
+      table_tag_(NewTableTag()),
+      node_(std::make_unique<ports::Node>(name, this)) {
   MutexLock lock(&table_mu_);
   slots_.emplace_back();  // index 0: handle 0 is never valid
 }
@@ -46,8 +69,28 @@ Core::~Core() {
 }
 
 Core& Core::ForProcess() {
-  static Core* const core = new Core();
-  return *core;
+  if (Core* installed = g_installed_core.load(std::memory_order_acquire)) return *installed;
+  MutexLock lock(&g_process_core_mu);
+  if (Core* installed = g_installed_core.load(std::memory_order_acquire)) return *installed;
+  Core* local = g_local_core.load(std::memory_order_acquire);
+  if (local == nullptr) {
+    local = new Core();  // never destroyed
+    g_local_core.store(local, std::memory_order_release);
+  }
+  return *local;
+}
+
+Status Core::SetForProcess(Core* core) {
+  MOAT_ASSERT(core != nullptr, "SetForProcess(nullptr)");
+  MutexLock lock(&g_process_core_mu);
+  MOAT_REQUIRE(g_installed_core.load() == nullptr, ErrorCode::kFailedPrecondition,
+               "this process already joined a node (or became a broker)");
+  Core* local = g_local_core.load();
+  MOAT_REQUIRE(local == nullptr || local->handle_count() == 0, ErrorCode::kFailedPrecondition,
+               "the process Core already holds ", local ? local->handle_count() : 0,
+               " handle(s); start or join a node before creating any");
+  g_installed_core.store(core, std::memory_order_release);
+  return OkStatus();
 }
 
 Result<Handle> Core::AddHandle(Object object) {
@@ -66,24 +109,26 @@ Result<Handle> Core::AddHandle(Object object) {
   Slot& slot = slots_[index];
   slot.object = std::move(object);
   ++live_handles_;
-  return (slot.generation << kHandleIndexBits) | index;
+  return (static_cast<Handle>(table_tag_) << 32) |
+         static_cast<Handle>((slot.generation << kHandleIndexBits) | index);
 }
 
 Result<Core::Object> Core::Lookup(Handle handle) const {
-  const uint32_t index = handle & kHandleIndexMask;
-  const uint32_t generation = handle >> kHandleIndexBits;
+  const uint32_t index = IndexOf(handle);
+  const uint32_t generation = GenerationOf(handle);
   MutexLock lock(&table_mu_);
-  if (index == 0 || index >= slots_.size() || slots_[index].generation != generation ||
+  if ((handle >> 32) != table_tag_ || index == 0 || index >= slots_.size() ||
+      slots_[index].generation != generation ||
       std::holds_alternative<std::monostate>(slots_[index].object)) {
-    return StaleHandle(handle);
+    return StaleHandle(handle, table_tag_);
   }
   return slots_[index].object;
 }
 
 Result<std::shared_ptr<MessagePipeEndpoint>> Core::GetEndpoint(Handle handle) const {
-  const uint32_t index = handle & kHandleIndexMask;
-  const uint32_t generation = handle >> kHandleIndexBits;
-  {
+  const uint32_t index = IndexOf(handle);
+  const uint32_t generation = GenerationOf(handle);
+  if ((handle >> 32) == table_tag_) {
     // Every read and write starts here: one reference taken under the lock,
     // without copying the slot's variant first.
     MutexLock lock(&table_mu_);
@@ -111,10 +156,10 @@ Result<std::shared_ptr<Trap>> Core::LookupTrap(Handle handle) const {
 }
 
 void Core::RemoveHandle(Handle handle, const Object& object) {
-  const uint32_t index = handle & kHandleIndexMask;
-  const uint32_t generation = handle >> kHandleIndexBits;
+  const uint32_t index = IndexOf(handle);
+  const uint32_t generation = GenerationOf(handle);
   MutexLock lock(&table_mu_);
-  if (index == 0 || index >= slots_.size()) return;
+  if ((handle >> 32) != table_tag_ || index == 0 || index >= slots_.size()) return;
   Slot& slot = slots_[index];
   if (slot.generation != generation || slot.object != object) return;
   slot.object = std::monostate{};
@@ -191,25 +236,57 @@ Status Core::WriteMessage(Handle pipe, std::span<const uint8_t> payload,
 }
 
 Result<ReadResult> Core::ReadMessage(Handle pipe, const MessageSizes* capacity,
-                                     MessageSizes* sizes) {
+                                     MessageSizes* sizes, Handle* context) {
   MOAT_ASSIGN_OR_RETURN(std::shared_ptr<MessagePipeEndpoint> ep, LookupPipe(pipe));
-  MOAT_ASSIGN_OR_RETURN(
-      ReceivedMessage m,
-      ep->Read(capacity, sizes, [this](const ports::PortName& name) { return IsBound(name); }));
+  std::shared_ptr<MessageContext> origin;
+  Handle origin_handle = kInvalidHandle;
+  if (context != nullptr) {
+    origin = std::make_shared<MessageContext>();
+    MOAT_ASSIGN_OR_RETURN(origin_handle, AddHandle(origin));
+  }
+  Result<ReceivedMessage> read =
+      ep->Read(capacity, sizes, [this](const ports::PortName& name) { return IsBound(name); });
+  if (!read.ok()) {
+    if (origin) RemoveHandle(origin_handle, Object(origin));
+    return std::move(read).error();
+  }
+  ReceivedMessage& m = *read;
   ReadResult out;
   out.payload = std::move(m.payload);
   out.fds = std::move(m.fds);
+  out.source_node = m.source_node;
   for (size_t i = 0; i < m.ports.size(); ++i) {
     Result<Handle> h = AdoptPort(m.ports[i]);
     if (!h.ok()) {
       // Nothing of this message may survive half-delivered.
       for (size_t j = i + 1; j < m.ports.size(); ++j) (void)node_->ClosePort(m.ports[j]);
       for (Handle made : out.handles) (void)Close(made);
+      if (origin) RemoveHandle(origin_handle, Object(origin));
       return std::move(h).error();
     }
     out.handles.push_back(*h);
   }
+  if (origin) {
+    // Published to other threads through table_mu_ (Lookup) once returned.
+    origin->source_node = m.source_node;
+    *context = origin_handle;
+  }
   return out;
+}
+
+Status Core::NotifyBadMessage(Handle context, std::string_view reason) {
+  MOAT_ASSIGN_OR_RETURN(Object o, Lookup(context));
+  auto* origin = std::get_if<std::shared_ptr<MessageContext>>(&o);
+  MOAT_REQUIRE(origin != nullptr, ErrorCode::kInvalidArgument, "handle 0x", std::hex, context,
+               " is not a message context");
+  const ports::NodeName source = (*origin)->source_node;
+  RemoveHandle(context, o);
+  if (!source.is_valid() || source == node_->name()) return OkStatus();
+  BadEventFrom(source, Error(ErrorCode::kProtocolViolation,
+                             internal::Concat("the embedder of node ", node_->name().ToString(),
+                                              " reported a bad message from node ",
+                                              source.ToString(), ": ", reason)));
+  return OkStatus();
 }
 
 Status Core::Close(Handle handle) {
@@ -291,9 +368,9 @@ Status Core::RemoveTrigger(Handle trap, uintptr_t context) {
   return t->RemoveTrigger(context);
 }
 
-Status Core::ArmTrap(Handle trap, std::vector<TrapEvent>* blocking_events) {
+Status Core::ArmTrap(Handle trap, std::vector<TrapEvent>* blocking_events, size_t max_events) {
   MOAT_ASSIGN_OR_RETURN(std::shared_ptr<Trap> t, LookupTrap(trap));
-  return t->Arm(blocking_events);
+  return t->Arm(blocking_events, max_events);
 }
 
 Result<ports::PortName> Core::ReleaseForRemoteMerge(Handle pipe) {

@@ -1,12 +1,16 @@
 // Core: the process's handle table, owning message-pipe endpoints and traps,
 // over one ports::Node per process (moat's equivalent of mojo::core::Core).
 //
-// Handles are uint32 values, generation-tagged: the low kHandleIndexBits bits
-// index a slot, the high bits hold the slot's generation, which changes every
-// time the slot is freed. A stale handle (closed, transferred, or fused)
-// therefore fails kInvalidArgument instead of reaching whatever object now
-// occupies its slot; a slot whose generation would wrap is retired for good.
-// Handle 0 is never issued.
+// Handles are uint64 values (as Mojo's MojoHandle). The low kHandleIndexBits
+// bits index a slot, the next bits up to bit 31 hold the slot's generation,
+// which changes every time the slot is freed, and the high 32 bits are this
+// Core's table tag, random and non-zero, so a handle of another Core (a C++
+// NodeController's, a test's, or a value made up) fails kInvalidArgument
+// instead of naming an object here (issue 15 item 1: two tables issued the
+// same numbers and a handle of one wrote into a pipe of the other). A stale
+// handle (closed, transferred, or fused) fails kInvalidArgument instead of
+// reaching whatever object now occupies its slot; a slot whose generation
+// would wrap is retired for good. Handle 0 is never issued.
 //
 //   Core core;                                   // or Core::ForProcess()
 //   MOAT_ASSIGN_OR_RETURN(auto pipe, core.CreateMessagePipe());
@@ -26,6 +30,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -45,7 +50,7 @@
 
 namespace moat::system {
 
-using Handle = uint32_t;
+using Handle = uint64_t;
 inline constexpr Handle kInvalidHandle = 0;
 // 2^20 - 1 live handles per process; 4095 reuses per slot.
 inline constexpr uint32_t kHandleIndexBits = 20;
@@ -56,6 +61,13 @@ struct ReadResult {
   std::vector<uint8_t> payload;
   std::vector<Handle> handles;
   std::vector<UniqueFd> fds;
+  ports::NodeName source_node;  // invalid: sent on this node
+};
+
+// What a message-context handle names: where one message came from, so the
+// embedder can report it as bad (Mojo's MojoNotifyBadMessage).
+struct MessageContext {
+  ports::NodeName source_node;  // invalid: sent on this node
 };
 
 class Core : public ports::NodeDelegate {
@@ -71,8 +83,19 @@ class Core : public ports::NodeDelegate {
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
 
-  // The process-wide Core used by the C API (never destroyed).
+  // The process-wide Core, shared by the C API (moat.h) and C++ code: the
+  // Core installed by SetForProcess (the node's, once the process joined a
+  // broker or became one), else a process-local Core made on first use.
+  // Never destroyed.
   static Core& ForProcess();
+  // Makes `core` (never destroyed afterwards) the process-wide Core.
+  // kFailedPrecondition if one was installed already or the local Core holds
+  // handles (they would silently belong to another table). Call it before
+  // other threads use ForProcess.
+  static Status SetForProcess(Core* core);
+
+  // The random, non-zero tag in the high 32 bits of every handle of this Core.
+  uint32_t table_tag() const { return table_tag_; }
 
   ports::Node& node() { return *node_; }
 
@@ -84,7 +107,17 @@ class Core : public ports::NodeDelegate {
                       std::span<const Handle> handles, std::vector<UniqueFd> fds);
 
   // See MessagePipeEndpoint::Read; received endpoints become new handles.
-  Result<ReadResult> ReadMessage(Handle pipe, const MessageSizes* capacity, MessageSizes* sizes);
+  // With `context`: on success *context is a new handle naming where the
+  // message came from, for NotifyBadMessage (or Close). It is reserved before
+  // the read, so a full table fails the read instead of losing the message.
+  Result<ReadResult> ReadMessage(Handle pipe, const MessageSizes* capacity, MessageSizes* sizes,
+                                 Handle* context = nullptr);
+
+  // Consumes a message context: the embedder found that message bad. If it
+  // came from another node, that node is reported to the delegate
+  // (BadEventFrom: a NodeController disconnects it, so every pipe to it sees
+  // PEER_CLOSED) with `reason`. A local message has nobody to cut off: OK.
+  Status NotifyBadMessage(Handle context, std::string_view reason);
 
   // Closes a pipe endpoint or a trap. kBusy if the endpoint is in transit.
   Status Close(Handle handle);
@@ -101,7 +134,9 @@ class Core : public ports::NodeDelegate {
   Status AddTrigger(Handle trap, Handle handle, SignalSet signals, uint32_t condition,
                     uintptr_t context);
   Status RemoveTrigger(Handle trap, uintptr_t context);
-  Status ArmTrap(Handle trap, std::vector<TrapEvent>* blocking_events);
+  // See Trap::Arm (at most `max_events` blocking events, rotating).
+  Status ArmTrap(Handle trap, std::vector<TrapEvent>* blocking_events,
+                 size_t max_events = SIZE_MAX);
 
   // Bootstrapping pipes across nodes (used by the broker/transport layer):
   // ReleaseForRemoteMerge invalidates the handle and returns its port's name,
@@ -122,7 +157,7 @@ class Core : public ports::NodeDelegate {
 
  private:
   using Object = std::variant<std::monostate, std::shared_ptr<MessagePipeEndpoint>,
-                              std::shared_ptr<Trap>>;
+                              std::shared_ptr<Trap>, std::shared_ptr<MessageContext>>;
   struct Slot {
     uint32_t generation = 1;
     Object object;
@@ -139,6 +174,7 @@ class Core : public ports::NodeDelegate {
   bool IsBound(const ports::PortName& name) ABSL_LOCKS_EXCLUDED(observers_mu_);
 
   const EventForwarder forwarder_;
+  const uint32_t table_tag_;
   std::unique_ptr<ports::Node> node_;
 
   // Lock order: leaf (see the file comment).

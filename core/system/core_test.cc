@@ -173,7 +173,7 @@ TEST_F(CoreTest, InvalidAttachmentsAreRejectedAndHandlesStayValid) {
   EXPECT_EQ(self.error().code(), ErrorCode::kInvalidArgument);
   Status twice = Write(a, "x", {c, c});
   ASSERT_FALSE(twice.ok());
-  EXPECT_EQ(twice.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(twice.error().code(), ErrorCode::kBusy);  // Mojo's answer
   EXPECT_EQ(twice.error().field(), "handles[1]");
   Status peer = Write(a, "x", {b});
   ASSERT_FALSE(peer.ok()) << "attaching the writer's own peer must fail";
@@ -259,6 +259,36 @@ TEST_F(CoreTest, StaleHandlesNeverReachANewObject) {
   }
   EXPECT_TRUE(Write(c, "new").ok());
   EXPECT_EQ(ReadString(d), "new");
+}
+
+// Issue 15 item 1: two Cores (e.g. the C API's and a C++ NodeController's)
+// used to issue the same handle numbers, so a handle of one silently wrote
+// into a pipe of the other. Each table now tags its handles.
+TEST_F(CoreTest, HandlesOfAnotherCoreAreInvalidHere) {
+  Core other;
+  auto mine = Pipe();
+  auto theirs = other.CreateMessagePipe();
+  ASSERT_TRUE(theirs.ok());
+  EXPECT_NE(core_.table_tag(), other.table_tag());
+  EXPECT_NE(core_.table_tag(), 0u);
+  for (Handle foreign : {theirs->first, theirs->second}) {
+    EXPECT_NE(foreign, mine.first);
+    EXPECT_NE(foreign, mine.second);
+    Status s = Write(foreign, "into the wrong table");
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_NE(s.error().reason().find("not issued by this handle table"), std::string::npos)
+        << s.error().ToString();
+    EXPECT_EQ(core_.Close(foreign).error().code(), ErrorCode::kInvalidArgument);
+    // The same slot and generation under our tag is ours; theirs is not.
+    const Handle same_slot = (foreign & 0xffffffffu) | (Handle{core_.table_tag()} << 32);
+    EXPECT_TRUE(same_slot == mine.first || same_slot == mine.second);
+  }
+  // Nothing reached our pipe, and theirs still works.
+  MessageSizes sizes;
+  auto m = core_.ReadMessage(mine.second, nullptr, &sizes);
+  EXPECT_EQ(m.error().code(), ErrorCode::kShouldWait);
+  EXPECT_TRUE(other.WriteMessage(theirs->first, {}, {}, {}).ok());
 }
 
 TEST_F(CoreTest, PeerClosure) {

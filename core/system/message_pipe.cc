@@ -58,7 +58,8 @@ Status MessagePipeEndpoint::Write(std::span<const uint8_t> payload,
     }
     for (size_t j = 0; j < i; ++j) {
       if (handles[j] == handles[i]) {
-        return Error(ErrorCode::kInvalidArgument,
+        // As in Mojo: the second use finds the handle already in transit.
+        return Error(ErrorCode::kBusy,
                      internal::Concat("write: attached twice (also handles[", j, "])"))
             .WithField(internal::Concat("handles[", i, "]"));
       }
@@ -197,6 +198,7 @@ Status MessagePipeEndpoint::TakeLocked(Pending& p, const MessageSizes* capacity,
   if (table != 0) payload.erase(payload.begin(), payload.begin() + static_cast<ptrdiff_t>(table));
   out->payload = std::move(payload);
   out->ports = std::move(p.ports);
+  out->source_node = p.message->source_node;
   std::vector<UniqueFd>& fds = p.message->fds;
   const size_t first_user_fd = fds.size() - need.num_fds;
   if (first_user_fd == 0) {

@@ -60,6 +60,8 @@ struct ReceivedMessage {
   std::vector<uint8_t> payload;
   std::vector<ports::PortRef> ports;
   std::vector<UniqueFd> fds;
+  // The node it arrived from (invalid: sent on this node).
+  ports::NodeName source_node;
 };
 
 struct QuotaState {
@@ -76,8 +78,8 @@ class MessagePipeEndpoint : public Watchable,
   const ports::PortRef& port() const { return port_; }
 
   // Sends payload + attached endpoints + descriptors. The attached endpoints
-  // go through BeginTransit (kBusy if one is in transit or being read,
-  // kInvalidArgument if one is this endpoint or appears twice) and, once the
+  // go through BeginTransit (kBusy if one is in transit, being read, or
+  // appears twice; kInvalidArgument if one is this endpoint) and, once the
   // message is handed to ports, CompleteTransit; on failure before that,
   // CancelTransit. `fds` are consumed in every case (closed on failure).
   // kPeerClosed: the peer is gone; the message and its attachments were

@@ -2,12 +2,19 @@
 #include "core/system/moat.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/check.h"
+#include "core/node/node_controller.h"
 #include "core/system/core.h"
 #include "limits/limits.h"
 
@@ -54,6 +61,7 @@ MoatResult ResultFor(ErrorCode code) {
     case ErrorCode::kIncomplete:
       return MOAT_RESULT_SHOULD_WAIT;
     case ErrorCode::kIo: return MOAT_RESULT_UNAVAILABLE;
+    case ErrorCode::kAlreadyExists: return MOAT_RESULT_ALREADY_EXISTS;
   }
   return MOAT_RESULT_UNKNOWN;
 }
@@ -121,10 +129,66 @@ void FillEvent(const TrapEvent& in, MoatTrapEvent* out) {
 
 Core& C() { return Core::ForProcess(); }
 
+// The node this process became through the C API (never destroyed: its Core
+// is the process Core).
+std::atomic<moat::node::NodeController*> g_node{nullptr};
+
+// Installs `node` as the process node; on failure it is destroyed.
+MoatResult BecomeNode(std::unique_ptr<moat::node::NodeController> node, MoatHandle* bootstrap) {
+  moat::Status s = Core::SetForProcess(&node->core());
+  if (!s.ok()) return Fail(s.error());
+  if (bootstrap != nullptr) *bootstrap = node->bootstrap();
+  g_node.store(node.release(), std::memory_order_release);
+  return Done(moat::OkStatus());
+}
+
+// Fails like SetForProcess would, before connecting anywhere.
+MoatResult CheckCanBecomeNode() {
+  if (g_node.load(std::memory_order_acquire) != nullptr) {
+    return Fail(MOAT_RESULT_FAILED_PRECONDITION,
+                "this process already joined a node (or became a broker)");
+  }
+  if (C().handle_count() != 0) {
+    return Fail(MOAT_RESULT_FAILED_PRECONDITION,
+                internal::Concat("the process handle table already holds ", C().handle_count(),
+                       " handle(s); start or join a node before creating any"));
+  }
+  return MOAT_RESULT_OK;
+}
+
+moat::node::NodeController* Broker() {
+  moat::node::NodeController* node = g_node.load(std::memory_order_acquire);
+  return node != nullptr && node->is_broker() ? node : nullptr;
+}
+
+MoatResult NotBroker(const char* call) {
+  return Fail(MOAT_RESULT_FAILED_PRECONDITION,
+              internal::Concat(call, ": this process is not a broker (MoatStartBroker first)"));
+}
+
+MoatResult SocketAddress(const char* path, sockaddr_un* addr) {
+  if (path == nullptr) return Fail(MOAT_RESULT_INVALID_ARGUMENT, "path: NULL");
+  const size_t len = std::strlen(path);
+  *addr = sockaddr_un{};
+  addr->sun_family = AF_UNIX;
+  if (len == 0 || len >= sizeof(addr->sun_path)) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT,
+                internal::Concat("path: ", len, " bytes; a socket path has 1 to ",
+                       sizeof(addr->sun_path) - 1));
+  }
+  std::memcpy(addr->sun_path, path, len);
+  return MOAT_RESULT_OK;
+}
+
+MoatResult Errno(const char* what) {
+  return Fail(MOAT_RESULT_UNAVAILABLE, internal::Concat(what, ": ", std::strerror(errno)));
+}
+
 }  // namespace
 }  // namespace moat::system
 
 using moat::Error;
+using moat::node::NodeController;
 using moat::ErrorCode;
 using moat::UniqueFd;
 using moat::internal::Concat;
@@ -139,6 +203,8 @@ const char* MoatResultToString(MoatResult result) {
     case MOAT_RESULT_UNKNOWN: return "UNKNOWN";
     case MOAT_RESULT_INVALID_ARGUMENT: return "INVALID_ARGUMENT";
     case MOAT_RESULT_NOT_FOUND: return "NOT_FOUND";
+    case MOAT_RESULT_ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case MOAT_RESULT_PERMISSION_DENIED: return "PERMISSION_DENIED";
     case MOAT_RESULT_RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
     case MOAT_RESULT_FAILED_PRECONDITION: return "FAILED_PRECONDITION";
     case MOAT_RESULT_OUT_OF_RANGE: return "OUT_OF_RANGE";
@@ -201,9 +267,12 @@ MoatResult MoatWriteMessage(MoatHandle pipe, const void* bytes, uint32_t num_byt
   return Done(C().WriteMessage(pipe, payload, attached, std::move(owned)));
 }
 
-MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMessageOptions* options,
+namespace {
+
+MoatResult ReadMessageImpl(MoatHandle pipe, const struct MoatReadMessageOptions* options,
                            void* bytes, uint32_t* num_bytes, MoatHandle* handles,
-                           uint32_t* num_handles, int* fds, uint32_t* num_fds) {
+                           uint32_t* num_handles, int* fds, uint32_t* num_fds,
+                           MoatHandle* context) {
   MOAT_C_CHECK_OPTIONS(options, "MoatReadMessageOptions");
   MessageSizes capacity;
   capacity.num_bytes = num_bytes ? *num_bytes : 0;
@@ -215,7 +284,7 @@ MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMessageOptions*
     return Fail(MOAT_RESULT_INVALID_ARGUMENT, "a buffer is NULL but its capacity is not 0");
   }
   MessageSizes sizes;
-  auto m = C().ReadMessage(pipe, &capacity, &sizes);
+  auto m = C().ReadMessage(pipe, &capacity, &sizes, context);
   // Sizes are reported on success and on RESOURCE_EXHAUSTED (the size query).
   if (m.ok() || m.error().code() == ErrorCode::kResourceExhausted) {
     if (num_bytes) *num_bytes = static_cast<uint32_t>(sizes.num_bytes);
@@ -227,6 +296,37 @@ MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMessageOptions*
   for (size_t i = 0; i < m->handles.size(); ++i) handles[i] = m->handles[i];
   for (size_t i = 0; i < m->fds.size(); ++i) fds[i] = m->fds[i].release();
   return Done(moat::OkStatus());
+}
+
+}  // namespace
+
+MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMessageOptions* options,
+                           void* bytes, uint32_t* num_bytes, MoatHandle* handles,
+                           uint32_t* num_handles, int* fds, uint32_t* num_fds) {
+  return ReadMessageImpl(pipe, options, bytes, num_bytes, handles, num_handles, fds, num_fds,
+                         nullptr);
+}
+
+MoatResult MoatReadMessageWithContext(MoatHandle pipe,
+                                      const struct MoatReadMessageOptions* options, void* bytes,
+                                      uint32_t* num_bytes, MoatHandle* handles,
+                                      uint32_t* num_handles, int* fds, uint32_t* num_fds,
+                                      MoatHandle* context) {
+  if (context == nullptr) return Fail(MOAT_RESULT_INVALID_ARGUMENT, "context: NULL");
+  *context = MOAT_HANDLE_INVALID;
+  return ReadMessageImpl(pipe, options, bytes, num_bytes, handles, num_handles, fds, num_fds,
+                         context);
+}
+
+MoatResult MoatNotifyBadMessage(MoatHandle context, const char* reason, uint32_t reason_length,
+                                const struct MoatNotifyBadMessageOptions* options) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatNotifyBadMessageOptions");
+  if (reason_length != 0 && reason == nullptr) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT,
+                Concat("reason: NULL with reason_length ", reason_length));
+  }
+  return Done(C().NotifyBadMessage(
+      context, std::string_view(reason == nullptr ? "" : reason, reason_length)));
 }
 
 MoatResult MoatClose(MoatHandle handle) { return Done(C().Close(handle)); }
@@ -309,7 +409,7 @@ MoatResult MoatArmTrap(MoatHandle trap, const struct MoatArmTrapOptions* options
     }
   }
   std::vector<TrapEvent> blocking;
-  moat::Status s = C().ArmTrap(trap, &blocking);
+  moat::Status s = C().ArmTrap(trap, &blocking, capacity);
   if (num_blocking_events) *num_blocking_events = 0;
   if (!s.ok() && s.error().code() == ErrorCode::kFailedPrecondition) {
     uint32_t n = 0;
@@ -317,6 +417,134 @@ MoatResult MoatArmTrap(MoatHandle trap, const struct MoatArmTrapOptions* options
     if (num_blocking_events) *num_blocking_events = n;
   }
   return Done(s);
+}
+
+MoatResult MoatStartBroker(const struct MoatNodeOptions* options) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatNodeOptions");
+  MoatResult ready = CheckCanBecomeNode();
+  if (ready != MOAT_RESULT_OK) return ready;
+  return BecomeNode(NodeController::CreateBroker(), nullptr);
+}
+
+MoatResult MoatLaunchChild(const char* path, const char* const* args, uint32_t num_args,
+                           const struct MoatLaunchChildOptions* options, int64_t* pid,
+                           MoatHandle* bootstrap) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatLaunchChildOptions");
+  if (path == nullptr || pid == nullptr || bootstrap == nullptr) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT, "path/pid/bootstrap: NULL");
+  }
+  if (num_args != 0 && args == nullptr) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT, Concat("args: NULL with num_args ", num_args));
+  }
+  std::vector<std::string> argv;
+  for (uint32_t i = 0; i < num_args; ++i) {
+    if (args[i] == nullptr) return Fail(MOAT_RESULT_INVALID_ARGUMENT, Concat("args[", i, "]: NULL"));
+    argv.emplace_back(args[i]);
+  }
+  NodeController* broker = Broker();
+  if (broker == nullptr) return NotBroker("MoatLaunchChild");
+  auto child = broker->LaunchChild(path, argv);
+  if (!child.ok()) return Fail(child.error());
+  *pid = child->pid;
+  *bootstrap = child->bootstrap;
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatInviteChild(const struct MoatInviteChildOptions* options, int* child_socket,
+                           MoatHandle* bootstrap) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatInviteChildOptions");
+  if (child_socket == nullptr || bootstrap == nullptr) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT, "child_socket/bootstrap: NULL");
+  }
+  NodeController* broker = Broker();
+  if (broker == nullptr) return NotBroker("MoatInviteChild");
+  auto invitation = broker->InviteChild();
+  if (!invitation.ok()) return Fail(invitation.error());
+  *child_socket = invitation->child_socket.release();
+  *bootstrap = invitation->bootstrap;
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatAcceptInvitation(int socket, const struct MoatAcceptInvitationOptions* options,
+                                MoatHandle* bootstrap) {
+  UniqueFd owned(socket >= 0 ? socket : -1);  // consumed on every path
+  MOAT_C_CHECK_OPTIONS(options, "MoatAcceptInvitationOptions");
+  if (bootstrap == nullptr) return Fail(MOAT_RESULT_INVALID_ARGUMENT, "bootstrap: NULL");
+  MoatResult ready = CheckCanBecomeNode();
+  if (ready != MOAT_RESULT_OK) return ready;
+  if (!owned.valid()) {
+    auto inherited = moat::node::TakeBrokerSocketFromEnvironment();
+    if (!inherited.ok()) return Fail(inherited.error());
+    owned = std::move(*inherited);
+  }
+  auto node = NodeController::ConnectToBroker(std::move(owned));
+  if (!node.ok()) return Fail(node.error());
+  return BecomeNode(std::move(*node), bootstrap);
+}
+
+MoatResult MoatCreateNamedServer(const char* path, const struct MoatNamedSocketOptions* options,
+                                 int* server_socket) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatNamedSocketOptions");
+  if (server_socket == nullptr) return Fail(MOAT_RESULT_INVALID_ARGUMENT, "server_socket: NULL");
+  sockaddr_un addr;
+  MoatResult r = SocketAddress(path, &addr);
+  if (r != MOAT_RESULT_OK) return r;
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return Errno("socket");
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return Errno(Concat("bind ", path).c_str());
+  }
+  if (::listen(fd.get(), 16) != 0) return Errno("listen");
+  *server_socket = fd.release();
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatAcceptNamedChild(int server_socket, const struct MoatNamedSocketOptions* options,
+                                MoatHandle* bootstrap) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatNamedSocketOptions");
+  if (bootstrap == nullptr) return Fail(MOAT_RESULT_INVALID_ARGUMENT, "bootstrap: NULL");
+  NodeController* broker = Broker();
+  if (broker == nullptr) return NotBroker("MoatAcceptNamedChild");
+  UniqueFd fd(::accept4(server_socket, nullptr, nullptr, SOCK_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return Fail(MOAT_RESULT_SHOULD_WAIT, "no child is connecting yet");
+    }
+    return Errno("accept");
+  }
+  // Attack: another local user connecting to our named socket to become a
+  // child (and so get pipes to us, or pose as one of our children).
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return Errno("SO_PEERCRED");
+  if (cred.uid != ::geteuid()) {
+    return Fail(MOAT_RESULT_PERMISSION_DENIED,
+                Concat("named child: connecting process (pid ", cred.pid, ") runs as uid ",
+                       cred.uid, ", not ", ::geteuid(), "; disconnected"));
+  }
+  auto child = broker->AddChild(std::move(fd));
+  if (!child.ok()) return Fail(child.error());
+  *bootstrap = child->bootstrap;
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatConnectToNamedBroker(const char* path, const struct MoatNamedSocketOptions* options,
+                                    MoatHandle* bootstrap) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatNamedSocketOptions");
+  if (bootstrap == nullptr) return Fail(MOAT_RESULT_INVALID_ARGUMENT, "bootstrap: NULL");
+  sockaddr_un addr;
+  MoatResult r = SocketAddress(path, &addr);
+  if (r != MOAT_RESULT_OK) return r;
+  MoatResult ready = CheckCanBecomeNode();
+  if (ready != MOAT_RESULT_OK) return ready;
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return Errno("socket");
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) != 0) {
+    return Errno(Concat("connect ", path).c_str());
+  }
+  auto node = NodeController::ConnectToBroker(std::move(fd));
+  if (!node.ok()) return Fail(node.error());
+  return BecomeNode(std::move(*node), bootstrap);
 }
 
 }  // extern "C"

@@ -70,6 +70,8 @@ typedef int32_t MoatResult;
 #define MOAT_RESULT_UNKNOWN ((MoatResult)2)
 #define MOAT_RESULT_INVALID_ARGUMENT ((MoatResult)3)    /* bad argument or stale handle */
 #define MOAT_RESULT_NOT_FOUND ((MoatResult)5)           /* no such trigger; trap has none */
+#define MOAT_RESULT_ALREADY_EXISTS ((MoatResult)6)      /* trigger context already in use */
+#define MOAT_RESULT_PERMISSION_DENIED ((MoatResult)7)   /* named-socket peer of another user */
 #define MOAT_RESULT_RESOURCE_EXHAUSTED ((MoatResult)8)  /* buffer too small; table full */
 #define MOAT_RESULT_FAILED_PRECONDITION ((MoatResult)9) /* peer closed; already satisfied */
 #define MOAT_RESULT_OUT_OF_RANGE ((MoatResult)11)
@@ -89,7 +91,9 @@ MOAT_EXPORT const char* MoatGetLastErrorMessage(void);
 
 /* ---- Handles and signals ----------------------------------------------- */
 
-typedef uint32_t MoatHandle;
+/* 64 bits as Mojo's MojoHandle. The high 32 bits are a random tag of the
+ * process's handle table: a value not issued by it is INVALID_ARGUMENT. */
+typedef uint64_t MoatHandle;
 #define MOAT_HANDLE_INVALID ((MoatHandle)0)
 
 typedef uint32_t MoatHandleSignals;
@@ -97,7 +101,8 @@ typedef uint32_t MoatHandleSignals;
 #define MOAT_HANDLE_SIGNAL_READABLE ((MoatHandleSignals)1u << 0)
 #define MOAT_HANDLE_SIGNAL_WRITABLE ((MoatHandleSignals)1u << 1)
 #define MOAT_HANDLE_SIGNAL_PEER_CLOSED ((MoatHandleSignals)1u << 2)
-#define MOAT_HANDLE_SIGNAL_QUOTA_EXCEEDED ((MoatHandleSignals)1u << 3)
+/* 1u << 3 and 1u << 4 are reserved (Mojo's NEW_DATA_READABLE, PEER_REMOTE). */
+#define MOAT_HANDLE_SIGNAL_QUOTA_EXCEEDED ((MoatHandleSignals)1u << 5)
 
 struct MoatHandleSignalsState {
   uint32_t struct_size; /* in: sizeof(struct MoatHandleSignalsState) */
@@ -128,8 +133,9 @@ MOAT_EXPORT MoatResult MoatCreateMessagePipe(const struct MoatCreateMessagePipeO
  * with the message) and on FAILED_PRECONDITION (peer closed: message and
  * attachments discarded); on other failures they stay valid. The descriptors
  * are consumed by every call, success or failure (closed on failure).
- * INVALID_ARGUMENT: stale handle, a handle attached twice or to its own
- * message; BUSY: pipe or an attached handle is in transit. */
+ * INVALID_ARGUMENT: stale handle, a handle attached to its own message;
+ * BUSY: pipe or an attached handle is in transit, or a handle is attached
+ * twice (its second use finds it in transit, as in Mojo). */
 MOAT_EXPORT MoatResult MoatWriteMessage(MoatHandle pipe, const void* bytes, uint32_t num_bytes,
                             const MoatHandle* handles, uint32_t num_handles, const int* fds,
                             uint32_t num_fds, const struct MoatWriteMessageOptions* options);
@@ -145,7 +151,27 @@ MOAT_EXPORT MoatResult MoatReadMessage(MoatHandle pipe, const struct MoatReadMes
                            void* bytes, uint32_t* num_bytes, MoatHandle* handles,
                            uint32_t* num_handles, int* fds, uint32_t* num_fds);
 
-/* Closes a pipe endpoint or a trap. BUSY while in transit. */
+/* Bad-message reporting (Mojo's MojoNotifyBadMessage). As MoatReadMessage;
+ * on OK, *context is a new handle naming the message's origin, which the
+ * caller passes to MoatNotifyBadMessage if its higher-level validation
+ * rejects the message, or else closes with MoatClose. */
+MOAT_EXPORT MoatResult MoatReadMessageWithContext(MoatHandle pipe, const struct MoatReadMessageOptions* options,
+                                      void* bytes, uint32_t* num_bytes, MoatHandle* handles,
+                                      uint32_t* num_handles, int* fds, uint32_t* num_fds,
+                                      MoatHandle* context);
+
+struct MoatNotifyBadMessageOptions { uint32_t struct_size; uint32_t flags; };
+
+/* Consumes `context`: the message was bad. If it came from another process,
+ * that process's node is disconnected, with `reason` in the error reported
+ * (every pipe to it sees PEER_CLOSED; on a broker, the other children are
+ * told the node is lost). A message written in this process has nobody to
+ * cut off (OK). The disconnected node sees its connection to this one fail
+ * (it is not sent the reason). INVALID_ARGUMENT: not a context handle. */
+MOAT_EXPORT MoatResult MoatNotifyBadMessage(MoatHandle context, const char* reason, uint32_t reason_length,
+                                const struct MoatNotifyBadMessageOptions* options);
+
+/* Closes a pipe endpoint, a trap or a message context. BUSY while in transit. */
 MOAT_EXPORT MoatResult MoatClose(MoatHandle handle);
 
 /* Fuses two endpoints of different pipes: both handles are invalidated and
@@ -190,11 +216,15 @@ struct MoatTrapEvent {
 };
 
 /* Called with no moat lock held; may call any moat function. Events of one
- * trap are delivered one at a time, in order. */
+ * trap are delivered one at a time. CANCELLED is a trigger's last event: once
+ * MoatRemoveTrigger/MoatClose returned, no other event of that trigger
+ * arrives. Handlers never nest: what a handler causes for another trap is
+ * delivered on this thread after it returned. See docs/c-api.md. */
 typedef void (*MoatTrapEventHandler)(const struct MoatTrapEvent* event);
 
 MOAT_EXPORT MoatResult MoatCreateTrap(MoatTrapEventHandler handler, const struct MoatCreateTrapOptions* options,
                           MoatHandle* trap);
+/* ALREADY_EXISTS: another trigger of this trap has this context. */
 MOAT_EXPORT MoatResult MoatAddTrigger(MoatHandle trap, MoatHandle handle, MoatHandleSignals signals,
                           MoatTriggerCondition condition, uintptr_t context,
                           const struct MoatAddTriggerOptions* options);
@@ -204,9 +234,75 @@ MOAT_EXPORT MoatResult MoatRemoveTrigger(MoatHandle trap, uintptr_t context,
 /* Arms the trap: OK, or FAILED_PRECONDITION if some trigger is already
  * satisfied or unsatisfiable. Then up to *num_blocking_events (in) such
  * events are written to blocking_events (each struct_size must be set), and
- * *num_blocking_events (out) is the number written. NOT_FOUND: no triggers. */
+ * *num_blocking_events (out) is the number written, starting after the
+ * trigger reported last time (so none starves). NOT_FOUND: no triggers. */
 MOAT_EXPORT MoatResult MoatArmTrap(MoatHandle trap, const struct MoatArmTrapOptions* options,
                        uint32_t* num_blocking_events, struct MoatTrapEvent* blocking_events);
+
+/* ---- Processes: brokers and invitations (Mojo's invitations) ---------- */
+/*
+ * Without these calls the C API drives a process-local node: pipes connect
+ * threads of this process only (and a fork()ed copy of it is not connected
+ * to anything). To reach other processes, one process becomes the broker and
+ * invites children; each child accepts its invitation and gets a bootstrap
+ * pipe to the broker, over which further pipes and descriptors travel.
+ * Pipes between two children work too (events are relayed by the broker).
+ *
+ *   broker:  MoatStartBroker(NULL);
+ *            MoatLaunchChild("/path/child", args, 1, NULL, &pid, &boot);
+ *   child:   MoatAcceptInvitation(-1, NULL, &boot);   // socket from the env
+ *
+ * MoatStartBroker and MoatAcceptInvitation/MoatConnectToNamedBroker make the
+ * process a node; each must come before any handle was created (the process
+ * has one handle table, and handles made before would belong to another):
+ * FAILED_PRECONDITION if handles are open or the process is a node already.
+ * The node lives until the process exits. C++ code shares it: Core::
+ * ForProcess() is the same handle table. */
+struct MoatNodeOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatLaunchChildOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatInviteChildOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatAcceptInvitationOptions { uint32_t struct_size; uint32_t flags; };
+struct MoatNamedSocketOptions { uint32_t struct_size; uint32_t flags; };
+
+/* Makes this process the broker. */
+MOAT_EXPORT MoatResult MoatStartBroker(const struct MoatNodeOptions* options);
+
+/* Broker: fork+exec `path` with argv = {path, args[0..num_args)}, inheriting
+ * only its broker socket (named by the MOAT_NODE_BROKER_FD environment
+ * variable). *pid: the child; *bootstrap: the broker's end of its bootstrap
+ * pipe. FAILED_PRECONDITION: this process is not the broker. */
+MOAT_EXPORT MoatResult MoatLaunchChild(const char* path, const char* const* args, uint32_t num_args,
+                           const struct MoatLaunchChildOptions* options, int64_t* pid,
+                           MoatHandle* bootstrap);
+
+/* Broker: a new child connection without launching anything. *child_socket
+ * (close-on-exec, owned by the caller) goes to the child process by any
+ * means (inherit it across exec, SCM_RIGHTS); the child passes it to
+ * MoatAcceptInvitation. */
+MOAT_EXPORT MoatResult MoatInviteChild(const struct MoatInviteChildOptions* options, int* child_socket,
+                           MoatHandle* bootstrap);
+
+/* Child: joins the broker over `socket` (consumed; -1: the descriptor named
+ * by MOAT_NODE_BROKER_FD, as MoatLaunchChild sets it), waiting up to 10 s for
+ * the broker's greeting. *bootstrap: this end of the bootstrap pipe.
+ * NOT_FOUND: socket -1 and no variable; SHOULD_WAIT: no greeting in time. */
+MOAT_EXPORT MoatResult MoatAcceptInvitation(int socket, const struct MoatAcceptInvitationOptions* options,
+                                MoatHandle* bootstrap);
+
+/* Named sockets (a filesystem path, at most 107 bytes). Broker: listen on
+ * `path` (which must not exist); *server_socket is the listening descriptor
+ * (owned by the caller; poll it for readability). */
+MOAT_EXPORT MoatResult MoatCreateNamedServer(const char* path, const struct MoatNamedSocketOptions* options,
+                                 int* server_socket);
+/* Broker: accepts one child on a listening socket (blocks unless the socket
+ * is non-blocking: then SHOULD_WAIT). PERMISSION_DENIED: the connecting
+ * process runs as another user (SO_PEERCRED); it was disconnected. */
+MOAT_EXPORT MoatResult MoatAcceptNamedChild(int server_socket, const struct MoatNamedSocketOptions* options,
+                                MoatHandle* bootstrap);
+/* Child: connects to the broker listening on `path` and joins it, as
+ * MoatAcceptInvitation. */
+MOAT_EXPORT MoatResult MoatConnectToNamedBroker(const char* path, const struct MoatNamedSocketOptions* options,
+                                    MoatHandle* bootstrap);
 
 #ifdef __cplusplus
 }  /* extern "C" */

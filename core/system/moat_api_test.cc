@@ -8,7 +8,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -119,6 +122,152 @@ TEST(MoatApiTest, ConcurrentWritersAndTrapDrivenReader) {
   EXPECT_EQ(MoatClose(trap), MOAT_RESULT_OK);
   EXPECT_EQ(MoatClose(a), MOAT_RESULT_OK);
   EXPECT_EQ(MoatClose(b), MOAT_RESULT_OK);
+}
+
+// Issue 12 item 5b (Mojo's ArmFailureCirculation, scaled up): 200 ready
+// triggers, 20,000 arms with room for one blocking event: every trigger is
+// reported, each equally often.
+void IgnoreEvent(const MoatTrapEvent*) {}
+
+TEST(MoatApiTest, ArmWithRoomForOneEventRotatesAmongReadyTriggers) {
+  constexpr uint32_t kTriggers = 200;
+  constexpr int kArms = 20000;
+  std::vector<MoatHandle> ends;
+  MoatHandle trap;
+  ASSERT_EQ(MoatCreateTrap(IgnoreEvent, nullptr, &trap), MOAT_RESULT_OK);
+  for (uint32_t i = 0; i < kTriggers / 2; ++i) {
+    MoatHandle a, b;
+    ASSERT_EQ(MoatCreateMessagePipe(nullptr, &a, &b), MOAT_RESULT_OK);
+    ASSERT_EQ(MoatWriteMessage(a, "hey", 3, nullptr, 0, nullptr, 0, nullptr), MOAT_RESULT_OK);
+    ASSERT_EQ(MoatWriteMessage(b, "hay", 3, nullptr, 0, nullptr, 0, nullptr), MOAT_RESULT_OK);
+    ends.push_back(a);
+    ends.push_back(b);
+  }
+  for (uint32_t i = 0; i < kTriggers; ++i) {
+    ASSERT_EQ(MoatAddTrigger(trap, ends[i], MOAT_HANDLE_SIGNAL_READABLE,
+                             MOAT_TRIGGER_CONDITION_SIGNALS_SATISFIED, i, nullptr),
+              MOAT_RESULT_OK);
+  }
+  std::vector<int> reported(kTriggers, 0);
+  for (int arm = 0; arm < kArms; ++arm) {
+    uint32_t num = 1;
+    MoatTrapEvent event{};
+    event.struct_size = sizeof(event);
+    ASSERT_EQ(MoatArmTrap(trap, nullptr, &num, &event), MOAT_RESULT_FAILED_PRECONDITION);
+    ASSERT_EQ(num, 1u);
+    ASSERT_EQ(event.result, MOAT_RESULT_OK);
+    ASSERT_LT(event.trigger_context, kTriggers);
+    ++reported[event.trigger_context];
+  }
+  int never = 0;
+  for (uint32_t i = 0; i < kTriggers; ++i) never += reported[i] == 0;
+  EXPECT_EQ(never, 0) << "triggers never reported (trigger 0 reported " << reported[0]
+                      << " times)";
+  for (uint32_t i = 0; i < kTriggers; ++i) EXPECT_EQ(reported[i], kArms / int{kTriggers}) << i;
+  EXPECT_EQ(MoatClose(trap), MOAT_RESULT_OK);
+  for (MoatHandle h : ends) EXPECT_EQ(MoatClose(h), MOAT_RESULT_OK);
+}
+
+// Issue 12 item 5c: Mojo's TriggersRemoveEachOtherWithinEventHandlers over
+// the C API. Two traps, each watching one end of a pipe; each handler removes
+// the other trap's trigger, and each CANCELLED handler waits for the other's.
+// Timed waits turn a deadlock into a failure.
+struct Flag {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool set = false;
+  void Set() {
+    std::lock_guard<std::mutex> lock(mu);
+    set = true;
+    cv.notify_all();
+  }
+  bool Wait() {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return set; });
+  }
+};
+
+struct RemoveEachOther {
+  MoatHandle a = 0, b = 0, a_trap = 0, b_trap = 0;
+  Flag a_notified, b_notified, a_cancelled, b_cancelled, b_done;
+  std::atomic<int> timeouts{0};
+  std::atomic<int> failures{0};
+};
+RemoveEachOther* g_reo = nullptr;
+
+void Expect(bool ok) {
+  if (!ok) g_reo->failures.fetch_add(1);
+}
+void WaitOrCount(Flag& f) {
+  if (!f.Wait()) g_reo->timeouts.fetch_add(1);
+}
+
+void OnA(const MoatTrapEvent* e) {
+  RemoveEachOther& t = *g_reo;
+  if (e->result == MOAT_RESULT_CANCELLED) {
+    t.a_cancelled.Set();
+    WaitOrCount(t.b_cancelled);
+    return;
+  }
+  char buf[8];
+  uint32_t n = sizeof(buf);
+  Expect(MoatReadMessage(t.a, nullptr, buf, &n, nullptr, nullptr, nullptr, nullptr) ==
+         MOAT_RESULT_OK);
+  t.a_notified.Set();
+  WaitOrCount(t.b_notified);
+  // B's handler finished and gave its trap back: the order in which a
+  // nested delivery of B's CANCELLED here deadlocks.
+  WaitOrCount(t.b_done);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  Expect(MoatRemoveTrigger(t.b_trap, 2, nullptr) == MOAT_RESULT_OK);
+  Expect(MoatClose(t.b_trap) == MOAT_RESULT_OK);
+}
+
+void OnB(const MoatTrapEvent* e) {
+  RemoveEachOther& t = *g_reo;
+  if (e->result == MOAT_RESULT_CANCELLED) {
+    t.b_cancelled.Set();
+    WaitOrCount(t.a_cancelled);
+    return;
+  }
+  char buf[8];
+  uint32_t n = sizeof(buf);
+  Expect(MoatReadMessage(t.b, nullptr, buf, &n, nullptr, nullptr, nullptr, nullptr) ==
+         MOAT_RESULT_OK);
+  t.b_notified.Set();
+  WaitOrCount(t.a_notified);
+  Expect(MoatRemoveTrigger(t.a_trap, 1, nullptr) == MOAT_RESULT_OK);
+  Expect(MoatClose(t.a_trap) == MOAT_RESULT_OK);
+  t.b_done.Set();
+}
+
+TEST(MoatApiTest, TriggersRemoveEachOtherWithinEventHandlers) {
+  RemoveEachOther t;
+  g_reo = &t;
+  ASSERT_EQ(MoatCreateMessagePipe(nullptr, &t.a, &t.b), MOAT_RESULT_OK);
+  ASSERT_EQ(MoatCreateTrap(OnA, nullptr, &t.a_trap), MOAT_RESULT_OK);
+  ASSERT_EQ(MoatCreateTrap(OnB, nullptr, &t.b_trap), MOAT_RESULT_OK);
+  ASSERT_EQ(MoatAddTrigger(t.a_trap, t.a, MOAT_HANDLE_SIGNAL_READABLE,
+                           MOAT_TRIGGER_CONDITION_SIGNALS_SATISFIED, 1, nullptr),
+            MOAT_RESULT_OK);
+  ASSERT_EQ(MoatArmTrap(t.a_trap, nullptr, nullptr, nullptr), MOAT_RESULT_OK);
+  ASSERT_EQ(MoatAddTrigger(t.b_trap, t.b, MOAT_HANDLE_SIGNAL_READABLE,
+                           MOAT_TRIGGER_CONDITION_SIGNALS_SATISFIED, 2, nullptr),
+            MOAT_RESULT_OK);
+  ASSERT_EQ(MoatArmTrap(t.b_trap, nullptr, nullptr, nullptr), MOAT_RESULT_OK);
+  std::thread runner([&] {
+    Expect(MoatWriteMessage(t.b, "hey a", 5, nullptr, 0, nullptr, 0, nullptr) == MOAT_RESULT_OK);
+  });
+  WaitOrCount(t.a_notified);
+  EXPECT_EQ(MoatWriteMessage(t.a, "hey b", 5, nullptr, 0, nullptr, 0, nullptr), MOAT_RESULT_OK);
+  WaitOrCount(t.a_cancelled);
+  WaitOrCount(t.b_cancelled);
+  runner.join();
+  EXPECT_EQ(t.timeouts.load(), 0) << "the handlers deadlocked";
+  EXPECT_EQ(t.failures.load(), 0);
+  EXPECT_EQ(MoatClose(t.a), MOAT_RESULT_OK);
+  EXPECT_EQ(MoatClose(t.b), MOAT_RESULT_OK);
+  g_reo = nullptr;
 }
 
 }  // namespace

@@ -223,6 +223,133 @@ static void TestOptionsForwardCompatibility(void) {
   CHECK_RESULT(MoatClose(b), MOAT_RESULT_OK);
 }
 
+/* Issue 12 item 5a, as an embedder meets it: the outer handler runs outside
+ * any ports delivery (MoatAddTrigger fires it on an armed trap), re-arms,
+ * writes to a local pipe (which fires trigger 2: queued behind this handler)
+ * and closes trigger 2's handle. Once MoatClose returned, trigger 2 may only
+ * get its CANCELLED. */
+static MoatHandle g_late_trap, g_late_a1, g_late_a2, g_late_b2;
+static int g_late_closed = 0;
+static int g_late_events = 0;
+static int g_late_cancelled = 0;
+
+static void OnLateTrapEvent(const struct MoatTrapEvent* event) {
+  if (event->trigger_context == 2) {
+    if (event->result == MOAT_RESULT_CANCELLED) {
+      ++g_late_cancelled;
+    } else if (g_late_closed) {
+      ++g_late_events;
+    }
+    return;
+  }
+  if (event->trigger_context == 1 && event->result == MOAT_RESULT_OK) {
+    char buf[8];
+    uint32_t n = sizeof(buf);
+    CHECK_RESULT(MoatReadMessage(g_late_a1, NULL, buf, &n, NULL, NULL, NULL, NULL),
+                 MOAT_RESULT_OK);
+    CHECK_RESULT(MoatArmTrap(g_late_trap, NULL, NULL, NULL), MOAT_RESULT_OK);
+    CHECK_RESULT(MoatWriteMessage(g_late_b2, "x", 1, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+    CHECK_RESULT(MoatClose(g_late_a2), MOAT_RESULT_OK);
+    g_late_closed = 1;
+  }
+}
+
+static void TestNoEventAfterClose(void) {
+  MoatHandle b1;
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &g_late_a1, &b1), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &g_late_a2, &g_late_b2), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatCreateTrap(OnLateTrapEvent, NULL, &g_late_trap), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatAddTrigger(g_late_trap, g_late_a2, MOAT_HANDLE_SIGNAL_READABLE,
+                              MOAT_TRIGGER_CONDITION_SIGNALS_SATISFIED, 2, NULL),
+               MOAT_RESULT_OK);
+  CHECK_RESULT(MoatArmTrap(g_late_trap, NULL, NULL, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatWriteMessage(b1, "go", 2, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  /* Armed, and a1 is readable: the trap fires from inside this call. */
+  CHECK_RESULT(MoatAddTrigger(g_late_trap, g_late_a1, MOAT_HANDLE_SIGNAL_READABLE,
+                              MOAT_TRIGGER_CONDITION_SIGNALS_SATISFIED, 1, NULL),
+               MOAT_RESULT_OK);
+  CHECK(g_late_closed == 1);
+  CHECK(g_late_events == 0); /* a non-cancel event after MoatClose returned */
+  CHECK(g_late_cancelled == 1);
+  CHECK_RESULT(MoatClose(g_late_trap), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(g_late_a1), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(b1), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(g_late_b2), MOAT_RESULT_OK);
+}
+
+/* Issue 12 item 6: the result codes and signal values Mojo programs rely on. */
+static void TestMojoCompatibleCodes(void) {
+  CHECK(MOAT_HANDLE_SIGNAL_READABLE == (1u << 0));
+  CHECK(MOAT_HANDLE_SIGNAL_WRITABLE == (1u << 1));
+  CHECK(MOAT_HANDLE_SIGNAL_PEER_CLOSED == (1u << 2));
+  CHECK(MOAT_HANDLE_SIGNAL_QUOTA_EXCEEDED == (1u << 5)); /* Mojo's bit; 1<<3 is NEW_DATA_READABLE */
+  CHECK(MOAT_RESULT_ALREADY_EXISTS == 6);
+  CHECK(strcmp(MoatResultToString(MOAT_RESULT_ALREADY_EXISTS), "ALREADY_EXISTS") == 0);
+
+  MoatHandle a, b, c, d, trap;
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &a, &b), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &c, &d), MOAT_RESULT_OK);
+  /* The same handle attached twice: BUSY (Mojo: the second use finds it in transit). */
+  MoatHandle twice[2] = {c, c};
+  CHECK_RESULT(MoatWriteMessage(a, "x", 1, twice, 2, NULL, 0, NULL), MOAT_RESULT_BUSY);
+  CHECK(strstr(MoatGetLastErrorMessage(), "attached twice") != NULL);
+  /* Attaching the writer itself stays INVALID_ARGUMENT. */
+  CHECK_RESULT(MoatWriteMessage(a, "x", 1, &a, 1, NULL, 0, NULL), MOAT_RESULT_INVALID_ARGUMENT);
+  /* Both handles are still usable. */
+  CHECK_RESULT(MoatWriteMessage(c, "c", 1, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+
+  /* A trigger context already in use: ALREADY_EXISTS, as in Mojo. */
+  CHECK_RESULT(MoatCreateTrap(OnTrapEvent, NULL, &trap), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatAddTrigger(trap, b, MOAT_HANDLE_SIGNAL_READABLE,
+                              MOAT_TRIGGER_CONDITION_SIGNALS_SATISFIED, 7, NULL),
+               MOAT_RESULT_OK);
+  CHECK_RESULT(MoatAddTrigger(trap, d, MOAT_HANDLE_SIGNAL_READABLE,
+                              MOAT_TRIGGER_CONDITION_SIGNALS_SATISFIED, 7, NULL),
+               MOAT_RESULT_ALREADY_EXISTS);
+  /* The reserved bits (Mojo's NEW_DATA_READABLE, PEER_REMOTE) are unknown here. */
+  CHECK_RESULT(MoatAddTrigger(trap, d, 1u << 3, MOAT_TRIGGER_CONDITION_SIGNALS_SATISFIED, 8,
+                              NULL),
+               MOAT_RESULT_INVALID_ARGUMENT);
+  CHECK_RESULT(MoatAddTrigger(trap, d, MOAT_HANDLE_SIGNAL_QUOTA_EXCEEDED,
+                              MOAT_TRIGGER_CONDITION_SIGNALS_SATISFIED, 9, NULL),
+               MOAT_RESULT_OK);
+  g_num_events = 0;
+  CHECK_RESULT(MoatClose(trap), MOAT_RESULT_OK);
+  CHECK(g_num_events == 2);
+  CHECK_RESULT(MoatClose(a), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(b), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(c), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(d), MOAT_RESULT_OK);
+}
+
+/* Issue 15 item 2, locally: a message context is a handle, consumed by
+ * MoatNotifyBadMessage; a message written in this process cuts nobody off. */
+static void TestMessageContextLocal(void) {
+  MoatHandle a, b, context = MOAT_HANDLE_INVALID;
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &a, &b), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatReadMessageWithContext(b, NULL, NULL, NULL, NULL, NULL, NULL, NULL, &context),
+               MOAT_RESULT_SHOULD_WAIT);
+  CHECK(context == MOAT_HANDLE_INVALID);
+  CHECK_RESULT(MoatWriteMessage(a, "m", 1, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  char buf[4];
+  uint32_t n = sizeof(buf);
+  CHECK_RESULT(MoatReadMessageWithContext(b, NULL, buf, &n, NULL, NULL, NULL, NULL, &context),
+               MOAT_RESULT_OK);
+  CHECK(context != MOAT_HANDLE_INVALID && n == 1);
+  CHECK_RESULT(MoatNotifyBadMessage(b, "x", 1, NULL), MOAT_RESULT_INVALID_ARGUMENT);
+  CHECK_RESULT(MoatNotifyBadMessage(context, "local", 5, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(context), MOAT_RESULT_INVALID_ARGUMENT); /* consumed */
+  /* Local: the pipe is not cut. */
+  CHECK_RESULT(MoatWriteMessage(a, "m", 1, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatReadMessageWithContext(b, NULL, buf, &n, NULL, NULL, NULL, NULL, &context),
+               MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(context), MOAT_RESULT_OK); /* or simply closed */
+  CHECK_RESULT(MoatReadMessageWithContext(b, NULL, buf, &n, NULL, NULL, NULL, NULL, NULL),
+               MOAT_RESULT_INVALID_ARGUMENT);
+  CHECK_RESULT(MoatClose(a), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(b), MOAT_RESULT_OK);
+}
+
 int main(void) {
   TestWriteAndTwoCallRead();
   TestStaleHandleAndLastError();
@@ -231,6 +358,9 @@ int main(void) {
   TestTraps();
   TestFuse();
   TestOptionsForwardCompatibility();
+  TestNoEventAfterClose();
+  TestMojoCompatibleCodes();
+  TestMessageContextLocal();
   printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

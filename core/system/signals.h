@@ -28,8 +28,11 @@ inline constexpr SignalSet kSignalReadable = 1u << 0;
 inline constexpr SignalSet kSignalWritable = 1u << 1;
 // The peer endpoint was closed (or its node was lost).
 inline constexpr SignalSet kSignalPeerClosed = 1u << 2;
-// A quota set on this endpoint is currently exceeded.
-inline constexpr SignalSet kSignalQuotaExceeded = 1u << 3;
+// A quota set on this endpoint is currently exceeded. Bit 5 as in Mojo
+// (MOJO_HANDLE_SIGNAL_QUOTA_EXCEEDED); bits 3 and 4 are Mojo's
+// NEW_DATA_READABLE and PEER_REMOTE, which moat does not raise: reserved, and
+// rejected as unknown in a trigger.
+inline constexpr SignalSet kSignalQuotaExceeded = 1u << 5;
 
 inline constexpr SignalSet kAllSignals =
     kSignalReadable | kSignalWritable | kSignalPeerClosed | kSignalQuotaExceeded;

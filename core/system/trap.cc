@@ -1,10 +1,35 @@
 #include "core/system/trap.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "core/check.h"
 
 namespace moat::system {
+namespace {
+
+// What this thread is doing for traps (issue 12 item 5c). A thread running a
+// trap's handler never starts another handler inside it: two threads whose
+// handlers remove each other's triggers would otherwise each wait for a
+// delivery only the other could make. Instead, what the handler causes is
+// remembered here and this thread does it once the handler returned and it
+// gave up its trap's dispatch (as Mojo's RequestContext runs its finalizers):
+//   * a CANCELLED it caused (trigger removed, handle or trap closed) is
+//     delivered by this thread, as Mojo delivers it on the removing thread;
+//   * a trap that got an event nobody was dispatching is dispatched.
+struct Deferred {
+  std::shared_ptr<Trap> trap;
+  std::optional<TrapEvent> cancelled;  // else: dispatch the trap's queue
+};
+
+struct ThreadDispatchState {
+  bool in_handler = false;
+  std::vector<Deferred> deferred;
+};
+
+thread_local ThreadDispatchState t_dispatch;
+
+}  // namespace
 
 void WatcherList::Add(std::weak_ptr<Trap> trap, uint64_t trigger_id) {
   const Trap* key = trap.lock().get();
@@ -80,12 +105,28 @@ void Trap::MaybeFireLocked(const Trigger& trigger) {
   std::optional<TrapEventResult> result = Evaluate(trigger);
   if (!result.has_value()) return;
   armed_ = false;
-  pending_events_.push_back(TrapEvent{trigger.context, *result, trigger.last.state});
+  pending_events_.push_back(
+      Queued{TrapEvent{trigger.context, *result, trigger.last.state}, trigger.id});
 }
 
 void Trap::QueueCancelledLocked(const Trigger& trigger) {
-  pending_events_.push_back(
-      TrapEvent{trigger.context, TrapEventResult::kCancelled, HandleSignalsState{}});
+  TrapEvent cancelled{trigger.context, TrapEventResult::kCancelled, HandleSignalsState{}};
+  if (t_dispatch.in_handler) {
+    t_dispatch.deferred.push_back(Deferred{shared_from_this(), cancelled});
+    return;
+  }
+  pending_events_.push_back(Queued{cancelled, trigger.id});
+}
+
+void Trap::WaitForInFlightLocked(uint64_t trigger_id) {
+  // Inside a handler the wait could close a cycle (this thread's handler is
+  // what the running one waits for); there, as in Mojo, the guarantee is
+  // only that CANCELLED comes last. Outside any handler: once the caller's
+  // removal returns, no event for the trigger is being delivered any more.
+  if (t_dispatch.in_handler) return;
+  while (in_flight_id_ != 0 && (trigger_id == 0 || in_flight_id_ == trigger_id)) {
+    in_flight_done_.Wait(&mu_);
+  }
 }
 
 Status Trap::AddTrigger(std::shared_ptr<Watchable> handle, SignalSet signals,
@@ -102,7 +143,7 @@ Status Trap::AddTrigger(std::shared_ptr<Watchable> handle, SignalSet signals,
   {
     MutexLock lock(&mu_);
     MOAT_REQUIRE(!closed_, ErrorCode::kClosed, "add trigger: trap is closed");
-    MOAT_REQUIRE(triggers_.find(context) == triggers_.end(), ErrorCode::kInvalidArgument,
+    MOAT_REQUIRE(triggers_.find(context) == triggers_.end(), ErrorCode::kAlreadyExists,
                  "trigger context ", context, " is already used by this trap");
     const uint64_t id = next_trigger_id_++;
     // Registration under mu_ (lock order Trap -> endpoint) so that no
@@ -134,29 +175,40 @@ Status Trap::RemoveTrigger(uintptr_t context) {
     handle = std::move(it->second.handle);
     id = it->second.id;
     QueueCancelledLocked(it->second);
-    context_by_id_.erase(id);
+    context_by_id_.erase(id);  // its queued events are now stale (PopLocked)
     triggers_.erase(it);
+    WaitForInFlightLocked(id);
   }
   handle->RemoveWatcher(this, id);
   DispatchEvents();
   return OkStatus();
 }
 
-Status Trap::Arm(std::vector<TrapEvent>* blocking_events) {
+Status Trap::Arm(std::vector<TrapEvent>* blocking_events, size_t max_events) {
   if (blocking_events != nullptr) blocking_events->clear();
   MutexLock lock(&mu_);
   MOAT_REQUIRE(!closed_, ErrorCode::kClosed, "arm: trap is closed");
   MOAT_REQUIRE(!triggers_.empty(), ErrorCode::kNotFound, "arm: trap has no triggers");
   if (armed_) return OkStatus();
+  // Start after the trigger reported last, so that a caller with room for
+  // fewer events than are ready sees each of them in turn (issue 12 item 5b:
+  // otherwise the lowest context would be reported forever).
+  auto it = last_reported_.has_value() ? triggers_.upper_bound(*last_reported_)
+                                       : triggers_.begin();
   size_t blocking = 0;
-  for (const auto& [context, trigger] : triggers_) {
+  std::optional<uintptr_t> last;
+  for (size_t n = 0; n < triggers_.size(); ++n, ++it) {
+    if (it == triggers_.end()) it = triggers_.begin();
+    const Trigger& trigger = it->second;
     std::optional<TrapEventResult> result = Evaluate(trigger);
     if (!result.has_value()) continue;
     ++blocking;
-    if (blocking_events != nullptr) {
-      blocking_events->push_back(TrapEvent{context, *result, trigger.last.state});
+    if (blocking_events != nullptr && blocking_events->size() < max_events) {
+      blocking_events->push_back(TrapEvent{trigger.context, *result, trigger.last.state});
+      last = trigger.context;
     }
   }
+  if (last.has_value()) last_reported_ = last;
   MOAT_REQUIRE(blocking == 0, ErrorCode::kFailedPrecondition, "arm: ", blocking,
                " trigger(s) already satisfied or unsatisfiable");
   armed_ = true;
@@ -172,8 +224,9 @@ void Trap::Close() {
     armed_ = false;
     triggers = std::move(triggers_);
     triggers_.clear();
-    context_by_id_.clear();
+    context_by_id_.clear();  // every queued OK/FAILED_PRECONDITION is stale now
     for (const auto& [context, trigger] : triggers) QueueCancelledLocked(trigger);
+    WaitForInFlightLocked(0);
   }
   for (auto& [context, trigger] : triggers) trigger.handle->RemoveWatcher(this, trigger.id);
   DispatchEvents();
@@ -217,28 +270,80 @@ void Trap::OnHandleClosed(uint64_t trigger_id) {
     QueueCancelledLocked(it->second);
     triggers_.erase(it);
     context_by_id_.erase(id_it);
+    WaitForInFlightLocked(trigger_id);
   }
   DispatchEvents();
 }
 
+bool Trap::PopLocked(TrapEvent* event) {
+  while (!pending_events_.empty()) {
+    Queued q = pending_events_.front();
+    pending_events_.pop_front();
+    const bool cancelled = q.event.result == TrapEventResult::kCancelled;
+    // An event of a trigger removed since it was queued is dropped: after
+    // CANCELLED (and after the removal returned) nothing else may arrive.
+    if (!cancelled && context_by_id_.find(q.trigger_id) == context_by_id_.end()) continue;
+    in_flight_id_ = cancelled ? 0 : q.trigger_id;
+    *event = q.event;
+    return true;
+  }
+  return false;
+}
+
 bool Trap::ClaimDispatchLocked(TrapEvent* first) {
   if (dispatching_ || pending_events_.empty()) return false;
+  if (t_dispatch.in_handler) {
+    // Never nest: this thread dispatches the trap once its handler returned.
+    t_dispatch.deferred.push_back(Deferred{shared_from_this(), std::nullopt});
+    return false;
+  }
+  if (!PopLocked(first)) return false;
   dispatching_ = true;
-  *first = pending_events_.front();
-  pending_events_.pop_front();
   return true;
 }
 
 void Trap::RunDispatch(TrapEvent event) {
+  MOAT_ASSERT(!t_dispatch.in_handler, "trap handlers nested on one thread");
   for (;;) {
+    t_dispatch.in_handler = true;
     handler_(event);
+    t_dispatch.in_handler = false;
     MutexLock lock(&mu_);
-    if (pending_events_.empty()) {
+    in_flight_id_ = 0;
+    in_flight_done_.SignalAll();
+    if (!t_dispatch.deferred.empty() || !PopLocked(&event)) {
+      // Give the dispatch back before doing what the handler deferred: a
+      // deferred delivery may wait for another thread that needs this trap.
       dispatching_ = false;
-      return;
+      dispatch_free_.SignalAll();
+      break;
     }
-    event = pending_events_.front();
-    pending_events_.pop_front();
+  }
+  if (t_dispatch.deferred.empty()) return;
+  DrainDeferred();
+  DispatchEvents();  // what was queued here meanwhile, unless taken already
+}
+
+void Trap::DeliverCancelled(const TrapEvent& cancelled) {
+  {
+    MutexLock lock(&mu_);
+    // Wait for the thread delivering this trap's events (if any) to finish
+    // its current handler: handlers of one trap never overlap.
+    while (dispatching_) dispatch_free_.Wait(&mu_);
+    dispatching_ = true;
+  }
+  RunDispatch(cancelled);
+}
+
+void Trap::DrainDeferred() {
+  while (!t_dispatch.deferred.empty()) {
+    Deferred next = std::move(t_dispatch.deferred.front());
+    t_dispatch.deferred.erase(t_dispatch.deferred.begin());
+    if (next.cancelled.has_value()) {
+      next.trap->DeliverCancelled(*next.cancelled);
+    } else {
+      next.trap->DispatchEvents();
+    }
   }
 }
 

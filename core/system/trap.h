@@ -20,9 +20,19 @@
 // into the API, e.g. to re-arm or read). Events of one trap are delivered one
 // at a time, in the order they happened: a thread that produces an event while
 // another thread is running the handler queues it, and the running thread
-// delivers it next. Consequently a trigger's kCancelled is always its last
-// event, though it may be delivered on another thread than the one that
-// removed the trigger.
+// delivers it next. Guarantees (issue 12 item 5):
+//   * A trigger's kCancelled is its last event. An event queued before the
+//     trigger was removed (handle closed, trap closed) is dropped, never
+//     delivered; a removal made outside any handler also waits for an event
+//     of that trigger being delivered on another thread to finish, so once
+//     it returns no other event of the trigger can reach the handler.
+//     (kCancelled itself may still be delivered later, by the thread that is
+//     dispatching.) A dropped event had disarmed the trap, as in Mojo.
+//   * Handlers never nest across traps: an event that a handler causes for
+//     another trap (or for a trap nobody is dispatching) is delivered by
+//     this thread after its outermost handler returned, like Mojo's
+//     RequestContext finalizers. So two handlers that remove each other's
+//     triggers and wait for each other's kCancelled cannot deadlock.
 //
 // Lock order (see also core.h): Core handle table -> Trap::mu_ ->
 // endpoint lock -> ports locks. A Watchable never calls into a Trap while
@@ -130,8 +140,9 @@ class Trap : public std::enable_shared_from_this<Trap> {
   static std::shared_ptr<Trap> Create(Handler handler);
   ~Trap();
 
-  // kInvalidArgument for an empty or unknown signal set, an unknown
-  // condition, or a context already used by another trigger of this trap;
+  // kInvalidArgument for an empty or unknown signal set or an unknown
+  // condition; kAlreadyExists for a context used by another trigger of this
+  // trap;
   // kClosed if the trap is closed; the handle's own error if it is not
   // usable (kBusy in transit, kClosed). If the trap is armed and the new
   // trigger's condition is already met, the trap fires at once.
@@ -143,8 +154,12 @@ class Trap : public std::enable_shared_from_this<Trap> {
   Status RemoveTrigger(uintptr_t context) ABSL_LOCKS_EXCLUDED(mu_);
 
   // See the file comment. On kFailedPrecondition `blocking_events` (if not
-  // null) receives the blocking events, ordered by context.
-  Status Arm(std::vector<TrapEvent>* blocking_events) ABSL_LOCKS_EXCLUDED(mu_);
+  // null) receives up to `max_events` blocking events, in context order
+  // starting after the trigger reported last by the previous Arm (wrapping),
+  // so that repeated calls with room for one event report every ready
+  // trigger in turn.
+  Status Arm(std::vector<TrapEvent>* blocking_events, size_t max_events = SIZE_MAX)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Cancels every trigger (each gets its kCancelled event); later calls fail
   // kClosed. Idempotent.
@@ -179,9 +194,24 @@ class Trap : public std::enable_shared_from_this<Trap> {
   void DispatchEvents() ABSL_LOCKS_EXCLUDED(mu_);
   // Becomes the dispatching thread if none is and an event is queued;
   // takes that event. Then RunDispatch (without mu_) delivers it and every
-  // event queued meanwhile, and gives the role back.
+  // event queued meanwhile, and gives the role back. On a thread that is
+  // running a handler (of any trap) it only remembers the trap, which that
+  // thread dispatches after its outermost handler returned (DrainDeferred).
   bool ClaimDispatchLocked(TrapEvent* first) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunDispatch(TrapEvent first) ABSL_LOCKS_EXCLUDED(mu_);
+  // Runs what this thread's handlers deferred (see trap.cc), with no
+  // dispatch held.
+  static void DrainDeferred();
+  // Delivers a CANCELLED this thread caused inside a handler, once no other
+  // thread is delivering this trap's events.
+  void DeliverCancelled(const TrapEvent& cancelled) ABSL_LOCKS_EXCLUDED(mu_);
+  // Takes the next event to deliver, dropping stale ones (of triggers
+  // removed since they were queued), and marks it in flight.
+  bool PopLocked(TrapEvent* event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Called by a removal (trigger_id, or 0 for all) outside any handler:
+  // waits until no event of that trigger is being delivered on another
+  // thread, so none can reach the handler after the removal returned.
+  void WaitForInFlightLocked(uint64_t trigger_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Handler handler_;
 
@@ -193,10 +223,21 @@ class Trap : public std::enable_shared_from_this<Trap> {
   uint64_t next_trigger_id_ ABSL_GUARDED_BY(mu_) = 1;
   bool armed_ ABSL_GUARDED_BY(mu_) = false;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  struct Queued {
+    TrapEvent event;
+    uint64_t trigger_id = 0;  // stale unless still in context_by_id_ (non-cancel)
+  };
   // Bounded: at most one kOk/kFailedPrecondition per arming plus one
   // kCancelled per trigger.
-  std::deque<TrapEvent> pending_events_ ABSL_GUARDED_BY(mu_);
+  std::deque<Queued> pending_events_ ABSL_GUARDED_BY(mu_);
   bool dispatching_ ABSL_GUARDED_BY(mu_) = false;
+  // The trigger whose OK/FAILED_PRECONDITION event the dispatching thread is
+  // delivering (0: none, or a CANCELLED).
+  uint64_t in_flight_id_ ABSL_GUARDED_BY(mu_) = 0;
+  CondVar in_flight_done_;
+  CondVar dispatch_free_;  // dispatching_ became false
+  // Where the next Arm starts looking for blocking events (rotation).
+  std::optional<uintptr_t> last_reported_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace moat::system

@@ -2,7 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <atomic>
+#include <chrono>
+#include <map>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -241,9 +247,10 @@ TEST(TrapTest, InvalidTriggerArguments) {
                 .error().code(),
             ErrorCode::kInvalidArgument);
   ASSERT_TRUE(trap->AddTrigger(h, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+  // Mojo's answer for a context already in use (issue 12 item 6).
   EXPECT_EQ(trap->AddTrigger(h, kSignalWritable, TriggerCondition::kSignalsSatisfied, 1)
                 .error().code(),
-            ErrorCode::kInvalidArgument);
+            ErrorCode::kAlreadyExists);
   EXPECT_EQ(h->watcher_count(), 1u);
 }
 
@@ -287,6 +294,255 @@ TEST(TrapTest, ConcurrentStateChangesFireAtMostOncePerArm) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(fired.load(), 1);
   trap->Close();
+}
+
+// Issue 12 item 5a. The outer handler runs outside any ports delivery (it is
+// fired by AddTrigger on an armed trap), re-arms, makes trigger 2's handle
+// ready (its event is queued behind the running handler) and then removes
+// trigger 2. Once RemoveTrigger returned, trigger 2 must get nothing but its
+// CANCELLED: the queued OK event is stale and must be dropped.
+TEST(TrapTest, NoEventAfterRemoveTriggerReturnedEvenIfQueuedBefore) {
+  auto h1 = std::make_shared<FakeHandle>(kReadableState);
+  auto h2 = std::make_shared<FakeHandle>(kIdle);
+  std::vector<TrapEvent> events;
+  bool removed = false;
+  int late_events = 0;
+  std::shared_ptr<Trap> trap;
+  trap = Trap::Create([&](const TrapEvent& e) {
+    events.push_back(e);
+    if (e.trigger_context == 2 && removed && e.result != TrapEventResult::kCancelled) {
+      ++late_events;
+    }
+    if (e.trigger_context == 1 && e.result == TrapEventResult::kOk) {
+      h1->SetState(kIdle);
+      ASSERT_TRUE(trap->Arm(nullptr).ok());
+      h2->SetState(kReadableState);  // fires trigger 2: queued behind us
+      ASSERT_TRUE(trap->RemoveTrigger(2).ok());
+      removed = true;
+    }
+  });
+  ASSERT_TRUE(trap->AddTrigger(h2, kSignalReadable, TriggerCondition::kSignalsSatisfied, 2).ok());
+  ASSERT_TRUE(trap->Arm(nullptr).ok());
+  ASSERT_TRUE(trap->AddTrigger(h1, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+  EXPECT_EQ(late_events, 0) << "an OK event reached trigger 2 after RemoveTrigger returned";
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].trigger_context, 1u);
+  EXPECT_EQ(events[1].trigger_context, 2u);
+  EXPECT_EQ(events[1].result, TrapEventResult::kCancelled);
+  // The dropped event had disarmed the trap (as in Mojo): arming again
+  // reports what is ready.
+  EXPECT_FALSE(trap->armed());
+  trap->Close();
+}
+
+// The same through the handle's closure and the trap's closure.
+TEST(TrapTest, NoEventAfterHandleOrTrapClosedEvenIfQueuedBefore) {
+  for (bool close_trap : {false, true}) {
+    auto h1 = std::make_shared<FakeHandle>(kReadableState);
+    auto h2 = std::make_shared<FakeHandle>(kIdle);
+    bool closed = false;
+    int late_events = 0;
+    int cancelled = 0;
+    std::shared_ptr<Trap> trap;
+    trap = Trap::Create([&](const TrapEvent& e) {
+      if (e.result == TrapEventResult::kCancelled) {
+        ++cancelled;
+        return;
+      }
+      if (closed) ++late_events;
+      if (e.trigger_context == 1) {
+        h1->SetState(kIdle);
+        ASSERT_TRUE(trap->Arm(nullptr).ok());
+        h2->SetState(kReadableState);
+        if (close_trap) {
+          trap->Close();
+        } else {
+          h2->Close();
+        }
+        closed = true;
+      }
+    });
+    ASSERT_TRUE(trap->AddTrigger(h2, kSignalReadable, TriggerCondition::kSignalsSatisfied, 2).ok());
+    ASSERT_TRUE(trap->Arm(nullptr).ok());
+    ASSERT_TRUE(trap->AddTrigger(h1, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+    EXPECT_EQ(late_events, 0) << (close_trap ? "trap" : "handle") << " closed";
+    EXPECT_EQ(cancelled, close_trap ? 2 : 1);
+    trap->Close();
+  }
+}
+
+// Across threads: while one thread runs the handler for trigger 1, another
+// removes trigger 2 whose event is queued. When RemoveTrigger returns, no OK
+// for trigger 2 may still come.
+TEST(TrapTest, RemoveTriggerFromAnotherThreadDropsItsQueuedEvent) {
+  auto h1 = std::make_shared<FakeHandle>(kIdle);
+  auto h2 = std::make_shared<FakeHandle>(kIdle);
+  std::atomic<bool> in_handler{false};
+  std::atomic<bool> release{false};
+  std::atomic<bool> removed{false};
+  std::atomic<int> late_events{0};
+  auto trap = Trap::Create([&](const TrapEvent& e) {
+    if (e.result == TrapEventResult::kCancelled) return;
+    if (e.trigger_context == 2 && removed.load()) late_events.fetch_add(1);
+    if (e.trigger_context == 1) {
+      in_handler.store(true);
+      while (!release.load()) std::this_thread::yield();
+    }
+  });
+  ASSERT_TRUE(trap->AddTrigger(h1, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+  ASSERT_TRUE(trap->AddTrigger(h2, kSignalReadable, TriggerCondition::kSignalsSatisfied, 2).ok());
+  ASSERT_TRUE(trap->Arm(nullptr).ok());
+  std::thread dispatcher([&] { h1->SetState(kReadableState); });
+  while (!in_handler.load()) std::this_thread::yield();
+  // Trigger 2's event is queued behind the running handler (re-armed from
+  // here: the trap is not armed while its only event runs).
+  h1->SetState(kIdle);
+  ASSERT_TRUE(trap->Arm(nullptr).ok());
+  h2->SetState(kReadableState);
+  ASSERT_TRUE(trap->RemoveTrigger(2).ok());
+  removed.store(true);
+  release.store(true);
+  dispatcher.join();
+  EXPECT_EQ(late_events.load(), 0);
+  trap->Close();
+}
+
+// Issue 12 item 5b: with room for one blocking event, Arm rotates among the
+// ready triggers so that none starves.
+TEST(TrapTest, ArmRotatesAmongReadyTriggers) {
+  Recorder rec;
+  auto trap = Trap::Create(rec.handler());
+  constexpr int kTriggers = 200;
+  std::vector<std::shared_ptr<FakeHandle>> handles;
+  for (int i = 0; i < kTriggers; ++i) {
+    handles.push_back(std::make_shared<FakeHandle>(kReadableState));
+    ASSERT_TRUE(trap->AddTrigger(handles.back(), kSignalReadable,
+                                 TriggerCondition::kSignalsSatisfied, i)
+                    .ok());
+  }
+  std::map<uintptr_t, int> reported;
+  std::vector<TrapEvent> blocking;
+  for (int arm = 0; arm < 100 * kTriggers; ++arm) {
+    Status s = trap->Arm(&blocking, /*max_events=*/1);
+    ASSERT_EQ(s.error().code(), ErrorCode::kFailedPrecondition);
+    ASSERT_EQ(blocking.size(), 1u);
+    ++reported[blocking[0].trigger_context];
+  }
+  ASSERT_EQ(reported.size(), static_cast<size_t>(kTriggers));
+  for (const auto& [context, count] : reported) EXPECT_EQ(count, 100) << context;
+  // Unlimited: every ready trigger, in rotated order (all distinct).
+  ASSERT_FALSE(trap->Arm(&blocking).ok());
+  EXPECT_EQ(blocking.size(), static_cast<size_t>(kTriggers));
+  std::set<uintptr_t> distinct;
+  for (const TrapEvent& e : blocking) distinct.insert(e.trigger_context);
+  EXPECT_EQ(distinct.size(), static_cast<size_t>(kTriggers));
+  trap->Close();
+}
+
+// Issue 12 item 5c (Mojo's TriggersRemoveEachOtherWithinEventHandlers): each
+// of two traps' handlers removes the other trap's trigger and then waits for
+// the other side. If the removal ran the other trap's CANCELLED nested in the
+// running handler, thread 1 would hold trap B's dispatch while waiting for
+// trap A's CANCELLED, which only thread 1 can deliver: deadlock. Handlers of
+// two traps must never nest on one thread. (Timed waits: a deadlock fails
+// instead of hanging.)
+TEST(TrapTest, HandlersOfTwoTrapsRemovingEachOthersTriggersDoNotDeadlock) {
+  struct Flag {
+    Mutex mu;
+    CondVar cv;
+    bool set ABSL_GUARDED_BY(mu) = false;
+    void Set() {
+      MutexLock lock(&mu);
+      set = true;
+      cv.SignalAll();
+    }
+    bool Wait() {
+      MutexLock lock(&mu);
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (!set) {
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        cv.WaitFor(&mu, std::chrono::milliseconds(50));
+      }
+      return true;
+    }
+  };
+  Flag a_notified, b_notified, a_cancelled, b_cancelled, b_done;
+  std::atomic<int> timeouts{0};
+  auto ha = std::make_shared<FakeHandle>(kIdle);
+  auto hb = std::make_shared<FakeHandle>(kIdle);
+  std::shared_ptr<Trap> trap_a, trap_b;
+  trap_a = Trap::Create([&](const TrapEvent& e) {
+    if (e.result == TrapEventResult::kCancelled) {
+      a_cancelled.Set();
+      if (!b_cancelled.Wait()) timeouts.fetch_add(1);
+      return;
+    }
+    a_notified.Set();
+    if (!b_notified.Wait()) timeouts.fetch_add(1);
+    // Let B's handler finish and give its dispatch back, the order in which
+    // a nested delivery deadlocks.
+    if (!b_done.Wait()) timeouts.fetch_add(1);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_TRUE(trap_b->RemoveTrigger(2).ok());
+    trap_b->Close();
+  });
+  trap_b = Trap::Create([&](const TrapEvent& e) {
+    if (e.result == TrapEventResult::kCancelled) {
+      b_cancelled.Set();
+      if (!a_cancelled.Wait()) timeouts.fetch_add(1);
+      return;
+    }
+    b_notified.Set();
+    if (!a_notified.Wait()) timeouts.fetch_add(1);
+    EXPECT_TRUE(trap_a->RemoveTrigger(1).ok());
+    trap_a->Close();
+    b_done.Set();
+  });
+  ASSERT_TRUE(trap_a->AddTrigger(ha, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+  ASSERT_TRUE(trap_a->Arm(nullptr).ok());
+  ASSERT_TRUE(trap_b->AddTrigger(hb, kSignalReadable, TriggerCondition::kSignalsSatisfied, 2).ok());
+  ASSERT_TRUE(trap_b->Arm(nullptr).ok());
+  std::thread runner([&] { ha->SetState(kReadableState); });
+  if (!a_notified.Wait()) timeouts.fetch_add(1);
+  hb->SetState(kReadableState);
+  if (!a_cancelled.Wait()) timeouts.fetch_add(1);
+  if (!b_cancelled.Wait()) timeouts.fetch_add(1);
+  runner.join();
+  EXPECT_EQ(timeouts.load(), 0) << "the two handlers deadlocked";
+}
+
+// The same rule on one thread, deterministically: trap B's CANCELLED, caused
+// by trap A's handler, runs after A's handler returned, not inside it.
+TEST(TrapTest, EventsCausedInAHandlerForAnotherTrapRunAfterItReturns) {
+  auto ha = std::make_shared<FakeHandle>(kIdle);
+  auto hb = std::make_shared<FakeHandle>(kIdle);
+  int depth = 0;
+  int max_depth = 0;
+  std::vector<std::string> order;
+  std::shared_ptr<Trap> trap_a, trap_b;
+  trap_b = Trap::Create([&](const TrapEvent& e) {
+    max_depth = std::max(max_depth, ++depth);
+    order.push_back(e.result == TrapEventResult::kCancelled ? "b-cancel" : "b");
+    --depth;
+  });
+  trap_a = Trap::Create([&](const TrapEvent& e) {
+    max_depth = std::max(max_depth, ++depth);
+    if (e.result == TrapEventResult::kOk) {
+      order.push_back("a");
+      EXPECT_TRUE(trap_b->RemoveTrigger(2).ok());
+      hb->SetState(kReadableState);  // nothing: B's trigger is gone
+      order.push_back("a-end");
+    }
+    --depth;
+  });
+  ASSERT_TRUE(trap_b->AddTrigger(hb, kSignalReadable, TriggerCondition::kSignalsSatisfied, 2).ok());
+  ASSERT_TRUE(trap_a->AddTrigger(ha, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+  ASSERT_TRUE(trap_a->Arm(nullptr).ok());
+  ha->SetState(kReadableState);
+  EXPECT_EQ(max_depth, 1) << "trap B's handler ran inside trap A's";
+  EXPECT_EQ(order, (std::vector<std::string>{"a", "a-end", "b-cancel"}));
+  trap_a->Close();
+  trap_b->Close();
 }
 
 }  // namespace

@@ -1,0 +1,300 @@
+/* The C API across processes (issue 15 item 1), from C, with real child
+ * processes: this binary is the broker, and re-executes itself as the
+ * children ("invited-child", "named-child PATH"). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/system/moat.h"
+
+static int g_passed = 0;
+static int g_failed = 0;
+
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    if (cond) {                                                              \
+      ++g_passed;                                                            \
+    } else {                                                                 \
+      ++g_failed;                                                            \
+      fprintf(stderr, "[%d] %s:%d: CHECK failed: %s (last error: %s)\n",      \
+              (int)getpid(), __FILE__, __LINE__, #cond, MoatGetLastErrorMessage()); \
+    }                                                                        \
+  } while (0)
+
+#define CHECK_RESULT(expr, expected)                                              \
+  do {                                                                            \
+    MoatResult r_ = (expr);                                                       \
+    if (r_ == (expected)) {                                                       \
+      ++g_passed;                                                                 \
+    } else {                                                                      \
+      ++g_failed;                                                                 \
+      fprintf(stderr, "[%d] %s:%d: %s returned %s, expected %s (last error: %s)\n", \
+              (int)getpid(), __FILE__, __LINE__, #expr, MoatResultToString(r_),   \
+              MoatResultToString(expected), MoatGetLastErrorMessage());          \
+    }                                                                             \
+  } while (0)
+
+static void SleepMs(int ms) {
+  struct timespec ts = {0, ms * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Reads the next message, waiting up to 20 s (1 ms naps: this test has no
+ * event loop). Returns the result of the last read. */
+static MoatResult ReadWaiting(MoatHandle h, char* buf, uint32_t* n, MoatHandle* handles,
+                              uint32_t* nh, int* fds, uint32_t* nf) {
+  const uint32_t cap_n = *n, cap_h = nh ? *nh : 0, cap_f = nf ? *nf : 0;
+  for (int i = 0; i < 20000; ++i) {
+    *n = cap_n;
+    if (nh) *nh = cap_h;
+    if (nf) *nf = cap_f;
+    MoatResult r = MoatReadMessage(h, NULL, buf, n, handles, nh, fds, nf);
+    if (r != MOAT_RESULT_SHOULD_WAIT) return r;
+    SleepMs(1);
+  }
+  return MOAT_RESULT_SHOULD_WAIT;
+}
+
+/* Waits until the peer of `h` is closed (the parent's "you may exit"). */
+static void WaitPeerClosed(MoatHandle h) {
+  for (int i = 0; i < 20000; ++i) {
+    struct MoatHandleSignalsState s;
+    s.struct_size = sizeof(s);
+    if (MoatQueryHandleSignalsState(h, &s) != MOAT_RESULT_OK ||
+        (s.satisfied_signals & MOAT_HANDLE_SIGNAL_PEER_CLOSED)) {
+      return;
+    }
+    SleepMs(1);
+  }
+}
+
+static int Finish(void) {
+  fprintf(stderr, "[%d] %d passed, %d failed\n", (int)getpid(), g_passed, g_failed);
+  return g_failed == 0 ? 0 : 1;
+}
+
+/* Child launched by MoatLaunchChild: receives "hello" + a pipe end + a
+ * descriptor, answers over the pipe and the descriptor. */
+static int InvitedChild(void) {
+  MoatHandle boot;
+  CHECK_RESULT(MoatAcceptInvitation(-1, NULL, &boot), MOAT_RESULT_OK);
+  /* A second node in one process is refused. */
+  MoatHandle again;
+  CHECK_RESULT(MoatAcceptInvitation(-1, NULL, &again), MOAT_RESULT_FAILED_PRECONDITION);
+  char buf[16];
+  uint32_t n = sizeof(buf), nh = 1, nf = 1;
+  MoatHandle pipe = MOAT_HANDLE_INVALID;
+  int fd = -1;
+  CHECK_RESULT(ReadWaiting(boot, buf, &n, &pipe, &nh, &fd, &nf), MOAT_RESULT_OK);
+  CHECK(n == 5 && memcmp(buf, "hello", 5) == 0);
+  CHECK(nh == 1 && nf == 1);
+  CHECK_RESULT(MoatWriteMessage(pipe, "pong", 4, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK(write(fd, "fd-ok", 5) == 5);
+  close(fd);
+  WaitPeerClosed(boot);
+  fflush(stderr);
+  /* The node's IO threads are still running: leave without static teardown. */
+  _exit(Finish());
+}
+
+static int PeerClosed(MoatHandle h) {
+  struct MoatHandleSignalsState st;
+  st.struct_size = sizeof(st);
+  return MoatQueryHandleSignalsState(h, &st) == MOAT_RESULT_OK &&
+         (st.satisfied_signals & MOAT_HANDLE_SIGNAL_PEER_CLOSED) != 0;
+}
+
+/* Child that sends the broker something its embedder rejects, and must then
+ * find itself cut off (its bootstrap pipe PEER_CLOSED). */
+static int BadChild(void) {
+  MoatHandle boot;
+  CHECK_RESULT(MoatAcceptInvitation(-1, NULL, &boot), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatWriteMessage(boot, "evil", 4, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  WaitPeerClosed(boot);
+  CHECK(PeerClosed(boot));
+  fflush(stderr);
+  _exit(Finish());
+}
+
+/* Child that echoes every message on its bootstrap pipe until it closes. */
+static int EchoChild(void) {
+  MoatHandle boot;
+  CHECK_RESULT(MoatAcceptInvitation(-1, NULL, &boot), MOAT_RESULT_OK);
+  for (;;) {
+    char buf[64];
+    uint32_t n = sizeof(buf);
+    MoatResult r = ReadWaiting(boot, buf, &n, NULL, NULL, NULL, NULL);
+    if (r != MOAT_RESULT_OK) {
+      CHECK_RESULT(r, MOAT_RESULT_FAILED_PRECONDITION); /* the broker closed it */
+      break;
+    }
+    CHECK_RESULT(MoatWriteMessage(boot, buf, n, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  }
+  fflush(stderr);
+  _exit(Finish());
+}
+
+/* Child started with a plain fork+exec: joins the broker's named socket. */
+static int NamedChild(const char* path) {
+  MoatHandle boot;
+  CHECK_RESULT(MoatConnectToNamedBroker(path, NULL, &boot), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatWriteMessage(boot, "named hi", 8, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  WaitPeerClosed(boot);
+  fflush(stderr);
+  _exit(Finish());
+}
+
+static int WaitChild(pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void TestStartBrokerNeedsAnEmptyTable(void) {
+  MoatHandle a, b;
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &a, &b), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatStartBroker(NULL), MOAT_RESULT_FAILED_PRECONDITION);
+  CHECK(strstr(MoatGetLastErrorMessage(), "handle") != NULL);
+  int sock;
+  MoatHandle boot;
+  CHECK_RESULT(MoatInviteChild(NULL, &sock, &boot), MOAT_RESULT_FAILED_PRECONDITION);
+  CHECK_RESULT(MoatClose(a), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(b), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatStartBroker(NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatStartBroker(NULL), MOAT_RESULT_FAILED_PRECONDITION);
+  /* A handle of the table before (closed anyway) is not valid in the node's. */
+  CHECK_RESULT(MoatWriteMessage(a, "x", 1, NULL, 0, NULL, 0, NULL), MOAT_RESULT_INVALID_ARGUMENT);
+}
+
+static void TestLaunchedChildGetsPipesAndDescriptors(const char* self) {
+  const char* args[] = {"invited-child"};
+  int64_t pid = -1;
+  MoatHandle boot;
+  CHECK_RESULT(MoatLaunchChild(self, args, 1, NULL, &pid, &boot), MOAT_RESULT_OK);
+  CHECK(pid > 0);
+  MoatHandle x, y;
+  CHECK_RESULT(MoatCreateMessagePipe(NULL, &x, &y), MOAT_RESULT_OK);
+  int os_pipe[2];
+  CHECK(pipe2(os_pipe, O_CLOEXEC) == 0);
+  CHECK_RESULT(MoatWriteMessage(boot, "hello", 5, &y, 1, &os_pipe[1], 1, NULL), MOAT_RESULT_OK);
+  char buf[16];
+  uint32_t n = sizeof(buf);
+  CHECK_RESULT(ReadWaiting(x, buf, &n, NULL, NULL, NULL, NULL), MOAT_RESULT_OK);
+  CHECK(n == 4 && memcmp(buf, "pong", 4) == 0);
+  ssize_t got = read(os_pipe[0], buf, sizeof(buf));
+  CHECK(got == 5 && memcmp(buf, "fd-ok", 5) == 0);
+  close(os_pipe[0]);
+  CHECK_RESULT(MoatClose(x), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(boot), MOAT_RESULT_OK); /* the child may exit now */
+  CHECK(WaitChild((pid_t)pid) == 0);
+}
+
+/* Issue 15 item 2: the embedder validates a message at a higher level and
+ * reports it; the node that sent it is cut off, the other children are not. */
+static void TestBadMessageCutsOffItsSender(const char* self) {
+  const char* bad_args[] = {"bad-child"};
+  const char* echo_args[] = {"echo-child"};
+  int64_t bad_pid = -1, echo_pid = -1;
+  MoatHandle bad, echo;
+  CHECK_RESULT(MoatLaunchChild(self, bad_args, 1, NULL, &bad_pid, &bad), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatLaunchChild(self, echo_args, 1, NULL, &echo_pid, &echo), MOAT_RESULT_OK);
+
+  char buf[16];
+  uint32_t n = sizeof(buf);
+  CHECK_RESULT(MoatWriteMessage(echo, "one", 3, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(ReadWaiting(echo, buf, &n, NULL, NULL, NULL, NULL), MOAT_RESULT_OK);
+  CHECK(n == 3 && memcmp(buf, "one", 3) == 0);
+
+  MoatHandle context = MOAT_HANDLE_INVALID;
+  n = sizeof(buf);
+  for (int i = 0; i < 20000; ++i) {
+    n = sizeof(buf);
+    MoatResult r = MoatReadMessageWithContext(bad, NULL, buf, &n, NULL, NULL, NULL, NULL, &context);
+    if (r != MOAT_RESULT_SHOULD_WAIT) {
+      CHECK_RESULT(r, MOAT_RESULT_OK);
+      break;
+    }
+    SleepMs(1);
+  }
+  CHECK(n == 4 && memcmp(buf, "evil", 4) == 0);
+  CHECK(context != MOAT_HANDLE_INVALID);
+  const char reason[] = "evil is not a valid request";
+  CHECK_RESULT(MoatNotifyBadMessage(context, reason, sizeof(reason) - 1, NULL), MOAT_RESULT_OK);
+  /* Consumed. */
+  CHECK_RESULT(MoatNotifyBadMessage(context, NULL, 0, NULL), MOAT_RESULT_INVALID_ARGUMENT);
+  /* The sender's pipes die here; it sees its own cut off (it exits 0 then). */
+  for (int i = 0; i < 20000 && !PeerClosed(bad); ++i) SleepMs(1);
+  CHECK(PeerClosed(bad));
+  CHECK(WaitChild((pid_t)bad_pid) == 0);
+  /* The other child is untouched. */
+  n = sizeof(buf);
+  CHECK_RESULT(MoatWriteMessage(echo, "two", 3, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(ReadWaiting(echo, buf, &n, NULL, NULL, NULL, NULL), MOAT_RESULT_OK);
+  CHECK(n == 3 && memcmp(buf, "two", 3) == 0);
+  CHECK_RESULT(MoatClose(bad), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatClose(echo), MOAT_RESULT_OK);
+  CHECK(WaitChild((pid_t)echo_pid) == 0);
+}
+
+static void TestNamedSocketChild(const char* self) {
+  char path[108];
+  const char* dir = getenv("TEST_TMPDIR");
+  int len = snprintf(path, sizeof(path), "%s/moat-%d.sock", dir ? dir : "/tmp", (int)getpid());
+  if (len < 0 || (size_t)len >= sizeof(path)) {
+    /* Bazel's TEST_TMPDIR is often longer than a socket path may be. */
+    snprintf(path, sizeof(path), "/tmp/moat-test-%d.sock", (int)getpid());
+  }
+  unlink(path);
+  int server = -1;
+  CHECK_RESULT(MoatCreateNamedServer(path, NULL, &server), MOAT_RESULT_OK);
+  /* Nothing connecting yet on a non-blocking server: SHOULD_WAIT. */
+  CHECK(fcntl(server, F_SETFL, O_NONBLOCK) == 0);
+  MoatHandle boot;
+  CHECK_RESULT(MoatAcceptNamedChild(server, NULL, &boot), MOAT_RESULT_SHOULD_WAIT);
+  CHECK(fcntl(server, F_SETFL, 0) == 0);
+
+  char* const argv[] = {(char*)self, (char*)"named-child", path, NULL};
+  pid_t pid = fork();
+  if (pid == 0) {
+    execv(self, argv);
+    _exit(127);
+  }
+  CHECK(pid > 0);
+  CHECK_RESULT(MoatAcceptNamedChild(server, NULL, &boot), MOAT_RESULT_OK);
+  char buf[16];
+  uint32_t n = sizeof(buf);
+  CHECK_RESULT(ReadWaiting(boot, buf, &n, NULL, NULL, NULL, NULL), MOAT_RESULT_OK);
+  CHECK(n == 8 && memcmp(buf, "named hi", 8) == 0);
+  CHECK_RESULT(MoatClose(boot), MOAT_RESULT_OK);
+  CHECK(WaitChild(pid) == 0);
+  close(server);
+  unlink(path);
+  CHECK_RESULT(MoatCreateNamedServer("", NULL, &server), MOAT_RESULT_INVALID_ARGUMENT);
+  char too_long[200];
+  memset(too_long, 'a', sizeof(too_long) - 1);
+  too_long[sizeof(too_long) - 1] = '\0';
+  CHECK_RESULT(MoatConnectToNamedBroker(too_long, NULL, &boot), MOAT_RESULT_INVALID_ARGUMENT);
+}
+
+int main(int argc, char** argv) {
+  if (argc >= 2 && strcmp(argv[1], "invited-child") == 0) return InvitedChild();
+  if (argc >= 3 && strcmp(argv[1], "named-child") == 0) return NamedChild(argv[2]);
+  if (argc >= 2 && strcmp(argv[1], "bad-child") == 0) return BadChild();
+  if (argc >= 2 && strcmp(argv[1], "echo-child") == 0) return EchoChild();
+  MoatHandle boot;
+  /* Not launched by a broker: no invitation to accept. */
+  CHECK_RESULT(MoatAcceptInvitation(-1, NULL, &boot), MOAT_RESULT_NOT_FOUND);
+  TestStartBrokerNeedsAnEmptyTable();
+  TestLaunchedChildGetsPipesAndDescriptors("/proc/self/exe");
+  TestNamedSocketChild("/proc/self/exe");
+  TestBadMessageCutsOffItsSender("/proc/self/exe");
+  fflush(stdout);
+  fflush(stderr);
+  _exit(Finish());
+}
