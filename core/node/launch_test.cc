@@ -5,9 +5,15 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstddef>
 
 #include <cerrno>
 #include <string>
@@ -63,6 +69,41 @@ TEST(LaunchTest, ChildSeesOnlyStdioAndTheMappedDescriptors) {
   ASSERT_TRUE(run.ok()) << run.error().ToString();
   EXPECT_EQ(run->exit_code, 0);
   EXPECT_EQ(run->out, "0,1,2,7") << "stray descriptor was " << stray.get();
+}
+
+// Where close_range is missing (Linux < 5.9) or refused (container seccomp
+// profiles answer EPERM or ENOSYS), the child closes through /proc/self/fd.
+// A forked helper process refuses close_range to itself with a seccomp
+// filter (inherited by the child it launches) and reports by exit status.
+TEST(LaunchTest, ChildClosesStrayDescriptorsWithoutCloseRange) {
+  const pid_t helper = ::fork();
+  ASSERT_GE(helper, 0);
+  if (helper == 0) {
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_close_range, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (ENOSYS & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])), filter};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+      ::_exit(10);
+    }
+    if (::syscall(SYS_close_range, 1000u, 1000u, 0) == 0 || errno != ENOSYS) ::_exit(11);
+    UniqueFd low = OpenDevNull(0);
+    const int high = ::dup2(low.get(), 200);  // far above the rest
+    if (!low.valid() || high != 200) ::_exit(12);
+    auto run = LaunchAndCollect({"fds"});
+    if (!run.ok()) ::_exit(13);
+    ::_exit(run->out == "0,1,2" ? 0 : 14);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(helper, &status, 0), helper);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10: no seccomp; 11: close_range not refused; 12: setup; 13: launch failed; "
+         "14: a stray descriptor reached the child";
 }
 
 TEST(LaunchTest, DescriptorMappedOntoItsOwnNumberIsInherited) {
