@@ -2,6 +2,7 @@
 #include "core/system/moat.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include "core/check.h"
 #include "core/node/node_controller.h"
 #include "core/system/core.h"
+#include "core/system/shared_buffer.h"
 #include "limits/limits.h"
 
 namespace moat::system {
@@ -545,6 +547,76 @@ MoatResult MoatConnectToNamedBroker(const char* path, const struct MoatNamedSock
   auto node = NodeController::ConnectToBroker(std::move(fd));
   if (!node.ok()) return Fail(node.error());
   return BecomeNode(std::move(*node), bootstrap);
+}
+
+MoatResult MoatCreateSharedBuffer(uint64_t size, const struct MoatSharedBufferOptions* options,
+                                  int* buffer) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatSharedBufferOptions");
+  if (buffer == nullptr) return Fail(MOAT_RESULT_INVALID_ARGUMENT, "buffer: NULL");
+  auto fd = CreateSharedBuffer(size);
+  if (!fd.ok()) return Fail(fd.error());
+  *buffer = fd->release();
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatDuplicateSharedBufferReadOnly(int buffer,
+                                             const struct MoatSharedBufferOptions* options,
+                                             int* read_only) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatSharedBufferOptions");
+  if (read_only == nullptr) return Fail(MOAT_RESULT_INVALID_ARGUMENT, "read_only: NULL");
+  auto fd = DuplicateSharedBufferReadOnly(buffer);
+  if (!fd.ok()) return Fail(fd.error());
+  *read_only = fd->release();
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatGetSharedBufferInfo(int buffer, struct MoatSharedBufferInfo* info) {
+  if (info == nullptr || info->struct_size < sizeof(MoatSharedBufferInfo)) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT,
+                "info: NULL or struct_size below sizeof(MoatSharedBufferInfo)");
+  }
+  auto i = InspectSharedBuffer(buffer);
+  if (!i.ok()) return Fail(i.error());
+  info->struct_size = sizeof(MoatSharedBufferInfo);
+  info->flags = i->read_only ? MOAT_SHARED_BUFFER_INFO_FLAG_READ_ONLY : 0;
+  info->size = i->size;
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatMapSharedBuffer(int buffer, const struct MoatMapSharedBufferOptions* options,
+                               void** address, uint64_t* size) {
+  bool writable = true;
+  if (options != nullptr) {
+    if (options->struct_size < sizeof(MoatMapSharedBufferOptions)) {
+      return Fail(MOAT_RESULT_INVALID_ARGUMENT,
+                  Concat("MoatMapSharedBufferOptions.struct_size: ", options->struct_size,
+                         " is below ", sizeof(MoatMapSharedBufferOptions)));
+    }
+    if ((options->flags & ~MOAT_MAP_SHARED_BUFFER_FLAG_READ_ONLY) != 0) {
+      return Fail(MOAT_RESULT_UNIMPLEMENTED,
+                  Concat("MoatMapSharedBufferOptions.flags: unknown flags 0x", std::hex,
+                         options->flags & ~MOAT_MAP_SHARED_BUFFER_FLAG_READ_ONLY));
+    }
+    writable = (options->flags & MOAT_MAP_SHARED_BUFFER_FLAG_READ_ONLY) == 0;
+  }
+  if (address == nullptr || size == nullptr) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT, "address/size: NULL");
+  }
+  auto m = MapSharedBuffer(buffer, writable);
+  if (!m.ok()) return Fail(m.error());
+  *size = m->size();
+  *address = m->release();
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatUnmapSharedBuffer(void* address, uint64_t size) {
+  if (address == nullptr || size == 0) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT, "address/size: NULL or 0");
+  }
+  if (::munmap(address, static_cast<size_t>(size)) != 0) {
+    return Fail(MOAT_RESULT_INVALID_ARGUMENT, Concat("munmap: ", std::strerror(errno)));
+  }
+  return Done(moat::OkStatus());
 }
 
 }  // extern "C"

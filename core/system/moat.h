@@ -304,6 +304,44 @@ MOAT_EXPORT MoatResult MoatAcceptNamedChild(int server_socket, const struct Moat
 MOAT_EXPORT MoatResult MoatConnectToNamedBroker(const char* path, const struct MoatNamedSocketOptions* options,
                                     MoatHandle* bootstrap);
 
+/* ---- Shared buffers ---------------------------------------------------- */
+/*
+ * Memory shared between processes, as descriptors (they travel in
+ * MoatWriteMessage's fds like any other). A buffer's size is fixed at
+ * creation (sealed), so no holder can shrink it under another's mapping.
+ * Producer/consumer: create, map writable, duplicate read-only, send the
+ * duplicate, keep writing through the mapping; consumers can only map it
+ * read-only (nobody can map it writable any more, nor write() it).
+ * A received descriptor is checked (MoatGetSharedBufferInfo, MoatMap...):
+ * INVALID_ARGUMENT if it is not a memfd sealed against shrinking. */
+struct MoatSharedBufferOptions { uint32_t struct_size; uint32_t flags; };
+#define MOAT_MAP_SHARED_BUFFER_FLAG_READ_ONLY ((uint32_t)1)
+struct MoatMapSharedBufferOptions {
+  uint32_t struct_size;
+  uint32_t flags; /* MOAT_MAP_SHARED_BUFFER_FLAG_READ_ONLY, or 0: writable */
+};
+#define MOAT_SHARED_BUFFER_INFO_FLAG_READ_ONLY ((uint32_t)1)
+struct MoatSharedBufferInfo {
+  uint32_t struct_size; /* in: sizeof(struct MoatSharedBufferInfo) */
+  uint32_t flags;       /* out: MOAT_SHARED_BUFFER_INFO_FLAG_READ_ONLY */
+  uint64_t size;        /* out */
+};
+
+/* *buffer: a new buffer of `size` bytes (zeroed), close-on-exec. */
+MoatResult MoatCreateSharedBuffer(uint64_t size, const struct MoatSharedBufferOptions* options,
+                                  int* buffer);
+/* Seals `buffer` read-only for every holder (mappings already made keep
+ * writing) and returns a new descriptor of it in *read_only. */
+MoatResult MoatDuplicateSharedBufferReadOnly(int buffer,
+                                             const struct MoatSharedBufferOptions* options,
+                                             int* read_only);
+MoatResult MoatGetSharedBufferInfo(int buffer, struct MoatSharedBufferInfo* info);
+/* Maps the whole buffer (NULL options: writable). FAILED_PRECONDITION:
+ * writable mapping of a read-only buffer. Unmap with MoatUnmapSharedBuffer. */
+MoatResult MoatMapSharedBuffer(int buffer, const struct MoatMapSharedBufferOptions* options,
+                               void** address, uint64_t* size);
+MoatResult MoatUnmapSharedBuffer(void* address, uint64_t size);
+
 #ifdef __cplusplus
 }  /* extern "C" */
 #endif

@@ -139,6 +139,39 @@ static int EchoChild(void) {
   _exit(Finish());
 }
 
+/* Child that receives a read-only shared buffer and reads what the broker
+ * draws into it. */
+static int BufferChild(void) {
+  MoatHandle boot;
+  CHECK_RESULT(MoatAcceptInvitation(-1, NULL, &boot), MOAT_RESULT_OK);
+  char msg[16];
+  uint32_t n = sizeof(msg), nf = 1;
+  int fd = -1;
+  CHECK_RESULT(ReadWaiting(boot, msg, &n, NULL, NULL, &fd, &nf), MOAT_RESULT_OK);
+  CHECK(nf == 1);
+  struct MoatSharedBufferInfo info;
+  info.struct_size = sizeof(info);
+  CHECK_RESULT(MoatGetSharedBufferInfo(fd, &info), MOAT_RESULT_OK);
+  CHECK(info.size == 8192 && (info.flags & MOAT_SHARED_BUFFER_INFO_FLAG_READ_ONLY));
+  void* rw = NULL;
+  uint64_t size = 0;
+  CHECK_RESULT(MoatMapSharedBuffer(fd, NULL, &rw, &size), MOAT_RESULT_FAILED_PRECONDITION);
+  struct MoatMapSharedBufferOptions ro = {sizeof(ro), MOAT_MAP_SHARED_BUFFER_FLAG_READ_ONLY};
+  void* data = NULL;
+  CHECK_RESULT(MoatMapSharedBuffer(fd, &ro, &data, &size), MOAT_RESULT_OK);
+  CHECK(size == 8192 && data != NULL && memcmp(data, "frame 1", 7) == 0);
+  CHECK_RESULT(MoatWriteMessage(boot, "seen 1", 6, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  n = sizeof(msg);
+  CHECK_RESULT(ReadWaiting(boot, msg, &n, NULL, NULL, NULL, NULL), MOAT_RESULT_OK);
+  CHECK(data != NULL && memcmp(data, "frame 2", 7) == 0); /* drawn after sending */
+  CHECK_RESULT(MoatWriteMessage(boot, "seen 2", 6, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatUnmapSharedBuffer(data, size), MOAT_RESULT_OK);
+  close(fd);
+  WaitPeerClosed(boot);
+  fflush(stderr);
+  _exit(Finish());
+}
+
 /* Child started with a plain fork+exec: joins the broker's named socket. */
 static int NamedChild(const char* path) {
   MoatHandle boot;
@@ -242,6 +275,36 @@ static void TestBadMessageCutsOffItsSender(const char* self) {
   CHECK(WaitChild((pid_t)echo_pid) == 0);
 }
 
+/* Issue 15 item 7: a read-only shared buffer to another process. */
+static void TestSharedBufferToChild(const char* self) {
+  const char* args[] = {"buffer-child"};
+  int64_t pid = -1;
+  MoatHandle boot;
+  CHECK_RESULT(MoatLaunchChild(self, args, 1, NULL, &pid, &boot), MOAT_RESULT_OK);
+  int buffer = -1, read_only = -1;
+  CHECK_RESULT(MoatCreateSharedBuffer(8192, NULL, &buffer), MOAT_RESULT_OK);
+  void* data = NULL;
+  uint64_t size = 0;
+  CHECK_RESULT(MoatMapSharedBuffer(buffer, NULL, &data, &size), MOAT_RESULT_OK);
+  CHECK(size == 8192);
+  if (data != NULL) memcpy(data, "frame 1", 7);
+  CHECK_RESULT(MoatDuplicateSharedBufferReadOnly(buffer, NULL, &read_only), MOAT_RESULT_OK);
+  CHECK_RESULT(MoatWriteMessage(boot, "buf", 3, NULL, 0, &read_only, 1, NULL), MOAT_RESULT_OK);
+  char buf[16];
+  uint32_t n = sizeof(buf);
+  CHECK_RESULT(ReadWaiting(boot, buf, &n, NULL, NULL, NULL, NULL), MOAT_RESULT_OK);
+  CHECK(n == 6 && memcmp(buf, "seen 1", 6) == 0);
+  if (data != NULL) memcpy(data, "frame 2", 7); /* the producer's mapping still writes */
+  CHECK_RESULT(MoatWriteMessage(boot, "drawn", 5, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  n = sizeof(buf);
+  CHECK_RESULT(ReadWaiting(boot, buf, &n, NULL, NULL, NULL, NULL), MOAT_RESULT_OK);
+  CHECK(n == 6 && memcmp(buf, "seen 2", 6) == 0);
+  CHECK_RESULT(MoatUnmapSharedBuffer(data, size), MOAT_RESULT_OK);
+  close(buffer);
+  CHECK_RESULT(MoatClose(boot), MOAT_RESULT_OK);
+  CHECK(WaitChild((pid_t)pid) == 0);
+}
+
 static void TestNamedSocketChild(const char* self) {
   char path[108];
   const char* dir = getenv("TEST_TMPDIR");
@@ -287,6 +350,7 @@ int main(int argc, char** argv) {
   if (argc >= 3 && strcmp(argv[1], "named-child") == 0) return NamedChild(argv[2]);
   if (argc >= 2 && strcmp(argv[1], "bad-child") == 0) return BadChild();
   if (argc >= 2 && strcmp(argv[1], "echo-child") == 0) return EchoChild();
+  if (argc >= 2 && strcmp(argv[1], "buffer-child") == 0) return BufferChild();
   MoatHandle boot;
   /* Not launched by a broker: no invitation to accept. */
   CHECK_RESULT(MoatAcceptInvitation(-1, NULL, &boot), MOAT_RESULT_NOT_FOUND);
@@ -294,6 +358,7 @@ int main(int argc, char** argv) {
   TestLaunchedChildGetsPipesAndDescriptors("/proc/self/exe");
   TestNamedSocketChild("/proc/self/exe");
   TestBadMessageCutsOffItsSender("/proc/self/exe");
+  TestSharedBufferToChild("/proc/self/exe");
   fflush(stdout);
   fflush(stderr);
   _exit(Finish());
