@@ -328,19 +328,19 @@ struct MoatSharedBufferInfo {
 };
 
 /* *buffer: a new buffer of `size` bytes (zeroed), close-on-exec. */
-MoatResult MoatCreateSharedBuffer(uint64_t size, const struct MoatSharedBufferOptions* options,
+MOAT_EXPORT MoatResult MoatCreateSharedBuffer(uint64_t size, const struct MoatSharedBufferOptions* options,
                                   int* buffer);
 /* Seals `buffer` read-only for every holder (mappings already made keep
  * writing) and returns a new descriptor of it in *read_only. */
-MoatResult MoatDuplicateSharedBufferReadOnly(int buffer,
+MOAT_EXPORT MoatResult MoatDuplicateSharedBufferReadOnly(int buffer,
                                              const struct MoatSharedBufferOptions* options,
                                              int* read_only);
-MoatResult MoatGetSharedBufferInfo(int buffer, struct MoatSharedBufferInfo* info);
+MOAT_EXPORT MoatResult MoatGetSharedBufferInfo(int buffer, struct MoatSharedBufferInfo* info);
 /* Maps the whole buffer (NULL options: writable). FAILED_PRECONDITION:
  * writable mapping of a read-only buffer. Unmap with MoatUnmapSharedBuffer. */
-MoatResult MoatMapSharedBuffer(int buffer, const struct MoatMapSharedBufferOptions* options,
+MOAT_EXPORT MoatResult MoatMapSharedBuffer(int buffer, const struct MoatMapSharedBufferOptions* options,
                                void** address, uint64_t* size);
-MoatResult MoatUnmapSharedBuffer(void* address, uint64_t size);
+MOAT_EXPORT MoatResult MoatUnmapSharedBuffer(void* address, uint64_t size);
 
 #ifdef __cplusplus
 }  /* extern "C" */
