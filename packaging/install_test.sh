@@ -62,6 +62,11 @@ cc -std=c99 -Wall -Wextra -Werror -pedantic "$src/embed.c" -o embed_c \
 ldd ./embed_c | grep -q "libmoat.so.$major => $lib/libmoat.so.$major" || fail "embed_c not linked to libmoat.so.$major"
 ./embed_c
 
+echo "--- C, shared, two processes: launch a child, pass a pipe and a descriptor, report a bad message"
+cc -std=c99 -Wall -Wextra -Werror "$src/embed_process.c" -o embed_process \
+  $(pkg-config --cflags --libs moat) -Wl,-rpath,"$lib"
+timeout 60 ./embed_process
+
 echo "--- C, static, cc + pkg-config --static"
 cc -std=c99 -Wall -Werror "$src/embed.c" -o embed_c_static $(pkg-config --cflags moat) \
   "$(pkg-config --variable=libdir moat)/libmoat.a" $(pkg-config --libs-only-l --static moat | sed 's/-lmoat//')
