@@ -73,9 +73,23 @@ void Ring(int doorbell) {
 
 enum class Woke { kDoorbell, kPeerClosed, kWatchReadable };
 
-// Sleeps until the doorbell or `watch` has something. Drains at most
-// RING_MAX_DOORBELL_DRAIN datagrams.
+// Sleeps until the doorbell (or `watch`, if any) has something. With a watch
+// descriptor it polls both and drains at most RING_MAX_DOORBELL_DRAIN bells.
 Result<Woke> WaitForBell(int doorbell, int watch) {
+  if (watch < 0) {
+    // One blocking recv is both the wait and the drain of one bell (our end's
+    // flags are ours: the peer holds the other end, a different file). A
+    // dead peer reads as end of file. Stale bells left queued wake us again
+    // and count as spurious, so a storm stays bounded.
+    uint8_t buf[16];
+    ssize_t r;
+    do {
+      r = ::recv(doorbell, buf, sizeof(buf), 0);
+    } while (r < 0 && errno == EINTR);
+    if (r == 0 || (r < 0 && (errno == ECONNRESET || errno == EPIPE))) return Woke::kPeerClosed;
+    if (r < 0) return IoError("recv doorbell", errno);
+    return Woke::kDoorbell;
+  }
   pollfd fds[2] = {{doorbell, POLLIN, 0}, {watch, POLLIN | POLLRDHUP, 0}};
   const nfds_t n = watch >= 0 ? 2 : 1;
   int r;
