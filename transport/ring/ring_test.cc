@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -83,6 +84,23 @@ TEST(RingTest, LargestPayloadFitsAndWraps) {
   ASSERT_TRUE(*writer.TryWrite(big));
   ASSERT_TRUE(*reader.TryRead(&out));
   EXPECT_EQ(out, big);
+}
+
+TEST(RingTest, RecordLayoutMatchesWireFormatDoc) {
+  // docs/wire-format-ring.md: the example record.
+  LocalRing ring;
+  RingWriter writer(ring.view(), -1);
+  const std::string hello = "hello";
+  ASSERT_TRUE(*writer.TryWrite({reinterpret_cast<const uint8_t*>(hello.data()), hello.size()}));
+  const std::vector<uint8_t> expected = {0x05, 0, 0, 0, 0, 0, 0, 0, 'h', 'e', 'l', 'l', 'o', 0, 0, 0};
+  EXPECT_EQ(std::vector<uint8_t>(ring.view().base + kControlSize,
+                                 ring.view().base + kControlSize + 16),
+            expected);
+  EXPECT_EQ(ring.U64(kHeadOffset), 16u);
+  EXPECT_EQ(kTailOffset, 64u);
+  EXPECT_EQ(kConsumerWaitingOffset, 128u);
+  EXPECT_EQ(kProducerWaitingOffset, 192u);
+  EXPECT_EQ(kControlSize, 256u);
 }
 
 // ---- memfd adoption ----
