@@ -106,6 +106,9 @@ struct Case {
   // Transport only: the child echoes with Receive() + Send() from its own
   // thread instead of from the IO thread (the IO-thread wake leaves the path).
   bool receive_child = false;
+  // Ring only: never spin before sleeping, even across CPUs (what the ring
+  // costs with a wake per hop, like the socket).
+  bool ring_no_spin = false;
 };
 
 constexpr Target kInfo{};
@@ -131,6 +134,8 @@ const Case kCases[] = {
      /*receive_child=*/true},
     {"ring_round_trip_64B", Group::kRing, Kind::kRoundTrip, 64, kInfo, kInfo},
     {"ring_throughput_64KiB", Group::kRing, Kind::kThroughput, 64 * limits::KiB, kInfo, kInfo},
+    {"ring_rt_64B_no_spin", Group::kRing, Kind::kRoundTrip, 64, kInfo, kInfo, false,
+     /*ring_no_spin=*/true},
 };
 
 struct Placement {
@@ -158,9 +163,10 @@ void PinTo(int cpu) {
   if (::sched_setaffinity(0, sizeof(set), &set) != 0) Die("sched_setaffinity");
 }
 
-// Ring readers spin this many pauses before sleeping when the two sides are
-// on different CPUs (a reply may come in a few microseconds); never on one
-// CPU, where spinning only delays the writer.
+// Ring readers spin this many pauses (a few microseconds) before sleeping
+// when the two sides are on different CPUs, where a reply may come that
+// fast; never on one CPU, where spinning only delays the writer. The raw
+// baseline never spins: ring_rt_64B_no_spin is the like-for-like row.
 int RingSpin(const Placement& p) { return p.parent_cpu == p.child_cpu ? 0 : 2000; }
 
 // ---- the transport cases (moat side) ----
@@ -265,7 +271,7 @@ RunResult RunSides(const Case& c, const raw::Exchange& e, const Placement& p, bo
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) Die("socketpair");
   const bool ring = moat && c.group == Group::kRing;
   RingSetup rings;
-  if (ring) rings = MakeRingSetup(RingSpin(p));
+  if (ring) rings = MakeRingSetup(c.ring_no_spin ? 0 : RingSpin(p));
   const pid_t pid = ::fork();
   if (pid < 0) Die("fork");
   if (pid == 0) {

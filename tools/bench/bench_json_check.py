@@ -13,7 +13,7 @@ CASES = [
     "pipe_round_trip_64B", "pipe_round_trip_4KiB", "pipe_throughput_64KiB",
     "pipe_round_trip_1fd", "transport_round_trip_64B", "transport_round_trip_4KiB",
     "transport_throughput_64KiB", "transport_round_trip_1fd", "transport_rt_64B_recv_echo",
-    "ring_round_trip_64B", "ring_throughput_64KiB",
+    "ring_round_trip_64B", "ring_throughput_64KiB", "ring_rt_64B_no_spin",
 ]
 
 # Per-hop ceilings (moat side). Measured at the time of writing: pipe 12.1
