@@ -431,14 +431,14 @@ bool Exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-bool HaveTool(const char* tool) {
+[[maybe_unused]] bool HaveTool(const char* tool) {
   const std::string cmd = std::string("command -v ") + tool + " >/dev/null 2>&1";
   return std::system(cmd.c_str()) == 0;
 }
 
 // The counter library: $MOAT_BENCH_PRELOAD, else next to the binary (bazel
 // runfiles, or bazel-bin/tools/bench/ beside bazel-bin/tools/moat).
-std::string FindPreload() {
+[[maybe_unused]] std::string FindPreload() {
   if (const char* env = std::getenv("MOAT_BENCH_PRELOAD")) {
     char real[4096];
     if (::realpath(env, real) != nullptr) return real;

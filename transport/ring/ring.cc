@@ -48,11 +48,13 @@ uint8_t* Data(const RingView& v) { return v.base + kControlSize; }
 
 // Copies n bytes starting at data-area position pos (< capacity), wrapping.
 void CopyOut(const RingView& v, uint64_t pos, uint8_t* dst, size_t n) {
+  if (n == 0) return;  // an empty vector's data() may be null
   const size_t first = static_cast<size_t>(std::min<uint64_t>(n, v.capacity - pos));
   std::memcpy(dst, Data(v) + pos, first);
   std::memcpy(dst + first, Data(v), n - first);
 }
 void CopyIn(const RingView& v, uint64_t pos, const uint8_t* src, size_t n) {
+  if (n == 0) return;
   const size_t first = static_cast<size_t>(std::min<uint64_t>(n, v.capacity - pos));
   std::memcpy(Data(v) + pos, src, first);
   std::memcpy(Data(v), src + first, n - first);
