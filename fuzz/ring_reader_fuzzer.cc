@@ -194,7 +194,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case kImage: {
         const uint32_t n = in.InRange<uint32_t>(0, static_cast<uint32_t>(kCap));
         std::vector<uint8_t> bytes = in.Bytes(n);
-        std::memcpy(view.base + kControlSize, bytes.data(), bytes.size());
+        if (!bytes.empty()) std::memcpy(view.base + kControlSize, bytes.data(), bytes.size());
         SetU64(view, kHeadOffset, in.Integral<uint64_t>());
         scribbled = true;
         break;
