@@ -103,6 +103,18 @@ inline constexpr size_t MAX_PORTS_PER_NODE = 1 << 20;
 // pipe's ring forever, spinning both nodes.
 inline constexpr uint32_t MAX_OBSERVE_PROXY_HOPS = 64;
 
+// Shared-memory ring (transport/ring): the data area of one ring is a power
+// of two in [RING_MIN_CAPACITY, RING_MAX_CAPACITY] bytes.
+// Attack: a ring sized by the peer to exhaust our address space.
+inline constexpr size_t RING_MIN_CAPACITY = 4 * KiB;
+inline constexpr size_t RING_MAX_CAPACITY = 64 * MiB;
+// Wakes without progress one blocking ring call tolerates (a legitimate peer
+// causes at most one stale doorbell per sleep).
+// Attack: a peer rings our doorbell in a loop to keep our reader spinning.
+inline constexpr uint32_t RING_MAX_SPURIOUS_WAKES = 64;
+// Doorbell datagrams drained per wake (the rest wake us again, and count).
+inline constexpr uint32_t RING_MAX_DOORBELL_DRAIN = 64;
+
 static_assert(MAX_MESSAGE_FD_COUNT <= MAX_UNPROCESSED_FDS,
               "a single legal message must fit in the unprocessed-fd budget");
 static_assert(MAX_MESSAGE_PAYLOAD_SIZE <= MAX_UNPROCESSED_BYTES,

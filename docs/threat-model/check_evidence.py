@@ -42,6 +42,7 @@ COMPONENTS = {  # file stem -> ID prefix
     "transit": "TRN",
     "node-channel": "NOD",
     "c-api": "CAPI",
+    "ring": "RNG",
 }
 FIELDS = ("Threat", "Mitigation", "Evidence", "Residual risk")
 HEADER = re.compile(r"^### ([A-Z]+-\d+): (\S.*)$")

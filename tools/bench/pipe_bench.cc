@@ -247,6 +247,16 @@ double Median(std::vector<double> v) {
 
 }  // namespace
 
+[[noreturn]] void PipeMoatChild(int socket, const raw::Exchange& e) {
+  const PipeCase c{"", e.kind, e.size, ""};
+  PipeChild(socket, c, PipeBenchConfig{1, e.rt_iters, e.tput_messages, false});
+}
+
+double PipeMoatParent(int socket, const raw::Exchange& e) {
+  const PipeCase c{"", e.kind, e.size, ""};
+  return PipeParent(socket, c, PipeBenchConfig{1, e.rt_iters, e.tput_messages, false});
+}
+
 std::vector<PipeBenchRow> RunPipeBenchCases(const PipeBenchConfig& cfg) {
   const PipeCase cases[] = {
       {"pipe_round_trip_64B", Kind::kRoundTrip, 64, "<= 1.3"},

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "tools/bench/raw_io.h"
+
 namespace moat::tools {
 
 struct PipeBenchConfig {
@@ -27,6 +29,12 @@ struct PipeBenchRow {
 };
 
 std::vector<PipeBenchRow> RunPipeBenchCases(const PipeBenchConfig& config);
+
+// One side of one run of a pipe case (moat's side; the raw side is
+// raw::EchoChild / raw::TimeExchange), for `moat bench`'s runner, which
+// forks and pins the processes. The parent returns us per round trip or MiB/s.
+[[noreturn]] void PipeMoatChild(int socket, const raw::Exchange& exchange);
+double PipeMoatParent(int socket, const raw::Exchange& exchange);
 
 }  // namespace moat::tools
 
