@@ -377,4 +377,22 @@ MOAT_INSPECTOR(shared_memory_region,
                "shared_memory_region_fuzzer input: a candidate descriptor and a declared size",
                Inspect_shared_memory_region);
 
+// fuzz/ring_reader_fuzzer.cc: up to 256 ops (op choice from the end, bulk
+// bytes from the front) of a writer, a reader and a scribbling peer on one
+// ring. Later ops consume arguments, so only the first op is certain.
+Status Inspect_ring_reader(Bytes data, FieldPrinter& out) {
+  static const char* const kOps[9] = {"write", "read", "scribble head", "scribble tail",
+                                      "scribble byte", "arm length hook", "scribble length",
+                                      "ring image", "adopt memfd"};
+  fuzz::Input in(data.data(), data.size());
+  out.Field("script_bytes", data.size());
+  if (!in.empty()) out.Field("first_op", kOps[in.InRange<uint8_t>(0, 8)]);
+  out.Field("tail", Hex(data.subspan(data.size() > 32 ? data.size() - 32 : 0)));
+  out.Line("(ops after the first depend on their arguments; replay the target to see them)");
+  return OkStatus();
+}
+MOAT_INSPECTOR(ring_reader,
+               "ring_reader_fuzzer input: ops of a ring writer, reader and scribbling peer",
+               Inspect_ring_reader);
+
 }  // namespace moat::tools
