@@ -92,6 +92,12 @@ static_assert(4 * MAX_UNCONFIRMED_LINK_EVENTS <= MAX_PORT_BUFFERED_EVENTS,
 // ObserveProxy each) to grow that list without bound.
 inline constexpr size_t MAX_PORT_RETIRED_LINKS = 16;
 
+// Lost nodes one ports::Node remembers, to drop their late events and to
+// refuse re-pointing a port at them (PRT-14).
+// Attack: a hostile node naming made-up nodes that each get "lost", growing
+// that memory without bound.
+inline constexpr size_t MAX_REMEMBERED_LOST_NODES = 4096;
+
 // Ports one ports::Node holds.
 // Attack: a hostile node sends message after message carrying
 // MAX_MESSAGE_HANDLE_COUNT ports each to exhaust our memory with ports.
