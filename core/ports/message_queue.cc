@@ -34,6 +34,17 @@ Status MessageQueue::AcceptMessage(std::unique_ptr<UserMessageEvent>* event_ptr)
 
 uint64_t MessageQueue::LastContiguousSequenceNum() const { return first_missing_ - 1; }
 
+uint64_t MessageQueue::HighestSequenceNum() const {
+  if (messages_.empty()) return next_sequence_num_ - 1;
+  return messages_.rbegin()->first;
+}
+
+bool MessageQueue::InWindow(uint64_t seq) const {
+  Checked<uint64_t> window_end = first_missing_;
+  window_end += limits::MAX_PORT_OUT_OF_ORDER_MESSAGES;
+  return window_end.has_overflow() || seq < window_end.value();
+}
+
 std::unique_ptr<UserMessageEvent> MessageQueue::PopNextMessage() {
   if (!HasNextMessage()) return nullptr;
   auto it = messages_.begin();

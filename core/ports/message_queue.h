@@ -44,6 +44,12 @@ class MessageQueue {
   // popped or is queued (next_sequence_num() - 1 if the next one is missing).
   uint64_t LastContiguousSequenceNum() const;
 
+  // The highest sequence number popped or queued (next_sequence_num() - 1 if
+  // none is queued).
+  uint64_t HighestSequenceNum() const;
+  // Whether `seq` lies inside the out-of-order window (see AcceptMessage).
+  bool InWindow(uint64_t seq) const;
+
   // The next in-order message, or nullptr.
   std::unique_ptr<UserMessageEvent> PopNextMessage();
 

@@ -769,6 +769,14 @@ Status Node::MergePortsInternal(const PortRef& a, const PortRef& b, bool close_o
   }
   if (!problem.empty()) return fail(problem);
   for (const PortRef* r : {&a, &b}) {
+    NodeName new_peer;
+    {
+      MutexLock lock(&r->port()->mu);
+      new_peer = r->port()->peer_node;
+    }
+    // The other port's peer may live on a node that is already lost: then
+    // this proxy would forward into the void forever (PRT-14).
+    out->check_reachable.emplace_back(*r, new_peer);
     ForwardQueuedFromProxy(*r, out);
     bool remove;
     {
@@ -813,6 +821,7 @@ Status Node::MergePorts(const PortRef& local, const NodeName& node, const PortNa
     PortDescriptor desc;
     ConvertToProxy(local, node, &new_name, &desc, &pending);
     pending.Send(node, std::make_unique<MergePortEvent>(remote, new_name, desc));
+    pending.check_reachable.emplace_back(local, node);
   }
   Flush(&pending);
   return OkStatus();
@@ -1312,6 +1321,30 @@ Status Node::OnObserveProxyAck(const PortRef& ref, const ObserveProxyAckEvent& e
   return OkStatus();
 }
 
+// PRT-15: the closure's last sequence number must cover every message
+// already queued (a smaller one would still deliver them, after the peer
+// said it sent no more) and lie in the out-of-order window (a larger one
+// would leave the reader waiting for messages that never come). Anything
+// else is a protocol violation: the sender is cut off, which closes the
+// port after its contiguous messages (peer_lost_unexpectedly).
+static Status CheckClosure(const Port* port, const PortName& self, uint64_t last)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
+  const MessageQueue& q = port->message_queue;
+  // Attack: a closure claiming fewer messages than were already delivered or
+  // queued (those would be delivered after the announced last one).
+  MOAT_REQUIRE(last != kInvalidSequenceNum && last >= q.HighestSequenceNum(),
+               ErrorCode::kProtocolViolation, "ObserveClosure for ", self.ToString(),
+               " last_sequence_num ", last, " is before already received ",
+               q.HighestSequenceNum());
+  // Attack: a closure announcing messages far beyond any that could still be
+  // in flight, so the port never reports that it is done (a hang).
+  MOAT_REQUIRE(q.InWindow(last), ErrorCode::kProtocolViolation, "ObserveClosure for ",
+               self.ToString(), " last_sequence_num ", last, " is more than ",
+               limits::MAX_PORT_OUT_OF_ORDER_MESSAGES, " (MAX_PORT_OUT_OF_ORDER_MESSAGES) past ",
+               q.LastContiguousSequenceNum());
+  return OkStatus();
+}
+
 Status Node::OnObserveClosure(const PortRef& ref, std::unique_ptr<ObserveClosureEvent> event,
                               Pending* out) {
   bool notify = false, try_remove = false;
@@ -1320,15 +1353,10 @@ Status Node::OnObserveClosure(const PortRef& ref, std::unique_ptr<ObserveClosure
     MutexLock lock(&port->mu);
     // A second closure notice carries nothing new (and must not loop).
     if (port->peer_closed) return OkStatus();
-    port->peer_closed = true;
-    port->send_cv.SignalAll();  // AwaitConfirmations
     if (port->state == State::kReceiving) {
-      // Attack: a closure claiming fewer messages than were already delivered.
-      MOAT_REQUIRE(event->last_sequence_num + 1 >= port->message_queue.next_sequence_num() &&
-                       event->last_sequence_num != kInvalidSequenceNum,
-                   ErrorCode::kProtocolViolation, "ObserveClosure last_sequence_num ",
-                   event->last_sequence_num, " is before already delivered ",
-                   port->message_queue.next_sequence_num() - 1);
+      MOAT_TRY(CheckClosure(port, ref.name(), event->last_sequence_num));
+      port->peer_closed = true;
+      port->send_cv.SignalAll();  // AwaitConfirmations
       port->last_sequence_num_to_receive = event->last_sequence_num;
       notify = true;
       // Passed on so dead-end proxies behind us learn our last message.
@@ -1336,15 +1364,16 @@ Status Node::OnObserveClosure(const PortRef& ref, std::unique_ptr<ObserveClosure
       SendToPeer(ref, std::move(event), out);
     } else if (port->state == State::kBuffering || port->state == State::kProxying) {
       // Attack: as above, for a proxy (it would wait forever).
-      MOAT_REQUIRE(event->last_sequence_num + 1 >= port->message_queue.next_sequence_num() &&
-                       event->last_sequence_num != kInvalidSequenceNum,
-                   ErrorCode::kProtocolViolation, "ObserveClosure last_sequence_num ",
-                   event->last_sequence_num, " is before already forwarded ",
-                   port->message_queue.next_sequence_num() - 1);
+      MOAT_TRY(CheckClosure(port, ref.name(), event->last_sequence_num));
+      port->peer_closed = true;
+      port->send_cv.SignalAll();  // AwaitConfirmations
       port->remove_proxy_on_last_message = true;
       port->last_sequence_num_to_receive = event->last_sequence_num;
       try_remove = port->state == State::kProxying;
       SendToPeer(ref, std::move(event), out);
+    } else {
+      port->peer_closed = true;
+      port->send_cv.SignalAll();  // AwaitConfirmations
     }
   }
   if (try_remove) TryRemoveProxy(ref, out);
