@@ -472,8 +472,11 @@ Status Node::GetStatus(const PortRef& ref, PortStatus* out) {
   out->peer_remote = port->peer_node != name_;
   out->queued_message_count = port->message_queue.queued_message_count();
   out->queued_num_bytes = port->message_queue.queued_num_bytes();
+  // A closed peer will read nothing more: its closure acknowledges
+  // everything (Mojo), so a writer's unread quota clears with PEER_CLOSED.
   out->unacknowledged_message_count =
-      port->next_sequence_num_to_send - 1 - port->last_sequence_num_acknowledged;
+      port->peer_closed ? 0
+                        : port->next_sequence_num_to_send - 1 - port->last_sequence_num_acknowledged;
   return OkStatus();
 }
 
@@ -512,6 +515,17 @@ void Node::ConvertToProxy(const PortRef& ref, const NodeName& to_node, PortName*
   // Confirmed by the new port's PortAccepted, which also ends kBuffering.
   port->peer_confirmed = to_node == self_node;
   port->state = State::kBuffering;
+  // A read-ack request the writer is waiting on moves with the reader (Mojo
+  // forwards it): otherwise the writer's unread count never falls and a
+  // writer blocked on WRITABLE under its unread quota waits forever. Held
+  // until the new port exists, which answers it from its own read position.
+  if (port->sequence_num_to_acknowledge != 0) {
+    SendToPeer(ref,
+               std::make_unique<UserMessageReadAckRequestEvent>(
+                   kInvalidPortName, kInvalidPortName, 0, port->sequence_num_to_acknowledge),
+               out);
+    port->sequence_num_to_acknowledge = 0;
+  }
 }
 
 Status Node::SendUserMessage(const PortRef& ref, std::unique_ptr<UserMessage> msg) {
@@ -753,6 +767,14 @@ Status Node::MergePortsInternal(const PortRef& a, const PortRef& b, bool close_o
         // UpdatePreviousPeer, which may itself still be held back.
         x->peer_confirmed = x->peer_node == name_;
         x->state = State::kProxying;
+        if (x->sequence_num_to_acknowledge != 0) {
+          // The reader is now the other pipe's far end: the request moves on.
+          SendToPeer(*refs[i],
+                     std::make_unique<UserMessageReadAckRequestEvent>(
+                         kInvalidPortName, kInvalidPortName, 0, x->sequence_num_to_acknowledge),
+                     out);
+          x->sequence_num_to_acknowledge = 0;
+        }
         if (x->peer_closed) {
           // x's incoming side is finished: the far end it now feeds must learn.
           if (x->peer_lost_unexpectedly) {
