@@ -4,7 +4,7 @@
 // Messages may arrive out of order (forwarded through proxies); the queue
 // holds them until the next expected one arrives. The window of messages it
 // will hold ahead of the next expected one is bounded
-// (limits::MAX_PORT_OUT_OF_ORDER_MESSAGES), and duplicates or stale sequence
+// (limits::MAX_PORT_OUT_OF_ORDER_MESSAGES, and MAX_PORT_OUT_OF_ORDER_BYTES), and duplicates or stale sequence
 // numbers are rejected: a hostile node cannot make a port buffer without
 // bound or deliver a message twice.
 //
@@ -68,6 +68,9 @@ class MessageQueue {
   uint64_t first_missing_;
   std::map<uint64_t, std::unique_ptr<UserMessageEvent>> messages_;
   size_t queued_bytes_ = 0;
+  // Bytes of the queued messages after first_missing_ (bounded by
+  // limits::MAX_PORT_OUT_OF_ORDER_BYTES).
+  size_t out_of_order_bytes_ = 0;
 };
 
 }  // namespace moat::ports

@@ -401,12 +401,15 @@ static void RetireLink(Port* port, const NodeName& self_node)
   if (port->peer_node != self_node && !port->peer_confirmed &&
       port->next_control_sequence_num_to_send > kInitialSequenceNum) {
     // Attack: a hostile previous hop re-pointing this port again and again
-    // (ObserveProxy) would grow this list; only links still holding our
-    // events must stay, the oldest empty one goes.
+    // (ObserveProxy) would grow this list, and with it the events parked on
+    // each link. The cap bounds all of them: the oldest empty link goes, or
+    // else the oldest one with its parked events (an honest pipe never has
+    // that many unconfirmed links; the one dropped was re-pointed by the
+    // attacker, whose pipe this is).
     if (port->retired.size() >= limits::MAX_PORT_RETIRED_LINKS) {
       auto empty = std::find_if(port->retired.begin(), port->retired.end(),
                                 [](const Port::RetiredLink& l) { return l.parked.empty(); });
-      if (empty != port->retired.end()) port->retired.erase(empty);
+      port->retired.erase(empty != port->retired.end() ? empty : port->retired.begin());
     }
     port->retired.push_back({port->peer_node, port->peer_port, std::move(port->parked)});
   }

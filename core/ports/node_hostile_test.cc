@@ -298,22 +298,5 @@ TEST_F(NodeHostileTest, ClosureFarBeyondTheWindowIsAViolation) {
   ExpectOnlyAttackerBlamed();
 }
 
-// Class 7 / late events: once a node is lost, an event it sent earlier that
-// is delivered late creates nothing.
-TEST_F(NodeHostileTest, LateEventsFromALostNodeCreateNothing) {
-  net.LoseNode(kAttacker);
-  auto event = std::make_unique<UserMessageEvent>(PortName::Random(), PortName::Random(), 1, 1,
-                                                  std::make_unique<UserMessage>());
-  PortDescriptor desc;
-  desc.peer_node = net.node(kAttacker).name();
-  desc.peer_port = PortName::Random();
-  desc.referring_node = net.node(kAttacker).name();
-  desc.referring_port = PortName::Random();
-  event->message->ports.push_back(PortName::Random());
-  event->port_descriptors.push_back(desc);
-  ASSERT_TRUE(net.node(1).AcceptEvent(net.node(kAttacker).name(), std::move(event)).ok());
-  EXPECT_EQ(net.node(1).port_count(), 0u);
-}
-
 }  // namespace
 }  // namespace moat::ports
