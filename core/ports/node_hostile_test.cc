@@ -298,5 +298,44 @@ TEST_F(NodeHostileTest, ClosureFarBeyondTheWindowIsAViolation) {
   ExpectOnlyAttackerBlamed();
 }
 
+// Class 5: the attacker, h's previous hop, re-points h again and again
+// (ObserveProxy) while h's writer keeps sending, so every retired link holds
+// parked events. Before: the cap dropped only empty links and the list grew
+// with every re-point. Now it never exceeds MAX_PORT_RETIRED_LINKS.
+TEST_F(NodeHostileTest, RetiredLinksAreBoundedEvenWithParkedEvents) {
+  auto [h, x] = net.CreatePipe(1, kAttacker);
+  const Hop hop = HopOf(x);
+  uint64_t seq = hop.next_control_seq;
+  PortName proxy = x.name();
+  const size_t rounds = limits::MAX_PORT_RETIRED_LINKS + 8;
+  for (size_t r = 0; r < rounds; ++r) {
+    const PortName target = PortName::Random();
+    ASSERT_TRUE(net.Inject(kAttacker, 1,
+                           std::make_unique<ObserveProxyEvent>(
+                               hop.peer_port, x.name(), seq++, net.node(kAttacker).name(), proxy,
+                               net.node(kAttacker).name(), target))
+                    .ok());
+    proxy = target;
+    for (uint32_t i = 0; i < limits::MAX_UNCONFIRMED_LINK_EVENTS + 4; ++i) {
+      ASSERT_TRUE(net.node(1).SendUserMessage(h, Msg("m")).ok());
+    }
+    Port* p = h.port();
+    MutexLock lock(&p->mu);
+    EXPECT_LE(p->retired.size(), limits::MAX_PORT_RETIRED_LINKS) << "round " << r;
+  }
+  net.LoseNode(kAttacker);
+  EXPECT_TRUE(StatusOf(1, h).peer_closed);
+  {
+    Port* p = h.port();
+    MutexLock lock(&p->mu);
+    EXPECT_TRUE(p->retired.empty());
+    EXPECT_TRUE(p->parked.empty());
+  }
+  ASSERT_TRUE(net.node(1).ClosePort(h).ok());
+  ASSERT_TRUE(net.Pump());
+  EXPECT_EQ(net.node(1).port_count(), 0u);
+  ExpectOnlyAttackerBlamed();
+}
+
 }  // namespace
 }  // namespace moat::ports
