@@ -53,6 +53,7 @@
 #ifndef MOAT_CORE_PORTS_NODE_H_
 #define MOAT_CORE_PORTS_NODE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -147,6 +148,11 @@ class Node {
   size_t port_count() const ABSL_LOCKS_EXCLUDED(ports_mu_);
   size_t proxy_count() const ABSL_LOCKS_EXCLUDED(ports_mu_);
   bool CanShutdownCleanly() const ABSL_LOCKS_EXCLUDED(ports_mu_);
+  // Whether this node still owes other nodes events it has not handed to the
+  // delegate, or a port is still moving (kBuffering, kProxying: it holds or
+  // forwards what was written before it moved). An orderly shutdown waits
+  // for false before dropping its transports (crbug.com/1005510).
+  bool HasEventsInFlight() const ABSL_LOCKS_EXCLUDED(ports_mu_);
 
  private:
   struct Pending;  // events/notifications collected under locks, sent after
@@ -222,6 +228,11 @@ class Node {
   // waited for only by threads outside AcceptEvent/LostConnectionToNode.
   mutable Mutex ports_mu_;
   std::map<PortName, std::shared_ptr<Port>> ports_ ABSL_GUARDED_BY(ports_mu_);
+
+  // Threads inside AcceptEvent/LostConnectionToNode: their events may belong
+  // to ports already erased (a removed proxy's last events wait in its
+  // outbox until the Flush): see HasEventsInFlight.
+  std::atomic<int> accepting_{0};
 
   // Events this node sends to itself are processed by the thread that sent
   // them (a per-thread FIFO, see Flush), never handed to another thread.
