@@ -116,6 +116,14 @@ inline constexpr size_t MAX_PORTS_PER_NODE = 1 << 20;
 // pipe's ring forever, spinning both nodes.
 inline constexpr uint32_t MAX_OBSERVE_PROXY_HOPS = 64;
 
+// How long an orderly NodeController shutdown waits for its node to hand
+// over what is still in flight (moving ports, queued sends) before it drops
+// its connections anyway (crbug.com/1005510: a message written just before
+// exit must arrive).
+// Attack: a peer that never answers (never confirms a moved port, never
+// reads its socket) would otherwise keep this process from ever exiting.
+inline constexpr uint32_t NODE_SHUTDOWN_FLUSH_TIMEOUT_MS = 5000;
+
 static_assert(MAX_MESSAGE_FD_COUNT <= MAX_UNPROCESSED_FDS,
               "a single legal message must fit in the unprocessed-fd budget");
 static_assert(MAX_MESSAGE_PAYLOAD_SIZE <= MAX_UNPROCESSED_BYTES,

@@ -126,7 +126,39 @@ NodeController::NodeController(bool is_broker, NodeControllerOptions options)
   reaper_ = std::thread([this] { ReaperMain(); });
 }
 
+void NodeController::FlushBeforeShutdown() {
+  if (!core_) return;  // a child whose handshake never finished
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(limits::NODE_SHUTDOWN_FLUSH_TIMEOUT_MS);
+  for (;;) {
+    std::vector<ChannelPtr> live;
+    {
+      MutexLock lock(&mu_);
+      for (const auto& [name, channel] : channels_) {
+        if (!channel->closed) live.push_back(channel);
+      }
+      if (broker_channel_ && !broker_channel_->closed) live.push_back(broker_channel_);
+    }
+    if (live.empty()) return;  // nobody left to hand anything to
+    bool busy = core_->node().HasEventsInFlight();
+    for (const ChannelPtr& channel : live) {
+      if (busy) break;
+      transport::Transport* t = channel->transport();
+      busy = t != nullptr && t->is_connected() && t->stats().send_queue_frames > 0;
+    }
+    if (!busy || std::chrono::steady_clock::now() >= deadline) return;
+    // Polled: progress comes from other threads (IO threads confirming moved
+    // ports, flushing sockets) that have no reason to tell us; only an exiting
+    // node with work in flight waits here.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 NodeController::~NodeController() {
+  // crbug.com/1005510: what was written before the shutdown must still reach
+  // its peers (a port sent just before exit is a proxy holding its messages
+  // until the receiver confirms it).
+  FlushBeforeShutdown();
   std::vector<ChannelPtr> channels;
   {
     MutexLock lock(&mu_);

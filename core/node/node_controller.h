@@ -174,6 +174,10 @@ class NodeController {
   // NodeDelegate::IsNodeReachable (PRT-14).
   bool IsNodeReachable(const ports::NodeName& node) const ABSL_LOCKS_EXCLUDED(mu_);
   void ReaperMain() ABSL_LOCKS_EXCLUDED(reaper_mu_);
+  // Orderly shutdown: waits (at most NODE_SHUTDOWN_FLUSH_TIMEOUT_MS, and
+  // only while a connection is up) until the node has nothing in flight and
+  // every transport's send queue is empty.
+  void FlushBeforeShutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
   const bool is_broker_;
   const NodeControllerOptions options_;

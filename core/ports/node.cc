@@ -151,6 +151,23 @@ size_t Node::proxy_count() const {
 
 bool Node::CanShutdownCleanly() const { return port_count() == 0; }
 
+bool Node::HasEventsInFlight() const {
+  if (accepting_.load(std::memory_order_acquire) > 0) return true;
+  std::vector<std::shared_ptr<Port>> all;
+  {
+    MutexLock lock(&ports_mu_);
+    for (auto& [name, port] : ports_) all.push_back(port);
+  }
+  for (auto& port : all) {
+    MutexLock lock(&port->mu);
+    if (port->state == State::kBuffering || port->state == State::kProxying ||
+        port->HasParkedEvents() || !port->outbox.empty() || port->sending) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // ---------------------------------------------------------------------------
 // Flush: events and notifications go out with no lock held.
 
@@ -182,6 +199,21 @@ class NoWaitScope {
   ~NoWaitScope() { --t_no_wait_depth; }
   NoWaitScope(const NoWaitScope&) = delete;
   NoWaitScope& operator=(const NoWaitScope&) = delete;
+};
+
+// Counts the threads between receiving an event and handing everything it
+// caused to the delegate (Node::HasEventsInFlight).
+class AcceptingScope {
+ public:
+  explicit AcceptingScope(std::atomic<int>* count) : count_(count) {
+    count_->fetch_add(1, std::memory_order_acq_rel);
+  }
+  ~AcceptingScope() { count_->fetch_sub(1, std::memory_order_acq_rel); }
+  AcceptingScope(const AcceptingScope&) = delete;
+  AcceptingScope& operator=(const AcceptingScope&) = delete;
+
+ private:
+  std::atomic<int>* count_;
 };
 
 }  // namespace
@@ -943,6 +975,7 @@ Status Node::AcceptEvent(const NodeName& from, std::unique_ptr<Event> event) {
     // must not recreate state that its loss cleaned up.
     if (lost_nodes_.contains(from)) return OkStatus();
   }
+  AcceptingScope accepting(&accepting_);
   Pending pending;
   Status s = AcceptEventFrom(from, std::move(event), &pending);
   Flush(&pending);
@@ -1525,6 +1558,7 @@ Status Node::OnUpdatePreviousPeer(const PortRef& ref, const NodeName& from,
 
 void Node::LostConnectionToNode(const NodeName& node) {
   NoWaitScope no_wait;
+  AcceptingScope accepting(&accepting_);
   Pending pending;
   std::vector<PortRef> all;
   {

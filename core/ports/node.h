@@ -53,6 +53,7 @@
 #ifndef MOAT_CORE_PORTS_NODE_H_
 #define MOAT_CORE_PORTS_NODE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -154,6 +155,11 @@ class Node {
   size_t port_count() const ABSL_LOCKS_EXCLUDED(ports_mu_);
   size_t proxy_count() const ABSL_LOCKS_EXCLUDED(ports_mu_);
   bool CanShutdownCleanly() const ABSL_LOCKS_EXCLUDED(ports_mu_);
+  // Whether this node still owes other nodes events it has not handed to the
+  // delegate, or a port is still moving (kBuffering, kProxying: it holds or
+  // forwards what was written before it moved). An orderly shutdown waits
+  // for false before dropping its transports (crbug.com/1005510).
+  bool HasEventsInFlight() const ABSL_LOCKS_EXCLUDED(ports_mu_);
 
  private:
   struct Pending;  // events/notifications collected under locks, sent after
@@ -245,6 +251,11 @@ class Node {
   // their late events are dropped and no port may be re-pointed at them.
   std::set<NodeName> lost_nodes_ ABSL_GUARDED_BY(ports_mu_);
   std::deque<NodeName> lost_order_ ABSL_GUARDED_BY(ports_mu_);
+
+  // Threads inside AcceptEvent/LostConnectionToNode: their events may belong
+  // to ports already erased (a removed proxy's last events wait in its
+  // outbox until the Flush): see HasEventsInFlight.
+  std::atomic<int> accepting_{0};
 
   // Events this node sends to itself are processed by the thread that sent
   // them (a per-thread FIFO, see Flush), never handed to another thread.

@@ -53,6 +53,20 @@ int RunScript() {
     if (!m.ok()) return Fail("bootstrap read: " + m.error().ToString());
     const std::string cmd = Text(m->payload);
     if (cmd == "quit") return 0;
+    if (cmd == "write-and-exit") {
+      // crbug.com/1005510: send the parent one end of a new pipe, write on
+      // the other, close everything and shut the node down in order. The
+      // message must still arrive, then PEER_CLOSED.
+      auto pipe = core.CreateMessagePipe();
+      if (!pipe.ok()) return Fail(pipe.error().ToString());
+      auto [x, y] = *pipe;
+      if (!Write(core, boot, "pipe", {y}).ok()) return Fail("send endpoint");
+      if (!Write(core, x, "ok").ok()) return Fail("write ok");
+      if (!core.Close(x).ok()) return Fail("close x");
+      if (!core.Close(boot).ok()) return Fail("close bootstrap");
+      node->reset();
+      return 0;
+    }
     if (cmd.rfind("echo ", 0) == 0) {
       if (!Write(core, boot, cmd.substr(5)).ok()) return Fail("echo write");
     } else if (cmd == "fd-write") {
