@@ -115,6 +115,29 @@ TEST_F(NodeControllerTest, MessagesBothWays) {
   EXPECT_EQ(r.error().code(), ErrorCode::kPeerClosed);
 }
 
+// crbug.com/1005510 (issue 12 item 1): a child sends us one end of a new
+// pipe, writes on the other, closes it and destroys its NodeController in
+// order. Everything it wrote before shutting down must arrive (its node still
+// held the moving end as a proxy, with the message and the closure), then
+// PEER_CLOSED.
+TEST_F(NodeControllerTest, MessageWrittenJustBeforeOrderlyShutdownArrives) {
+  for (int round = 0; round < 5; ++round) {
+    LaunchedChild c = Launch("script");
+    Send(c, "write-and-exit");
+    system::ReadResult m = Read(c);
+    ASSERT_EQ(Text(m.payload), "pipe");
+    ASSERT_EQ(m.handles.size(), 1u);
+    auto got = ReadMessageBlocking(core(), m.handles[0], kTimeout);
+    ASSERT_TRUE(got.ok()) << "round " << round << ": " << got.error().ToString();
+    EXPECT_EQ(Text(got->payload), "ok");
+    auto after = ReadMessageBlocking(core(), m.handles[0], kTimeout);
+    ASSERT_FALSE(after.ok());
+    EXPECT_EQ(after.error().code(), ErrorCode::kPeerClosed);
+    EXPECT_EQ(WaitExit(c.pid), 0);
+    EXPECT_TRUE(core().Close(m.handles[0]).ok());
+  }
+}
+
 TEST_F(NodeControllerTest, DescriptorPassedAndUsed) {
   LaunchedChild c = Launch("script");
   int fds[2];
@@ -234,7 +257,12 @@ INSTANTIATE_TEST_SUITE_P(
                     "but this connection's node is"},
         HostileCase{"forged-sender", ErrorCode::kProtocolViolation, "(forged sender)"},
         HostileCase{"trailing-bytes", ErrorCode::kMalformed, "trailing bytes"},
-        HostileCase{"not-prev-hop", ErrorCode::kLimitExceeded, "MAX_PORT_BUFFERED_EVENTS"}),
+        HostileCase{"not-prev-hop", ErrorCode::kLimitExceeded, "MAX_PORT_BUFFERED_EVENTS"},
+        // Issue 11 class 1 / 7: before, neither merge disconnected the child.
+        HostileCase{"merge-unoffered", ErrorCode::kProtocolViolation,
+                    "not an unused port offered for merging"},
+        HostileCase{"merge-twice", ErrorCode::kProtocolViolation,
+                    "not an unused port offered for merging"}),
     [](const ::testing::TestParamInfo<HostileCase>& info) {
       std::string n = info.param.kind;
       for (char& ch : n) {
