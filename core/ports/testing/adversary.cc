@@ -25,7 +25,9 @@ constexpr size_t kDrainLimit = 20000;          // reads of one end before "it ne
 constexpr uint64_t kSeqs[] = {0, 1, 2, 3, 5, 1024, 1025, 1ull << 62, kInvalidSequenceNum};
 constexpr size_t kSeqCount = sizeof(kSeqs) / sizeof(kSeqs[0]);
 constexpr uint64_t kSmallSeqs[] = {1, 2, 3, 1024};
-constexpr size_t kLens[] = {8, 64, 64 * 1024};
+// The last only from the fuzzer (see ForgeSpec::len): it takes a few of them
+// to reach MAX_PORT_OUT_OF_ORDER_BYTES.
+constexpr size_t kLens[] = {8, 64, 64 * 1024, limits::MAX_MESSAGE_PAYLOAD_SIZE};
 constexpr uint32_t kRepeats[] = {1, 1, 40, 300};
 
 uint64_t TagOf(const UserMessage& m) {
@@ -117,7 +119,7 @@ std::ostream& operator<<(std::ostream& os, const Op& op) {
       os << "Forge(" << EventTypeName(static_cast<EventType>(f.type % (kMaxEventType + 1)))
          << " -> n" << f.to % 2 << " port=L" << f.port << " from=L" << f.from
          << " cseq=" << cseq[f.cseq % 5] << " seq=" << kSeqs[f.seq % kSeqCount]
-         << " len=" << kLens[f.len % 3] << " nports=" << f.nports % 3 << " a=N" << f.node_a % 4
+         << " len=" << kLens[f.len % 4] << " nports=" << f.nports % 3 << " a=N" << f.node_a % 4
          << "/L" << f.port_a << " b=N" << f.node_b % 4 << "/L" << f.port_b << " seq2=" << f.seq2
          << " flags=" << f.flags % 4 << " x" << kRepeats[f.repeat % 4] << ")";
       return os;
@@ -462,6 +464,7 @@ Adversary::Adversary(Options options) : options_(std::move(options)), ghost_(Nod
     PortRef a, a2, b, b2;
     MOAT_ASSERT(node(0).CreatePortPair(&a, &a2).ok());
     MOAT_ASSERT(node(1).CreatePortPair(&b, &b2).ok());
+    MOAT_ASSERT(node(0).OfferForMerge(a2, name(1)).ok());
     MOAT_ASSERT(node(1).MergePorts(b2, name(0), a2.name()).ok());
     MOAT_ASSERT(Settle());
     boot_01_ = {a, b};
@@ -475,6 +478,7 @@ Adversary::Adversary(Options options) : options_(std::move(options)), ghost_(Nod
     PortRef h, h2, x, x2;
     MOAT_ASSERT(node(i).CreatePortPair(&h, &h2).ok());
     MOAT_ASSERT(node(kAttacker).CreatePortPair(&x, &x2).ok());
+    MOAT_ASSERT(node(i).OfferForMerge(h2, name(kAttacker)).ok());
     MOAT_ASSERT(node(kAttacker).MergePorts(x2, name(i), h2.name()).ok());
     MOAT_ASSERT(Settle());
     boot_honest_[i] = h;
@@ -743,7 +747,7 @@ std::unique_ptr<Event> Adversary::MakeForged(const ForgeSpec& f, uint32_t rep, s
   const auto type = static_cast<EventType>(f.type % (kMaxEventType + 1));
   switch (type) {
     case EventType::kUserMessage: {
-      auto m = Tagged(kAttackerTag | next_tag_++, kLens[f.len % 3]);
+      auto m = Tagged(kAttackerTag | next_tag_++, kLens[f.len % 4]);
       auto e = std::make_unique<UserMessageEvent>(target, from, cseq,
                                                   seq + (f.repeat % 4 >= 2 ? rep : 0),
                                                   std::move(m));
@@ -779,7 +783,9 @@ std::unique_ptr<Event> Adversary::MakeForged(const ForgeSpec& f, uint32_t rep, s
 
 void Adversary::Forge(const ForgeSpec& f) {
   if (attacker_lost_) return;
-  const uint32_t repeat = kRepeats[f.repeat % 4];
+  uint32_t repeat = kRepeats[f.repeat % 4];
+  // Largest payloads: a few are enough (and all are held in memory at once).
+  if (f.len % 4 == 3) repeat = std::min<uint32_t>(repeat, 3);
   for (uint32_t rep = 0; rep < repeat; ++rep) {
     size_t to;
     std::unique_ptr<Event> e = MakeForged(f, rep, &to);
@@ -896,9 +902,9 @@ bool Adversary::CheckPorts() {
         if (!Fail(Check::kParked, os.str())) return false;
         continue;
       }
-      if (!has_next && queued_bytes > kOutOfOrderByteBudget) {
+      if (!has_next && queued_bytes > limits::MAX_PORT_OUT_OF_ORDER_BYTES) {
         os << "holds " << queued << " undeliverable messages of " << queued_bytes
-           << " bytes (budget " << kOutOfOrderByteBudget << ")";
+           << " bytes, MAX_PORT_OUT_OF_ORDER_BYTES " << limits::MAX_PORT_OUT_OF_ORDER_BYTES;
         if (!Fail(Check::kOooBytes, os.str())) return false;
         continue;
       }

@@ -33,7 +33,7 @@
 //                (from any node, its own included).
 //   kRetired     a port keeps at most MAX_PORT_RETIRED_LINKS retired links.
 //   kParked      a port parks at most MAX_PORT_BUFFERED_EVENTS events.
-//   kOooBytes    a port holds at most kOutOfOrderByteBudget bytes of
+//   kOooBytes    a port holds at most MAX_PORT_OUT_OF_ORDER_BYTES bytes of
 //                messages it cannot deliver yet.
 //   kLiveness    after the attacker is lost and the network is quiet, every
 //                honest end is working (clean pipes) or reports PEER_CLOSED
@@ -87,10 +87,6 @@ std::set<Check> KnownOpenChecks();
 // of names, or "all") overrides it for the fuzzer and the model.
 std::set<Check> DefaultChecks();
 
-// No limit in limits/ bounds out-of-order bytes yet (issue 11 class 5): the
-// harness holds ports to this budget (16 of its largest forged payloads).
-inline constexpr size_t kOutOfOrderByteBudget = 1 << 20;
-
 enum class OpKind : uint32_t {
   kCreatePipe = 0,   // a: node i, b: node j (honest) -> a clean pipe
   kSend,             // a: honest end, b: payload size choice
@@ -117,7 +113,7 @@ struct ForgeSpec {
   uint32_t from = 0;        // learned port index for from_port
   uint32_t cseq = 0;        // 0 on a link of its own (by `port`), 1 next, 2 one, 3 gap, 4 huge
   uint32_t seq = 0;         // sequence-number choice (user message, acks, closure)
-  uint32_t len = 0;         // payload size choice
+  uint32_t len = 0;         // payload size: 8, 64, 64 KiB, MAX_MESSAGE_PAYLOAD_SIZE (x3 at most)
   uint32_t nports = 0;      // attached descriptors (user message)
   uint32_t node_a = 0, port_a = 0, node_b = 0, port_b = 0;  // names in the body
   uint32_t seq2 = 0;        // descriptor sequence choices
