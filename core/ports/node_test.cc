@@ -487,7 +487,7 @@ TEST_P(BounceTest, EndpointBouncedBetweenTwoNodesCollapsesItsProxies) {
   ExpectClean();
 }
 
-INSTANTIATE_TEST_SUITE_P(Bounces, BounceTest, ::testing::Values(1, 2, 3, 50, 1000));
+INSTANTIATE_TEST_SUITE_P(Bounces, BounceTest, ::testing::Values(1, 2, 3, 50, 2000));
 
 TEST_F(PortsTest, AckRequestIntervalCountsUnreadMessages) {
   Node& n0 = net.AddNode();
