@@ -72,6 +72,13 @@ inline constexpr uint32_t MAX_MESSAGE_HANDLE_COUNT = 64;
 // buffers out-of-order messages without bound.
 inline constexpr uint64_t MAX_PORT_OUT_OF_ORDER_MESSAGES = 1024;
 
+// Bytes of user messages one port holds ahead of the next in-order one.
+// Attack: as above, with few but huge messages (the count alone allows
+// MAX_PORT_OUT_OF_ORDER_MESSAGES x MAX_MESSAGE_PAYLOAD_SIZE).
+inline constexpr size_t MAX_PORT_OUT_OF_ORDER_BYTES = 128u << 20;
+static_assert(MAX_PORT_OUT_OF_ORDER_BYTES >= 2 * size_t{MAX_MESSAGE_PAYLOAD_SIZE},
+              "a couple of the largest legal messages must fit ahead of a gap");
+
 // Ring events one port buffers while waiting for its previous hop's next one.
 // Attack: a hostile node floods events claiming future control sequence
 // numbers or a hop that is not (yet) the port's previous hop.
@@ -91,6 +98,12 @@ static_assert(4 * MAX_UNCONFIRMED_LINK_EVENTS <= MAX_PORT_BUFFERED_EVENTS,
 // Attack: a hostile previous hop re-pointing a port again and again (one
 // ObserveProxy each) to grow that list without bound.
 inline constexpr size_t MAX_PORT_RETIRED_LINKS = 16;
+
+// Lost nodes one ports::Node remembers, to drop their late events and to
+// refuse re-pointing a port at them (PRT-14).
+// Attack: a hostile node naming made-up nodes that each get "lost", growing
+// that memory without bound.
+inline constexpr size_t MAX_REMEMBERED_LOST_NODES = 4096;
 
 // Ports one ports::Node holds.
 // Attack: a hostile node sends message after message carrying

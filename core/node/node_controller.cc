@@ -105,6 +105,11 @@ class NodeController::NodeCore : public system::Core {
   // writer may wait for a new link's confirmation (PRT-11).
   bool SendersMayWaitForPeers() const override { return true; }
 
+  // PRT-14: a port re-pointed at a node we cannot reach is closed at once.
+  bool IsNodeReachable(const ports::NodeName& node) const override {
+    return controller_->IsNodeReachable(node);
+  }
+
  private:
   NodeController* const controller_;
 };
@@ -268,6 +273,14 @@ Result<system::Handle> NodeController::Greet(const ChannelPtr& channel) {
     return std::move(port).error();
   }
   channel->bootstrap_port = *port;
+  {
+    // MRG-3: this child, and only it, may merge with the port (once).
+    ports::PortRef ref;
+    Status offered = core_->node().GetPort(*port, &ref);
+    if (offered.ok()) offered = core_->node().OfferForMerge(ref, child);
+    MOAT_ASSERT(offered.ok(), "offering a fresh bootstrap port failed: ",
+                offered.ok() ? std::string() : offered.error().ToString());
+  }
   {
     MutexLock lock(&mu_);
     MOAT_ASSERT(!channels_.contains(child), "node name collision");
@@ -472,6 +485,9 @@ Status NodeController::HandleAsChild(Channel* channel, const NodeChannelMessage&
       // drop every pipe to it, keep the broker.
       {
         MutexLock lock(&mu_);
+        // Lost already (e.g. for an earlier bad event): its later events are
+        // dropped unread, and it is reported lost only once (NOD-8).
+        if (lost_remote_.contains(h.sender)) return OkStatus();
         remote_nodes_[h.sender] = true;
       }
       Status s = AcceptEventBytes(h.sender, message.body, fds);
@@ -629,11 +645,33 @@ void NodeController::DropChannel(Channel* channel, const Error& why) {
   if (options_.on_node_lost) options_.on_node_lost(peer, why);
 }
 
+bool NodeController::IsNodeReachable(const ports::NodeName& node) const {
+  MutexLock lock(&mu_);
+  if (node == name_) return true;
+  if (is_broker_) {
+    // Every node the broker can reach is one of its children.
+    auto it = channels_.find(node);
+    return it != channels_.end() && !it->second->closed;
+  }
+  // A child cannot tell whether another child exists (the broker relays for
+  // it); it knows only the ones it lost.
+  return node == broker_name_ || !lost_remote_.contains(node);
+}
+
 void NodeController::LoseRemoteNode(const ports::NodeName& node, const Error& why) {
   {
     MutexLock lock(&mu_);
     if (shutting_down_) return;
     remote_nodes_.erase(node);
+    // Once per node (NOD-8), however many bad events or loss reports name it.
+    if (!lost_remote_.insert(node).second) return;
+    lost_remote_order_.push_back(node);
+    // Attack: a hostile child sending events under ever new names (each
+    // relayed, each bad) to grow this memory; the oldest is forgotten.
+    if (lost_remote_order_.size() > limits::MAX_REMEMBERED_LOST_NODES) {
+      lost_remote_.erase(lost_remote_order_.front());
+      lost_remote_order_.pop_front();
+    }
   }
   core_->node().LostConnectionToNode(node);
   if (options_.on_node_lost) options_.on_node_lost(node, why);

@@ -51,6 +51,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -170,6 +171,8 @@ class NodeController {
   void DropChannel(Channel* channel, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);
   // Forgets an indirect node (reached through the broker).
   void LoseRemoteNode(const ports::NodeName& node, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);
+  // NodeDelegate::IsNodeReachable (PRT-14).
+  bool IsNodeReachable(const ports::NodeName& node) const ABSL_LOCKS_EXCLUDED(mu_);
   void ReaperMain() ABSL_LOCKS_EXCLUDED(reaper_mu_);
   // Orderly shutdown: waits (at most NODE_SHUTDOWN_FLUSH_TIMEOUT_MS, and
   // only while a connection is up) until the node has nothing in flight and
@@ -197,6 +200,9 @@ class NodeController {
   // Child: nodes other than the broker it has exchanged events with, so that
   // losing the broker closes the pipes to them too.
   std::map<ports::NodeName, bool> remote_nodes_ ABSL_GUARDED_BY(mu_);
+  // Child: other nodes it lost (the latest MAX_REMEMBERED_LOST_NODES).
+  std::set<ports::NodeName> lost_remote_ ABSL_GUARDED_BY(mu_);
+  std::deque<ports::NodeName> lost_remote_order_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 
   // Channels whose last reference was dropped, destroyed on reaper_ (never on

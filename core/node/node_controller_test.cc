@@ -306,7 +306,12 @@ INSTANTIATE_TEST_SUITE_P(
                     "but this connection's node is"},
         HostileCase{"forged-sender", ErrorCode::kProtocolViolation, "(forged sender)"},
         HostileCase{"trailing-bytes", ErrorCode::kMalformed, "trailing bytes"},
-        HostileCase{"not-prev-hop", ErrorCode::kLimitExceeded, "MAX_PORT_BUFFERED_EVENTS"}),
+        HostileCase{"not-prev-hop", ErrorCode::kLimitExceeded, "MAX_PORT_BUFFERED_EVENTS"},
+        // Issue 11 class 1 / 7: before, neither merge disconnected the child.
+        HostileCase{"merge-unoffered", ErrorCode::kProtocolViolation,
+                    "not an unused port offered for merging"},
+        HostileCase{"merge-twice", ErrorCode::kProtocolViolation,
+                    "not an unused port offered for merging"}),
     [](const ::testing::TestParamInfo<HostileCase>& info) {
       std::string n = info.param.kind;
       for (char& ch : n) {

@@ -148,6 +148,11 @@ class Port {
   // released: they include its last events (e.g. ObserveClosure).
   bool erase_when_unparked ABSL_GUARDED_BY(mu) = false;
 
+  // The one node allowed to merge with this port (Node::OfferForMerge), or
+  // invalid: a MergePort from any other node is a protocol violation (MRG-3).
+  // Cleared when the merge is accepted (an offer is good for one merge).
+  NodeName merge_offered_to ABSL_GUARDED_BY(mu);
+
   bool HasParkedEvents() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   size_t OutboxCount(std::thread::id owner) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void AddOutboxCount(std::thread::id owner, int delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);

@@ -194,6 +194,22 @@ int RunHostile(const std::string& kind) {
       s = send(event, ports::SerializeEvent(e, &no_fds));
     }
     if (!s.ok() && s.error().code() == ErrorCode::kPeerClosed) s = OkStatus();
+  } else if (kind == "merge-unoffered" || kind == "merge-twice") {
+    // MRG-3: a merge naming a port not offered to us (a made-up one), or our
+    // own bootstrap port a second time (used by then): either way cut off.
+    s = send(reply, {});
+    ports::PortDescriptor desc;
+    desc.peer_node = me;
+    desc.peer_port = ports::PortName::Random();
+    desc.referring_node = me;
+    desc.referring_port = ports::PortName::Random();
+    const ports::PortName target = kind == "merge-unoffered" ? ports::PortName::Random()
+                                                             : hello->header.subject_port();
+    for (int i = 0; s.ok() && i < (kind == "merge-twice" ? 2 : 1); ++i) {
+      ports::MergePortEvent merge(target, ports::PortName::Random(), desc);
+      s = send(event, ports::SerializeEvent(merge, &no_fds));
+    }
+    if (!s.ok() && s.error().code() == ErrorCode::kPeerClosed) s = OkStatus();
   } else if (kind == "trailing-bytes") {
     s = send(reply, {});
     std::vector<uint8_t> wire = EncodeNodeChannelMessage(event, closure_bytes);
