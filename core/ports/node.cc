@@ -589,6 +589,9 @@ void Node::ConvertToProxy(const PortRef& ref, const NodeName& to_node, PortName*
     port->old_link_control_seq = port->next_control_sequence_num_to_send;
     port->next_control_sequence_num_to_send += 2;
     port->old_link_last_sequence_num = port->next_sequence_num_to_send - 1;
+    // A new port on a lost node never confirms: close now (PRT-14), which
+    // tells the old peer on the old link.
+    out->check_reachable.emplace_back(ref, to_node);
   }
   RetireLink(port, self_node);
   port->peer_node = to_node;
