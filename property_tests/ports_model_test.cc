@@ -568,7 +568,7 @@ RC_GTEST_PROP(PortsModel, PipesBehaveAsIdealFifoQueues, ()) {
       initial, rc::state::gen::execOneOfWithArgs<CreatePipe, CreatePipe, Write, Write, Write, Read,
                                                  Read, Read, Close, Merge, DeliverSome,
                                                  DeliverSome, LoseNode, Bounce, Bounce,
-                                                 ShutdownNode>());
+                                                 ShutdownNode, ShutdownNode>());
   rc::state::runAll(commands, initial, sut);
   Model final_model = initial;
   rc::state::applyAll(commands, final_model);
