@@ -442,6 +442,7 @@ static void RetireLink(Port* port, const NodeName& self_node)
       auto empty = std::find_if(port->retired.begin(), port->retired.end(),
                                 [](const Port::RetiredLink& l) { return l.parked.empty(); });
       port->retired.erase(empty != port->retired.end() ? empty : port->retired.begin());
+      ++port->evicted_unconfirmed_links;
     }
     port->retired.push_back({port->peer_node, port->peer_port, std::move(port->parked)});
   }
@@ -456,6 +457,41 @@ static bool MayEraseNow(Port* port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
   if (!port->HasParkedEvents()) return true;
   port->erase_when_unparked = true;
   return false;
+}
+
+// Sends a moved port's last events on its old link (see Port::old_link_pending),
+// behind whatever of that link is still parked. `closure`: the new port's node
+// was lost before it confirmed; the old peer learns that our side is closed.
+void Node::SendOnOldLink(const PortRef& ref, bool closure, Pending* out) {
+  Port* port = ref.port();
+  port->mu.AssertHeld();
+  if (!port->old_link_pending) return;
+  port->old_link_pending = false;
+  const uint64_t seq = port->old_link_control_seq;
+  std::vector<std::unique_ptr<Event>> events;
+  if (closure) {
+    events.push_back(std::make_unique<ObserveClosureEvent>(port->old_peer_port, ref.name(), seq,
+                                                           port->old_link_last_sequence_num));
+    // The second reserved number is never used: nothing follows a closure.
+  } else {
+    events.push_back(std::make_unique<ObserveProxyEvent>(port->old_peer_port, ref.name(), seq, name_,
+                                                         ref.name(), port->peer_node,
+                                                         port->peer_port));
+    events.push_back(std::make_unique<UpdatePreviousPeerEvent>(
+        port->old_peer_port, ref.name(), seq + 1, port->peer_node, port->peer_port));
+  }
+  const NodeName old_node = port->old_peer_node;
+  const PortName old_port = port->old_peer_port;
+  auto retired = std::find_if(
+      port->retired.begin(), port->retired.end(),
+      [&](const Port::RetiredLink& l) { return l.node == old_node && l.port == old_port; });
+  for (auto& event : events) {
+    if (retired != port->retired.end() && !retired->parked.empty()) {
+      retired->parked.push_back(std::move(event));  // released when it is confirmed
+    } else {
+      Enqueue(ref, old_node, std::move(event), out);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -539,10 +575,24 @@ void Node::ConvertToProxy(const PortRef& ref, const NodeName& to_node, PortName*
     desc->last_sequence_num_to_receive = port->last_sequence_num_to_receive;
     port->remove_proxy_on_last_message = true;
   }
-  // The old peer will hear from the new port from now on.
-  SendToPeer(ref, std::make_unique<UpdatePreviousPeerEvent>(kInvalidPortName, kInvalidPortName,
-                                                           0, to_node, *new_name),
-             out);
+  if (port->peer_closed) {
+    // The old peer will hear from the new port from now on.
+    SendToPeer(ref, std::make_unique<UpdatePreviousPeerEvent>(kInvalidPortName, kInvalidPortName,
+                                                             0, to_node, *new_name),
+               out);
+  } else {
+    // The old link stays open until the new port exists: then it carries
+    // our bypass request and the UpdatePreviousPeer (SendOnOldLink).
+    port->old_link_pending = true;
+    port->old_peer_node = port->peer_node;
+    port->old_peer_port = port->peer_port;
+    port->old_link_control_seq = port->next_control_sequence_num_to_send;
+    port->next_control_sequence_num_to_send += 2;
+    port->old_link_last_sequence_num = port->next_sequence_num_to_send - 1;
+    // A new port on a lost node never confirms: close now (PRT-14), which
+    // tells the old peer on the old link.
+    out->check_reachable.emplace_back(ref, to_node);
+  }
   RetireLink(port, self_node);
   port->peer_node = to_node;
   port->peer_port = *new_name;
@@ -1257,7 +1307,7 @@ Status Node::OnUserMessage(const PortRef& ref, const NodeName& from,
 Status Node::OnPortAccepted(const PortRef& ref, const NodeName& from,
                             const PortAcceptedEvent& event, Pending* out) {
   if (!ref.is_valid()) return OkStatus();  // lost (or removed) meanwhile
-  bool remove = false, became_proxy = false, erase = false;
+  bool remove = false, became_proxy = false, erase = false, bypass_sent = false;
   {
     Port* port = ref.port();
     MutexLock lock(&port->mu);
@@ -1278,6 +1328,13 @@ Status Node::OnPortAccepted(const PortRef& ref, const NodeName& from,
       port->held_for_peer.clear();
       remove = port->remove_proxy_on_last_message;
       became_proxy = true;
+      // The new port exists: our old peer may send to it directly now.
+      bypass_sent = port->old_link_pending;
+      SendOnOldLink(ref, /*closure=*/false, out);
+    } else if (!from_peer && port->evicted_unconfirmed_links > 0) {
+      // The late confirmation of a retired link we stopped tracking (at
+      // most one per link dropped): nothing to release.
+      --port->evicted_unconfirmed_links;
     } else {
       // Attack: a forged PortAccepted makes a proxy forward before the new
       // port exists, or releases events towards a port that is not (yet) the
@@ -1298,7 +1355,7 @@ Status Node::OnPortAccepted(const PortRef& ref, const NodeName& from,
   ForwardQueuedFromProxy(ref, out);
   if (remove) {
     TryRemoveProxy(ref, out);
-  } else {
+  } else if (!bypass_sent) {
     InitiateProxyRemoval(ref, out);
   }
   return OkStatus();
@@ -1655,6 +1712,12 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
         port->StampForPeer(closure.get(), ref.name());
         Enqueue(ref, port->peer_node, std::move(closure), out);
       }
+      // A moved port whose new port never confirmed: its old peer still
+      // takes events from us only and must learn that nothing follows.
+      if (port->old_link_pending && port->old_peer_node != node) {
+        SendOnOldLink(ref, /*closure=*/true, out);
+      }
+      port->old_link_pending = false;
       port->state = State::kClosed;
       dropped = port->message_queue.TakeAll();
       buffered = std::move(port->buffered_events);

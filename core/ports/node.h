@@ -198,6 +198,8 @@ class Node {
   Status MergePortsInternal(const PortRef& a, const PortRef& b, bool close_on_failure,
                             Pending* out);
   void ForwardQueuedFromProxy(const PortRef& port, Pending* out);
+  // Requires the port's lock.
+  void SendOnOldLink(const PortRef& port, bool closure, Pending* out);
   // These five require the port's lock.
   void ConvertToProxy(const PortRef& port, const NodeName& to_node, PortName* new_name,
                       PortDescriptor* desc, Pending* out);

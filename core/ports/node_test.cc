@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "core/ports/test_network.h"
@@ -448,6 +449,55 @@ TEST_P(LoseProxyNodeTest, PipeEndsCloseCleanly) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EachStep, LoseProxyNodeTest, ::testing::Range(0, 16));
+
+// Issue 12 item 2: one end bounced between two nodes as fast as the network
+// allows (each hop delivers only what the carrying message needs), the other
+// end fixed. Proxies must collapse as fast as they are made: no chain past
+// MAX_OBSERVE_PROXY_HOPS, no confirmation that looks forged, a handful of
+// proxies at any time, and the pipe works afterwards.
+class BounceTest : public PortsTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(BounceTest, EndpointBouncedBetweenTwoNodesCollapsesItsProxies) {
+  net.AddNode();
+  net.AddNode();
+  auto [boot0, boot1] = net.CreatePipe(0, 1);
+  PortRef boot[2] = {boot0, boot1};
+  auto [e, h] = net.CreatePipe(0, 0);
+  size_t at = 0, max_proxies = 0;
+  for (int i = 0; i < GetParam(); ++i) {
+    ASSERT_TRUE(net.node(at).SendUserMessage(boot[at], Msg("h", {h.name()})).ok());
+    const size_t to = 1 - at;
+    std::unique_ptr<UserMessage> got;
+    size_t turn = 0;
+    while (!got) {
+      ASSERT_TRUE(net.violations().empty()) << "bounce " << i << ": " << net.violations()[0].second;
+      ASSERT_TRUE(net.node(to).GetMessage(boot[to], &got).ok());
+      if (got) break;
+      auto links = net.ActiveLinks();
+      ASSERT_FALSE(links.empty()) << "bounce " << i << ": the carrying message is lost";
+      net.DeliverOne(links[turn++ % links.size()]);
+    }
+    ASSERT_EQ(got->ports.size(), 1u);
+    ASSERT_TRUE(net.node(to).GetPort(got->ports[0], &h).ok());
+    at = to;
+    max_proxies = std::max(max_proxies, net.node(0).proxy_count() + net.node(1).proxy_count());
+  }
+  ASSERT_TRUE(net.violations().empty()) << net.violations()[0].second;
+  EXPECT_LE(max_proxies, 8u) << "proxies pile up while the end bounces";
+  ASSERT_TRUE(net.node(0).SendUserMessage(e, Msg("to h")).ok());
+  ASSERT_TRUE(net.node(at).SendUserMessage(h, Msg("to e")).ok());
+  ASSERT_TRUE(net.Pump());
+  EXPECT_EQ(Read(net.node(at), h), "to h");
+  EXPECT_EQ(Read(net.node(0), e), "to e");
+  EXPECT_EQ(net.node(0).proxy_count() + net.node(1).proxy_count(), 0u) << net.Describe();
+  ASSERT_TRUE(net.node(0).ClosePort(e).ok());
+  ASSERT_TRUE(net.node(at).ClosePort(h).ok());
+  ASSERT_TRUE(net.node(0).ClosePort(boot0).ok());
+  ASSERT_TRUE(net.node(1).ClosePort(boot1).ok());
+  ExpectClean();
+}
+
+INSTANTIATE_TEST_SUITE_P(Bounces, BounceTest, ::testing::Values(1, 2, 3, 50, 2000));
 
 TEST_F(PortsTest, AckRequestIntervalCountsUnreadMessages) {
   Node& n0 = net.AddNode();

@@ -69,6 +69,10 @@ int RunScript() {
     }
     if (cmd.rfind("echo ", 0) == 0) {
       if (!Write(core, boot, cmd.substr(5)).ok()) return Fail("echo write");
+    } else if (cmd == "bounce") {
+      // Sends the endpoint it carries straight back (issue 12 item 2).
+      if (m->handles.size() != 1) return Fail("bounce without exactly one handle");
+      if (!Write(core, boot, "bounce", {m->handles[0]}).ok()) return Fail("bounce write");
     } else if (cmd == "fd-write") {
       // Use the descriptor: write through it.
       if (m->fds.size() != 1) return Fail("fd-write without exactly one fd");
