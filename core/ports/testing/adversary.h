@@ -115,7 +115,7 @@ struct ForgeSpec {
   uint32_t from = 0;        // learned port index for from_port
   uint32_t cseq = 0;        // 0 on a link of its own (by `port`), 1 next, 2 one, 3 gap, 4 huge
   uint32_t seq = 0;         // sequence-number choice (user message, acks, closure)
-  uint32_t len = 0;         // payload size: 8, 64, 64 KiB, MAX_MESSAGE_PAYLOAD_SIZE (x3 at most)
+  uint32_t len = 0;         // payload size: 8, 64, 64 KiB, MAX_MESSAGE_PAYLOAD_SIZE - 64 KiB (x3 at most)
   uint32_t nports = 0;      // attached descriptors (user message)
   uint32_t node_a = 0, port_a = 0, node_b = 0, port_b = 0;  // names in the body
   uint32_t seq2 = 0;        // descriptor sequence choices
