@@ -102,6 +102,9 @@ class NodeController {
       UniqueFd socket, std::chrono::nanoseconds timeout = std::chrono::seconds(10),
       NodeControllerOptions options = {});
 
+  // Orderly: first waits (at most limits::NODE_SHUTDOWN_FLUSH_TIMEOUT_MS,
+  // while connected) until everything written before is handed over: moving
+  // ports confirmed, send queues flushed (crbug.com/1005510).
   ~NodeController();
   NodeController(const NodeController&) = delete;
   NodeController& operator=(const NodeController&) = delete;
