@@ -102,6 +102,9 @@ class NodeController {
       UniqueFd socket, std::chrono::nanoseconds timeout = std::chrono::seconds(10),
       NodeControllerOptions options = {});
 
+  // Orderly: first waits (at most limits::NODE_SHUTDOWN_FLUSH_TIMEOUT_MS,
+  // while connected) until everything written before is handed over: moving
+  // ports confirmed, send queues flushed (crbug.com/1005510).
   ~NodeController();
   NodeController(const NodeController&) = delete;
   NodeController& operator=(const NodeController&) = delete;
@@ -171,6 +174,10 @@ class NodeController {
   void DropChannel(Channel* channel, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);
   // Forgets an indirect node (reached through the broker).
   void LoseRemoteNode(const ports::NodeName& node, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);
+  // Broker: the node a relayed ObserveProxy/UpdatePreviousPeer re-points a
+  // port at, if no such node is connected (PRT-14).
+  std::optional<ports::NodeName> UnknownNodeNamedBy(std::span<const uint8_t> body) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // NodeDelegate::IsNodeReachable (PRT-14).
   bool IsNodeReachable(const ports::NodeName& node) const ABSL_LOCKS_EXCLUDED(mu_);
   void ReaperMain() ABSL_LOCKS_EXCLUDED(reaper_mu_);
