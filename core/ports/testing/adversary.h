@@ -16,7 +16,9 @@
 // direct link; that is what is modelled (the node layer's own reaction to a
 // bad relayed event is not). Reachability (NodeDelegate::IsNodeReachable) is
 // answered as NodeController does: the broker knows every node, a child only
-// the ones it lost.
+// the ones it lost; and the broker, relaying the attacker's ObserveProxy or
+// UpdatePreviousPeer naming a node it does not know, first reports that node
+// lost to the child (as NodeController::HandleAsBroker does).
 //
 //   Adversary adv(Adversary::Options{});
 //   Op op; op.kind = OpKind::kForge; ...
