@@ -460,6 +460,23 @@ Status NodeController::HandleAsBroker(Channel* channel, const NodeChannelMessage
   // everyone by kNodeLost) or never was; the event is dropped like one for a
   // closed port, and its descriptors are closed.
   if (!destination || destination->closed) return OkStatus();
+  // Attack (PRT-14 on children): a child re-points a port of another child
+  // at a node that does not exist, then dies; that child cannot tell (only
+  // we know every node), so no loss would ever close the port. We tell it
+  // first: the loss report travels ahead of the event on the same socket.
+  if (std::optional<ports::NodeName> ghost = UnknownNodeNamedBy(message.body)) {
+    NodeChannelHeader lost;
+    lost.type = NodeChannelMessageType::kNodeLost;
+    lost.sender = name_;
+    lost.target = destination->peer;
+    lost.subject_hi = ghost->hi;
+    lost.subject_lo = ghost->lo;
+    Status sent = destination->SendWithoutWaiting(EncodeNodeChannelMessage(lost));
+    if (Refused(sent)) {
+      DropChannel(destination.get(), StoppedReading(destination->peer, sent));
+      return OkStatus();
+    }
+  }
   // Attack: a child (hostile or hung) that never reads its socket. A waiting
   // relay would stall this thread, which serves the SENDING child, behind a
   // child it cannot control; instead the destination's queue is bounded by
@@ -643,6 +660,30 @@ void NodeController::DropChannel(Channel* channel, const Error& why) {
     for (const ports::NodeName& r : remote) node.LostConnectionToNode(r);
   }
   if (options_.on_node_lost) options_.on_node_lost(peer, why);
+}
+
+std::optional<ports::NodeName> NodeController::UnknownNodeNamedBy(
+    std::span<const uint8_t> body) const {
+  // Only these two re-point a port at a node other than the sender's (a
+  // descriptor's port keeps the sender as its previous hop, so the sender's
+  // loss closes it). Peeked by type first: the relay stays cheap.
+  if (body.size() < 4) return std::nullopt;
+  const uint32_t type = uint32_t{body[0]} | uint32_t{body[1]} << 8 | uint32_t{body[2]} << 16 |
+                        uint32_t{body[3]} << 24;
+  if (type != static_cast<uint32_t>(ports::EventType::kObserveProxy) &&
+      type != static_cast<uint32_t>(ports::EventType::kUpdatePreviousPeer)) {
+    return std::nullopt;
+  }
+  auto event = ports::DeserializeEvent(body, {});
+  if (!event.ok()) return std::nullopt;  // the destination rejects it itself
+  ports::NodeName named;
+  if ((*event)->type() == ports::EventType::kObserveProxy) {
+    named = static_cast<const ports::ObserveProxyEvent&>(**event).proxy_target_node;
+  } else {
+    named = static_cast<const ports::UpdatePreviousPeerEvent&>(**event).new_prev_node;
+  }
+  if (!named.is_valid() || IsNodeReachable(named)) return std::nullopt;
+  return named;
 }
 
 bool NodeController::IsNodeReachable(const ports::NodeName& node) const {

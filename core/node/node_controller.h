@@ -174,6 +174,10 @@ class NodeController {
   void DropChannel(Channel* channel, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);
   // Forgets an indirect node (reached through the broker).
   void LoseRemoteNode(const ports::NodeName& node, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);
+  // Broker: the node a relayed ObserveProxy/UpdatePreviousPeer re-points a
+  // port at, if no such node is connected (PRT-14).
+  std::optional<ports::NodeName> UnknownNodeNamedBy(std::span<const uint8_t> body) const
+      ABSL_LOCKS_EXCLUDED(mu_);
   // NodeDelegate::IsNodeReachable (PRT-14).
   bool IsNodeReachable(const ports::NodeName& node) const ABSL_LOCKS_EXCLUDED(mu_);
   void ReaperMain() ABSL_LOCKS_EXCLUDED(reaper_mu_);

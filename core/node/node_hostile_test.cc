@@ -9,6 +9,7 @@
 #include "core/mutex.h"
 #include "core/node/node_channel.h"
 #include "core/node/node_controller.h"
+#include "core/ports/event_codec.h"
 #include "transport/transport.h"
 
 namespace moat::node {
@@ -108,6 +109,82 @@ TEST_F(FakeBrokerTest, ARelayedNodeIsReportedLostOnce) {
   EXPECT_EQ(losses_.Of(broker_name_), 0);
   auto nodes = child_->ConnectedNodes();
   EXPECT_EQ(nodes.size(), 1u);
+}
+
+
+// A child the test speaks for by hand, connected to a real broker.
+struct FakeChild {
+  std::unique_ptr<transport::Transport> t;
+  ports::NodeName name;
+  ports::NodeName broker;
+
+  static FakeChild Join(NodeController& broker) {
+    FakeChild c;
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    auto launched = broker.AddChild(UniqueFd(sv[0]));
+    EXPECT_TRUE(launched.ok());
+    auto t = transport::TransportHandle(UniqueFd(sv[1])).CreateTransport();
+    EXPECT_TRUE(t.ok());
+    c.t = std::move(*t);
+    auto hello = c.Receive();
+    EXPECT_EQ(hello.header.type, NodeChannelMessageType::kHello);
+    c.name = hello.header.target;
+    c.broker = hello.header.sender;
+    NodeChannelHeader reply;
+    reply.type = NodeChannelMessageType::kHelloReply;
+    reply.sender = c.name;
+    reply.target = c.broker;
+    EXPECT_TRUE(c.t->Send(EncodeNodeChannelMessage(reply)).ok());
+    return c;
+  }
+  struct Got {
+    NodeChannelHeader header;
+    std::vector<uint8_t> body;
+  };
+  Got Receive() {
+    auto m = t->Receive(kTimeout);
+    EXPECT_TRUE(m.ok());
+    if (!m.ok()) return {};
+    auto d = DecodeNodeChannelMessage(m->payload, m->fds.size());
+    EXPECT_TRUE(d.ok());
+    if (!d.ok()) return {};
+    return {d->header, std::vector<uint8_t>(d->body.begin(), d->body.end())};
+  }
+};
+
+// PRT-14 on a child: child X re-points a port of child Y at a node that does
+// not exist (ObserveProxy, UpdatePreviousPeer), to die afterwards; Y cannot
+// tell that the node does not exist. Before: the broker relayed the events
+// and nothing ever told Y. Now a loss report for that node precedes each.
+TEST(FakeChildrenTest, BrokerReportsAGhostNodeAheadOfARelayedRepointing) {
+  auto broker = NodeController::CreateBroker();
+  FakeChild x = FakeChild::Join(*broker);
+  FakeChild y = FakeChild::Join(*broker);
+  const ports::NodeName ghost = ports::NodeName::Random();
+  NodeChannelHeader h;
+  h.type = NodeChannelMessageType::kEvent;
+  h.sender = x.name;
+  h.target = y.name;
+  std::vector<UniqueFd> no_fds;
+  ports::ObserveProxyEvent proxy(ports::PortName::Random(), ports::PortName::Random(), 1, x.name,
+                                 ports::PortName::Random(), ghost, ports::PortName::Random());
+  ASSERT_TRUE(x.t->Send(EncodeNodeChannelMessage(h, ports::SerializeEvent(proxy, &no_fds))).ok());
+  // A re-pointing at a node that exists (x itself) is relayed alone.
+  ports::UpdatePreviousPeerEvent update(ports::PortName::Random(), ports::PortName::Random(), 2,
+                                        x.name, ports::PortName::Random());
+  ASSERT_TRUE(x.t->Send(EncodeNodeChannelMessage(h, ports::SerializeEvent(update, &no_fds))).ok());
+
+  FakeChild::Got first = y.Receive();
+  EXPECT_EQ(first.header.type, NodeChannelMessageType::kNodeLost);
+  EXPECT_EQ(first.header.subject_node(), ghost);
+  FakeChild::Got second = y.Receive();
+  EXPECT_EQ(second.header.type, NodeChannelMessageType::kEvent);
+  EXPECT_EQ(second.header.sender, x.name);
+  FakeChild::Got third = y.Receive();
+  EXPECT_EQ(third.header.type, NodeChannelMessageType::kEvent);
+  // Nobody was cut off.
+  EXPECT_EQ(broker->ConnectedNodes().size(), 2u);
 }
 
 }  // namespace

@@ -309,6 +309,7 @@ void Node::Enqueue(const PortRef& ref, const NodeName& to, std::unique_ptr<Event
   if (to == name_) {
     // Local: processed by this thread's drain; self-sent events are exempt
     // from the buffer cap, so neither ordering nor confirmation is needed.
+    event->origin = port->origin;
     out->Send(to, std::move(event));
     return;
   }
@@ -1208,6 +1209,7 @@ Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDe
     // The peer switches to us on the proxy's UpdatePreviousPeer, which
     // travels from another node: PRT-11.
     port->peer_confirmed = desc.peer_node == name_;
+    port->origin = from == name_ ? NodeName() : from;
   }
   std::shared_ptr<Port> keep = port;
   MOAT_TRY(AddPort(name, std::move(port)));
@@ -1662,12 +1664,23 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
   Port* port = ref.port();
   bool erase = false;
   std::vector<std::unique_ptr<UserMessageEvent>> dropped;
-  std::vector<Port::BufferedEvent> buffered;
+  std::vector<Port::BufferedEvent> buffered, own_dead;
   {
     MutexLock lock(&port->mu);
-    // Events from the dead node can never become processable.
-    std::erase_if(port->buffered_events,
-                  [&](const Port::BufferedEvent& b) { return b.from == node; });
+    // Events from the dead node can never become processable, nor can our
+    // own ports' events that wait for a switch only it could have sent: the
+    // sending port was made from its descriptor, so the dead node was that
+    // port's referring proxy (Event::origin; issue 11 class 5).
+    for (auto it = port->buffered_events.begin(); it != port->buffered_events.end();) {
+      if (it->from == node) {
+        it = port->buffered_events.erase(it);  // nothing in it was created here
+      } else if (it->from == name_ && it->event->origin == node) {
+        own_dead.push_back(std::move(*it));  // may carry ports: discarded below
+        it = port->buffered_events.erase(it);
+      } else {
+        ++it;
+      }
+    }
     // Nor will it confirm a link; what waits for it is dropped (ports
     // attached to parked messages are proxies for that node, closed below).
     const bool had_parked = port->HasParkedEvents();
@@ -1681,6 +1694,7 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
       erase = port->erase_when_unparked && !port->HasParkedEvents();
     }
   }
+  DiscardBuffered(std::move(own_dead), out);
   if (erase) {
     ErasePort(ref.name());
     return;

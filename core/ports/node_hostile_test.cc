@@ -337,5 +337,45 @@ TEST_F(NodeHostileTest, RetiredLinksAreBoundedEvenWithParkedEvents) {
   ExpectOnlyAttackerBlamed();
 }
 
+// Class 5: the attacker makes honest node 1 create ports (from descriptors on
+// messages for a port that does not exist) whose peer is a port of node 1
+// itself; each closes at once and its closure waits, buffered, at that port
+// for a switch only the attacker could send. Before: those local events
+// stayed after the attacker was lost. Now they are freed with it.
+TEST_F(NodeHostileTest, LocalEventsCausedByTheAttackerAreFreedWhenItIsLost) {
+  PortRef c, d;
+  ASSERT_TRUE(net.node(1).CreatePortPair(&c, &d).ok());
+  for (int m = 0; m < 4; ++m) {
+    auto event = std::make_unique<UserMessageEvent>(PortName::Random(), PortName::Random(), 1, 1,
+                                                    std::make_unique<UserMessage>());
+    for (uint32_t i = 0; i < limits::MAX_MESSAGE_HANDLE_COUNT; ++i) {
+      PortDescriptor desc;
+      desc.peer_node = net.node(1).name();
+      desc.peer_port = d.name();
+      desc.referring_node = net.node(kAttacker).name();
+      desc.referring_port = PortName::Random();
+      event->message->ports.push_back(PortName::Random());
+      event->port_descriptors.push_back(desc);
+    }
+    ASSERT_TRUE(net.Inject(kAttacker, 1, std::move(event)).ok());
+  }
+  ASSERT_TRUE(net.Pump());
+  auto buffered = [&] {
+    Port* p = d.port();
+    MutexLock lock(&p->mu);
+    return p->buffered_events.size();
+  };
+  EXPECT_EQ(buffered(), 4u * limits::MAX_MESSAGE_HANDLE_COUNT);
+  net.LoseNode(kAttacker);
+  ASSERT_TRUE(net.Pump());
+  EXPECT_EQ(buffered(), 0u);
+  // The honest pipe is unharmed.
+  ASSERT_TRUE(net.node(1).SendUserMessage(c, Msg("still")).ok());
+  ASSERT_TRUE(net.Pump());
+  EXPECT_EQ(Read(net.node(1), d), "still");
+  EXPECT_EQ(net.node(1).port_count(), 2u);
+  ExpectOnlyAttackerBlamed();
+}
+
 }  // namespace
 }  // namespace moat::ports

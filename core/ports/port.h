@@ -152,6 +152,9 @@ class Port {
   // invalid: a MergePort from any other node is a protocol violation (MRG-3).
   // Cleared when the merge is accepted (an offer is good for one merge).
   NodeName merge_offered_to ABSL_GUARDED_BY(mu);
+  // The node whose descriptor created this port (invalid for ports made
+  // here). Its events to ports of this node carry it (Event::origin).
+  NodeName origin ABSL_GUARDED_BY(mu);
 
   bool HasParkedEvents() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   size_t OutboxCount(std::thread::id owner) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);

@@ -14,7 +14,9 @@
 // events through the broker unchanged after checking the sender's name, so at
 // the ports layer a relayed event is exactly an event from the attacker on a
 // direct link; that is what is modelled (the node layer's own reaction to a
-// bad relayed event is not).
+// bad relayed event is not). Reachability (NodeDelegate::IsNodeReachable) is
+// answered as NodeController does: the broker knows every node, a child only
+// the ones it lost.
 //
 //   Adversary adv(Adversary::Options{});
 //   Op op; op.kind = OpKind::kForge; ...
