@@ -72,6 +72,13 @@ inline constexpr uint32_t MAX_MESSAGE_HANDLE_COUNT = 64;
 // buffers out-of-order messages without bound.
 inline constexpr uint64_t MAX_PORT_OUT_OF_ORDER_MESSAGES = 1024;
 
+// Bytes of user messages one port holds ahead of the next in-order one.
+// Attack: as above, with few but huge messages (the count alone allows
+// MAX_PORT_OUT_OF_ORDER_MESSAGES x MAX_MESSAGE_PAYLOAD_SIZE).
+inline constexpr size_t MAX_PORT_OUT_OF_ORDER_BYTES = 128u << 20;
+static_assert(MAX_PORT_OUT_OF_ORDER_BYTES >= 2 * size_t{MAX_MESSAGE_PAYLOAD_SIZE},
+              "a couple of the largest legal messages must fit ahead of a gap");
+
 // Ring events one port buffers while waiting for its previous hop's next one.
 // Attack: a hostile node floods events claiming future control sequence
 // numbers or a hop that is not (yet) the port's previous hop.
@@ -91,6 +98,12 @@ static_assert(4 * MAX_UNCONFIRMED_LINK_EVENTS <= MAX_PORT_BUFFERED_EVENTS,
 // Attack: a hostile previous hop re-pointing a port again and again (one
 // ObserveProxy each) to grow that list without bound.
 inline constexpr size_t MAX_PORT_RETIRED_LINKS = 16;
+
+// Lost nodes one ports::Node remembers, to drop their late events and to
+// refuse re-pointing a port at them (PRT-14).
+// Attack: a hostile node naming made-up nodes that each get "lost", growing
+// that memory without bound.
+inline constexpr size_t MAX_REMEMBERED_LOST_NODES = 4096;
 
 // Ports one ports::Node holds.
 // Attack: a hostile node sends message after message carrying
@@ -114,6 +127,14 @@ inline constexpr size_t RING_MAX_CAPACITY = 64 * MiB;
 inline constexpr uint32_t RING_MAX_SPURIOUS_WAKES = 64;
 // Doorbell datagrams drained per wake (the rest wake us again, and count).
 inline constexpr uint32_t RING_MAX_DOORBELL_DRAIN = 64;
+
+// How long an orderly NodeController shutdown waits for its node to hand
+// over what is still in flight (moving ports, queued sends) before it drops
+// its connections anyway (crbug.com/1005510: a message written just before
+// exit must arrive).
+// Attack: a peer that never answers (never confirms a moved port, never
+// reads its socket) would otherwise keep this process from ever exiting.
+inline constexpr uint32_t NODE_SHUTDOWN_FLUSH_TIMEOUT_MS = 5000;
 
 static_assert(MAX_MESSAGE_FD_COUNT <= MAX_UNPROCESSED_FDS,
               "a single legal message must fit in the unprocessed-fd budget");

@@ -73,6 +73,8 @@ struct Model {
   bool lost = false;              // an honest ack was lost: the sender may lag for good
   bool disconnected = false;      // a forged ack was a violation: node 1 was cut off
   bool polite = true;             // no write while A was exceeded since the limit last changed
+  int b_node = 1;                 // where B lives now (it moves between nodes 1 and 2)
+  bool b_closed = false;          // B was closed: its closure acknowledges everything
 };
 
 std::string LimitStr(uint64_t l) { return l == kNoQuotaLimit ? "none" : std::to_string(l); }
@@ -84,7 +86,8 @@ std::ostream& operator<<(std::ostream& os, const Model& m) {
      << " read=" << m.read << " queued=" << m.queue_at_b.size() << "/" << m.queued_bytes
      << " request=" << m.ack_request_at_b << "} wire=[";
   for (uint64_t v : m.wire) os << " " << v;
-  return os << " ] forged_applied=" << m.forged_applied << " polite=" << m.polite;
+  return os << " ] forged_applied=" << m.forged_applied << " polite=" << m.polite
+            << " B@n" << m.b_node << (m.b_closed ? " closed" : "");
 }
 
 [[noreturn]] void FailWith(const Model& m, const std::string& why) {
@@ -107,11 +110,13 @@ bool ModelExceeded(const MEndpoint& e, uint64_t len, uint64_t bytes, uint64_t un
 struct Sut {
   ports::testing::TestNetwork net;
   ports::PortRef a, b;
+  int b_node = 1;
   QuotaSet quota_a, quota_b;
 
   Sut() {
     net.AddNode();
     net.AddNode();
+    net.AddNode();  // B moves between nodes 1 and 2 (MoveReader)
     auto [x, y] = net.CreatePipe(0, 1);
     a = x;
     b = y;
@@ -123,7 +128,7 @@ struct Sut {
   }
   QuotaUsage UsageA() { return {0, 0, Status(0, a).unacknowledged_message_count}; }
   QuotaUsage UsageB() {
-    const ports::PortStatus st = Status(1, b);
+    const ports::PortStatus st = Status(b_node, b);
     return {st.queued_message_count, st.queued_num_bytes, 0};
   }
 };
@@ -170,6 +175,14 @@ void CheckInvariants(const Model& m, Sut& s) {
   const uint64_t unacked_real = s.UsageA().unread_message_count;
   if (unacked_real != m.sent - m.acked) {
     FailWith(m, "A reports " + std::to_string(unacked_real) + " unacknowledged");
+  }
+  if (m.b_closed) {
+    // The closed reader acknowledged everything: A's unread usage is 0 and
+    // its QUOTA_EXCEEDED (and with it the unwritable state) clears.
+    if (s.quota_a.AnyExceeded(s.UsageA())) FailWith(m, "A still QUOTA_EXCEEDED after PEER_CLOSED");
+    ports::PortStatus st = s.Status(0, s.a);
+    if (!st.peer_closed) FailWith(m, "A does not see PEER_CLOSED");
+    return;
   }
   const QuotaUsage ub = s.UsageB();
   if (ub.receive_queue_length != m.queue_at_b.size() || ub.receive_queue_bytes != m.queued_bytes) {
@@ -280,6 +293,16 @@ struct SetQuota : Cmd {
   }
 };
 
+// SetQuota of A's unread-message limit (the quota with read-ack traffic),
+// drawn often enough that short runs reach acks in flight around moves.
+struct SetUnreadQuota : SetQuota {
+  explicit SetUnreadQuota(const Model& m) : SetQuota(m) {
+    on_a = true;
+    raw_type = 2;
+    limit = *rc::gen::inRange<uint64_t>(1, 9);
+  }
+};
+
 std::unique_ptr<ports::UserMessage> Message(uint64_t bytes) {
   auto msg = std::make_unique<ports::UserMessage>();
   msg->payload.assign(bytes, 0x5A);
@@ -295,7 +318,10 @@ struct Write : Cmd {
   bool Skips(const Model& m) const {
     return polite && ModelExceeded(m.a, 0, 0, m.sent - m.acked);
   }
-  void checkPreconditions(const Model& m) const override { RC_PRE(!m.disconnected); }
+  void checkPreconditions(const Model& m) const override {
+    RC_PRE(!m.disconnected);
+    RC_PRE(!m.b_closed);
+  }
   void apply(Model& m) const override {
     if (Skips(m)) return;
     if (ModelExceeded(m.a, 0, 0, m.sent - m.acked)) m.polite = false;
@@ -323,6 +349,7 @@ struct Read : Cmd {
   explicit Read(const Model&) {}
   void checkPreconditions(const Model& m) const override {
     RC_PRE(!m.disconnected);
+    RC_PRE(!m.b_closed);
     RC_PRE(!m.queue_at_b.empty());
   }
   void apply(Model& m) const override {
@@ -337,7 +364,7 @@ struct Read : Cmd {
   }
   void run(const Model& m, Sut& s) const override {
     std::unique_ptr<ports::UserMessage> msg;
-    Status st = s.net.node(1).GetMessage(s.b, &msg);
+    Status st = s.net.node(s.b_node).GetMessage(s.b, &msg);
     if (!st.ok() || msg == nullptr) FailWith(m, "B could not read a queued message");
     RC_ASSERT(msg->payload.size() == m.queue_at_b.front().bytes);
     Model next = m;
@@ -355,7 +382,10 @@ struct ForgeAck : Cmd {
       : value(*rc::gen::oneOf(
             rc::gen::element<uint64_t>(0, m.sent, m.sent + 1, m.acked, UINT64_MAX, UINT64_MAX - 1),
             rc::gen::inRange<uint64_t>(0, m.sent + 5))) {}
-  void checkPreconditions(const Model& m) const override { RC_PRE(!m.disconnected); }
+  void checkPreconditions(const Model& m) const override {
+    RC_PRE(!m.disconnected);
+    RC_PRE(!m.b_closed);
+  }
   void apply(Model& m) const override {
     const Outcome o = ModelAck(m, value);
     if (o == Outcome::kViolation) {
@@ -373,7 +403,7 @@ struct ForgeAck : Cmd {
       MutexLock lock(&port->mu);
       port->StampForPeer(ack.get(), s.b.name());
     }
-    Status st = s.net.Inject(1, 0, std::move(ack));
+    Status st = s.net.Inject(static_cast<size_t>(s.b_node), 0, std::move(ack));
     const bool violation = ModelAck(m, value) == Outcome::kViolation;
     if (st.ok() == violation) {
       FailWith(m, "forged ack " + std::to_string(value) + (st.ok() ? " accepted" : " rejected (" + st.error().ToString() + ")") +
@@ -389,12 +419,74 @@ struct ForgeAck : Cmd {
   void show(std::ostream& os) const override { os << "ForgeAck(" << value << ")"; }
 };
 
+// The reader moves to the other node (1 <-> 2) inside a message on a helper
+// pipe, with its queue and any outstanding read-ack request (issue 12 item 3:
+// a request left behind means the writer's count never falls and a writer
+// waiting for WRITABLE under its unread quota deadlocks). The model does not
+// change: B is the same endpoint wherever it lives.
+struct MoveReader : Cmd {
+  explicit MoveReader(const Model&) {}
+  void checkPreconditions(const Model& m) const override {
+    RC_PRE(!m.disconnected);
+    RC_PRE(!m.b_closed);
+  }
+  void apply(Model& m) const override { m.b_node = 3 - m.b_node; }
+  void run(const Model& m, Sut& s) const override {
+    const size_t from = static_cast<size_t>(s.b_node), to = static_cast<size_t>(3 - s.b_node);
+    auto [c, d] = s.net.CreatePipe(from, to);
+    auto carrier = std::make_unique<ports::UserMessage>();
+    carrier->ports.push_back(s.b.name());
+    Status st = s.net.node(from).SendUserMessage(c, std::move(carrier));
+    if (!st.ok()) FailWith(m, "sending B: " + st.error().ToString());
+    if (!s.net.Pump()) FailWith(m, "network did not settle");
+    std::unique_ptr<ports::UserMessage> got;
+    st = s.net.node(to).GetMessage(d, &got);
+    if (!st.ok() || got == nullptr || got->ports.size() != 1) FailWith(m, "B did not arrive");
+    ports::PortRef moved;
+    if (!s.net.node(to).GetPort(got->ports[0], &moved).ok()) FailWith(m, "moved B not found");
+    RC_ASSERT(s.net.node(from).ClosePort(c).ok());
+    RC_ASSERT(s.net.node(to).ClosePort(d).ok());
+    s.b = moved;
+    s.b_node = static_cast<int>(to);
+    Model next = m;
+    apply(next);
+    CheckInvariants(next, s);
+  }
+  void show(std::ostream& os) const override { os << "MoveReader()"; }
+};
+
+// The reader closes: peer closure counts as acknowledgement (Mojo), so A's
+// unread usage drops to 0 and QUOTA_EXCEEDED clears.
+struct CloseReader : Cmd {
+  explicit CloseReader(const Model&) {}
+  void checkPreconditions(const Model& m) const override {
+    RC_PRE(!m.disconnected);
+    RC_PRE(!m.b_closed);
+  }
+  void apply(Model& m) const override {
+    m.b_closed = true;
+    m.acked = m.sent;
+    m.queue_at_b.clear();
+    m.queued_bytes = 0;
+    m.ack_request_at_b = 0;
+  }
+  void run(const Model& m, Sut& s) const override {
+    Status st = s.net.node(s.b_node).ClosePort(s.b);
+    if (!st.ok()) FailWith(m, "closing B: " + st.error().ToString());
+    Model next = m;
+    apply(next);
+    CheckInvariants(next, s);
+  }
+  void show(std::ostream& os) const override { os << "CloseReader()"; }
+};
+
 RC_GTEST_PROP(QuotaModel, BackpressureMatchesTheModel, ()) {
   Model initial;
   Sut sut;
   rc::state::check(initial, sut,
-                   rc::state::gen::execOneOfWithArgs<SetQuota, Write, Write, Write, Read, Read,
-                                                     ForgeAck>());
+                   rc::state::gen::execOneOfWithArgs<SetQuota, SetUnreadQuota, Write, Write, Write,
+                                                     Read, Read, ForgeAck, MoveReader, MoveReader,
+                                                     CloseReader>());
 }
 
 // The interval formula on its own, over the whole u64 range (the stateful

@@ -284,6 +284,21 @@ void Transport::DisconnectLocked(Error error) {
   WakeIoThread();  // it reports on_disconnect
 }
 
+void Transport::WriteFailedLocked(Error error) {
+  if (error.code() != ErrorCode::kPeerClosed) {
+    DisconnectLocked(std::move(error));
+    return;
+  }
+  if (disconnect_ || released_ || write_error_) return;
+  write_error_ = std::move(error);
+  ::shutdown(socket_.get(), SHUT_WR);
+  send_queue_.clear();
+  send_queue_bytes_ = 0;
+  want_write_ = false;
+  UpdateInterestLocked();
+  cv_.SignalAll();
+}
+
 // ------------------------------------------------------------------ send
 
 Status Transport::Send(std::span<const uint8_t> payload, std::vector<UniqueFd> fds) {
@@ -313,9 +328,10 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
 
   MutexLock lock(&mu_);
   if (released_) return Error(ErrorCode::kClosed, "transport was released for transfer");
-  if (disconnect_) {
+  if (disconnect_ || write_error_) {
     return Error(ErrorCode::kPeerClosed,
-                 ::moat::internal::Concat("send on a disconnected transport: ", disconnect_->ToString()));
+                 ::moat::internal::Concat("send on a disconnected transport: ",
+                                          (disconnect_ ? disconnect_ : write_error_)->ToString()));
   }
   const size_t frame_size = kFrameHeaderSize + payload.size();
   if (!may_wait && send_queue_bytes_ + frame_size > limits_.max_unprocessed_bytes) {
@@ -341,7 +357,7 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
       Result<size_t> n = WriteSome(socket_.get(), frame.wire, payload, sent, fds);
       if (!n.ok()) {
         Error error = n.error();
-        DisconnectLocked(std::move(n).error());
+        WriteFailedLocked(std::move(n).error());
         return error;
       }
       if (*n == 0) break;  // EAGAIN
@@ -366,7 +382,7 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
         while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
         }
         mu_.Lock();
-        if (disconnect_ || released_) {
+        if (disconnect_ || released_ || write_error_) {
           status = Error(ErrorCode::kPeerClosed,
                          ::moat::internal::Concat("send on a disconnected transport: ",
                                                   disconnect_ ? disconnect_->ToString()
@@ -376,7 +392,7 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
         Result<size_t> n = WriteSome(socket_.get(), frame.wire, payload, sent, fds);
         if (!n.ok()) {
           status = n.error();
-          DisconnectLocked(std::move(n).error());
+          WriteFailedLocked(std::move(n).error());
           break;
         }
         if (sent == 0 && *n > 0 && !fds.empty()) acks_.OnSent(std::move(fds));
@@ -413,7 +429,8 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
   }
   // Bound our own memory against a peer that stops reading: wait (never
   // without may_wait: checked above) until the queue drains or the peer is gone.
-  while (may_wait && send_queue_bytes_ > limits_.max_unprocessed_bytes && !disconnect_ && !stopping_) {
+  while (may_wait && send_queue_bytes_ > limits_.max_unprocessed_bytes && !disconnect_ &&
+         !write_error_ && !stopping_) {
     cv_.Wait(&mu_);
   }
   if (disconnect_ && !send_queue_.empty()) {
@@ -427,7 +444,7 @@ void Transport::FlushLocked() {
   // A sender is finishing a partial frame from its own buffer: nothing may be
   // written before it; it flushes the queue when done.
   if (writer_busy_) return;
-  while (!disconnect_ && !released_) {
+  while (!disconnect_ && !released_ && !write_error_) {
     if (send_queue_.empty()) {
       if (acks_.pending_acks() == 0) break;
       detail::OutgoingFrame ack;
@@ -468,7 +485,7 @@ void Transport::FlushLocked() {
     }
     Result<size_t> n = WriteSome(socket_.get(), frame.wire, frame.payload, frame.sent, frame.fds);
     if (!n.ok()) {
-      DisconnectLocked(std::move(n).error());
+      WriteFailedLocked(std::move(n).error());
       return;
     }
     if (*n == 0) {

@@ -236,6 +236,11 @@ class Transport {
   bool WriteFrameLocked(detail::OutgoingFrame& frame, Error* error)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DisconnectLocked(Error error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A write failed. If the peer merely stopped reading (EPIPE, ECONNRESET)
+  // what it wrote before may still wait in our receive buffer: sending stops,
+  // reading goes on until its EOF disconnects us (crbug.com/1005510; Mojo's
+  // channel does the same). Any other error disconnects at once.
+  void WriteFailedLocked(Error error) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UpdateInterestLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool ReadAllowedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TakeMessageLocked(Message& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -290,6 +295,8 @@ class Transport {
   // once the IO thread has called on_disconnect) or -> released (stopping_ and
   // released_ set; nothing is reported). Both are final.
   std::optional<Error> disconnect_ ABSL_GUARDED_BY(mu_);
+  // Set by WriteFailedLocked: nothing more is sent; disconnect_ follows at EOF.
+  std::optional<Error> write_error_ ABSL_GUARDED_BY(mu_);
   bool reported_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool released_ ABSL_GUARDED_BY(mu_) = false;

@@ -140,8 +140,18 @@ Result<NodeChannelMessage> DecodeNodeChannelMessage(std::span<const uint8_t> pay
   h.fd_count = *fd_count;
   auto body_size = d.ReadU32();
   if (!body_size.ok()) return FieldError(std::move(body_size).error(), "body_size");
-  // ReadRaw checks body_size against the bytes that really remain before
-  // touching anything, and returns a view: nothing is allocated here.
+  // Attack: a body_size larger than the bytes that follow. A transport
+  // message is one whole frame, so nothing more can come: the frame is
+  // malformed, not incomplete (NCH-5).
+  if (*body_size > d.remaining()) {
+    return FieldError(Error(ErrorCode::kMalformed,
+                            ::moat::internal::Concat("body_size ", *body_size, " but only ",
+                                                     d.remaining(),
+                                                     " bytes follow the header in this "
+                                                     "(complete) message")),
+                      "body_size");
+  }
+  // A view: nothing is allocated here.
   auto body = d.ReadRaw(*body_size);
   if (!body.ok()) return FieldError(std::move(body).error(), "body");
   out.body = *body;

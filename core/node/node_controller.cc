@@ -105,6 +105,11 @@ class NodeController::NodeCore : public system::Core {
   // writer may wait for a new link's confirmation (PRT-11).
   bool SendersMayWaitForPeers() const override { return true; }
 
+  // PRT-14: a port re-pointed at a node we cannot reach is closed at once.
+  bool IsNodeReachable(const ports::NodeName& node) const override {
+    return controller_->IsNodeReachable(node);
+  }
+
  private:
   NodeController* const controller_;
 };
@@ -121,7 +126,39 @@ NodeController::NodeController(bool is_broker, NodeControllerOptions options)
   reaper_ = std::thread([this] { ReaperMain(); });
 }
 
+void NodeController::FlushBeforeShutdown() {
+  if (!core_) return;  // a child whose handshake never finished
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::milliseconds(limits::NODE_SHUTDOWN_FLUSH_TIMEOUT_MS);
+  for (;;) {
+    std::vector<ChannelPtr> live;
+    {
+      MutexLock lock(&mu_);
+      for (const auto& [name, channel] : channels_) {
+        if (!channel->closed) live.push_back(channel);
+      }
+      if (broker_channel_ && !broker_channel_->closed) live.push_back(broker_channel_);
+    }
+    if (live.empty()) return;  // nobody left to hand anything to
+    bool busy = core_->node().HasEventsInFlight();
+    for (const ChannelPtr& channel : live) {
+      if (busy) break;
+      transport::Transport* t = channel->transport();
+      busy = t != nullptr && t->is_connected() && t->stats().send_queue_frames > 0;
+    }
+    if (!busy || std::chrono::steady_clock::now() >= deadline) return;
+    // Polled: progress comes from other threads (IO threads confirming moved
+    // ports, flushing sockets) that have no reason to tell us; only an exiting
+    // node with work in flight waits here.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
 NodeController::~NodeController() {
+  // crbug.com/1005510: what was written before the shutdown must still reach
+  // its peers (a port sent just before exit is a proxy holding its messages
+  // until the receiver confirms it).
+  FlushBeforeShutdown();
   std::vector<ChannelPtr> channels;
   {
     MutexLock lock(&mu_);
@@ -236,6 +273,14 @@ Result<system::Handle> NodeController::Greet(const ChannelPtr& channel) {
     return std::move(port).error();
   }
   channel->bootstrap_port = *port;
+  {
+    // MRG-3: this child, and only it, may merge with the port (once).
+    ports::PortRef ref;
+    Status offered = core_->node().GetPort(*port, &ref);
+    if (offered.ok()) offered = core_->node().OfferForMerge(ref, child);
+    MOAT_ASSERT(offered.ok(), "offering a fresh bootstrap port failed: ",
+                offered.ok() ? std::string() : offered.error().ToString());
+  }
   {
     MutexLock lock(&mu_);
     MOAT_ASSERT(!channels_.contains(child), "node name collision");
@@ -416,6 +461,23 @@ Status NodeController::HandleAsBroker(Channel* channel, const NodeChannelMessage
   // everyone by kNodeLost) or never was; the event is dropped like one for a
   // closed port, and its descriptors are closed.
   if (!destination || destination->closed) return OkStatus();
+  // Attack (PRT-14 on children): a child re-points a port of another child
+  // at a node that does not exist, then dies; that child cannot tell (only
+  // we know every node), so no loss would ever close the port. We tell it
+  // first: the loss report travels ahead of the event on the same socket.
+  if (std::optional<ports::NodeName> ghost = UnknownNodeNamedBy(message.body)) {
+    NodeChannelHeader lost;
+    lost.type = NodeChannelMessageType::kNodeLost;
+    lost.sender = name_;
+    lost.target = destination->peer;
+    lost.subject_hi = ghost->hi;
+    lost.subject_lo = ghost->lo;
+    Status sent = destination->SendWithoutWaiting(EncodeNodeChannelMessage(lost));
+    if (Refused(sent)) {
+      DropChannel(destination.get(), StoppedReading(destination->peer, sent));
+      return OkStatus();
+    }
+  }
   // Attack: a child (hostile or hung) that never reads its socket. A waiting
   // relay would stall this thread, which serves the SENDING child, behind a
   // child it cannot control; instead the destination's queue is bounded by
@@ -441,6 +503,9 @@ Status NodeController::HandleAsChild(Channel* channel, const NodeChannelMessage&
       // drop every pipe to it, keep the broker.
       {
         MutexLock lock(&mu_);
+        // Lost already (e.g. for an earlier bad event): its later events are
+        // dropped unread, and it is reported lost only once (NOD-8).
+        if (lost_remote_.contains(h.sender)) return OkStatus();
         remote_nodes_[h.sender] = true;
       }
       Status s = AcceptEventBytes(h.sender, message.body, fds);
@@ -604,11 +669,57 @@ void NodeController::DropChannel(Channel* channel, const Error& why) {
   if (options_.on_node_lost) options_.on_node_lost(peer, why);
 }
 
+std::optional<ports::NodeName> NodeController::UnknownNodeNamedBy(
+    std::span<const uint8_t> body) const {
+  // Only these two re-point a port at a node other than the sender's (a
+  // descriptor's port keeps the sender as its previous hop, so the sender's
+  // loss closes it). Peeked by type first: the relay stays cheap.
+  if (body.size() < 4) return std::nullopt;
+  const uint32_t type = uint32_t{body[0]} | uint32_t{body[1]} << 8 | uint32_t{body[2]} << 16 |
+                        uint32_t{body[3]} << 24;
+  if (type != static_cast<uint32_t>(ports::EventType::kObserveProxy) &&
+      type != static_cast<uint32_t>(ports::EventType::kUpdatePreviousPeer)) {
+    return std::nullopt;
+  }
+  auto event = ports::DeserializeEvent(body, {});
+  if (!event.ok()) return std::nullopt;  // the destination rejects it itself
+  ports::NodeName named;
+  if ((*event)->type() == ports::EventType::kObserveProxy) {
+    named = static_cast<const ports::ObserveProxyEvent&>(**event).proxy_target_node;
+  } else {
+    named = static_cast<const ports::UpdatePreviousPeerEvent&>(**event).new_prev_node;
+  }
+  if (!named.is_valid() || IsNodeReachable(named)) return std::nullopt;
+  return named;
+}
+
+bool NodeController::IsNodeReachable(const ports::NodeName& node) const {
+  MutexLock lock(&mu_);
+  if (node == name_) return true;
+  if (is_broker_) {
+    // Every node the broker can reach is one of its children.
+    auto it = channels_.find(node);
+    return it != channels_.end() && !it->second->closed;
+  }
+  // A child cannot tell whether another child exists (the broker relays for
+  // it); it knows only the ones it lost.
+  return node == broker_name_ || !lost_remote_.contains(node);
+}
+
 void NodeController::LoseRemoteNode(const ports::NodeName& node, const Error& why) {
   {
     MutexLock lock(&mu_);
     if (shutting_down_) return;
     remote_nodes_.erase(node);
+    // Once per node (NOD-8), however many bad events or loss reports name it.
+    if (!lost_remote_.insert(node).second) return;
+    lost_remote_order_.push_back(node);
+    // Attack: a hostile child sending events under ever new names (each
+    // relayed, each bad) to grow this memory; the oldest is forgotten.
+    if (lost_remote_order_.size() > limits::MAX_REMEMBERED_LOST_NODES) {
+      lost_remote_.erase(lost_remote_order_.front());
+      lost_remote_order_.pop_front();
+    }
   }
   core_->node().LostConnectionToNode(node);
   if (options_.on_node_lost) options_.on_node_lost(node, why);

@@ -51,6 +51,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -102,6 +103,9 @@ class NodeController {
       UniqueFd socket, std::chrono::nanoseconds timeout = std::chrono::seconds(10),
       NodeControllerOptions options = {});
 
+  // Orderly: first waits (at most limits::NODE_SHUTDOWN_FLUSH_TIMEOUT_MS,
+  // while connected) until everything written before is handed over: moving
+  // ports confirmed, send queues flushed (crbug.com/1005510).
   ~NodeController();
   NodeController(const NodeController&) = delete;
   NodeController& operator=(const NodeController&) = delete;
@@ -172,7 +176,17 @@ class NodeController {
   void DropChannel(Channel* channel, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);
   // Forgets an indirect node (reached through the broker).
   void LoseRemoteNode(const ports::NodeName& node, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);
+  // Broker: the node a relayed ObserveProxy/UpdatePreviousPeer re-points a
+  // port at, if no such node is connected (PRT-14).
+  std::optional<ports::NodeName> UnknownNodeNamedBy(std::span<const uint8_t> body) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // NodeDelegate::IsNodeReachable (PRT-14).
+  bool IsNodeReachable(const ports::NodeName& node) const ABSL_LOCKS_EXCLUDED(mu_);
   void ReaperMain() ABSL_LOCKS_EXCLUDED(reaper_mu_);
+  // Orderly shutdown: waits (at most NODE_SHUTDOWN_FLUSH_TIMEOUT_MS, and
+  // only while a connection is up) until the node has nothing in flight and
+  // every transport's send queue is empty.
+  void FlushBeforeShutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
   const bool is_broker_;
   const NodeControllerOptions options_;
@@ -195,6 +209,9 @@ class NodeController {
   // Child: nodes other than the broker it has exchanged events with, so that
   // losing the broker closes the pipes to them too.
   std::map<ports::NodeName, bool> remote_nodes_ ABSL_GUARDED_BY(mu_);
+  // Child: other nodes it lost (the latest MAX_REMEMBERED_LOST_NODES).
+  std::set<ports::NodeName> lost_remote_ ABSL_GUARDED_BY(mu_);
+  std::deque<ports::NodeName> lost_remote_order_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 
   // Channels whose last reference was dropped, destroyed on reaper_ (never on

@@ -57,8 +57,15 @@ Result<system::ReadResult> ReadMessageBlocking(system::Core& core, system::Handl
     if (r.ok() || r.error().code() != ErrorCode::kShouldWait) return r;
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) return Error(ErrorCode::kShouldWait, "timed out waiting for a message");
-    MOAT_TRY(WaitForSignals(core, pipe, system::kSignalReadable | system::kSignalPeerClosed,
-                            deadline - now));
+    // Once the peer is closed, PEER_CLOSED stays satisfied while messages it
+    // sent may still be on their way: waiting for it again would return at
+    // once and spin. Then only READABLE is waited for (it becomes
+    // unsatisfiable, ending the wait, when no message can come any more).
+    MOAT_ASSIGN_OR_RETURN(system::HandleSignalsState st, core.QuerySignals(pipe));
+    const system::SignalSet wanted = (st.satisfied & system::kSignalPeerClosed) != 0
+                                         ? system::kSignalReadable
+                                         : system::kSignalReadable | system::kSignalPeerClosed;
+    MOAT_TRY(WaitForSignals(core, pipe, wanted, deadline - now));
   }
 }
 

@@ -70,6 +70,11 @@ class Event {
     return type_ != EventType::kPortAccepted && type_ != EventType::kMergePort;
   }
 
+  // In memory only, never serialized: for an event this node sends to one
+  // of its own ports, the node whose port descriptor created the sending
+  // port (Port::origin), so that what it caused dies with it (PRT-16).
+  NodeName origin;
+
   PortName port_name;                              // target port on the receiving node
   PortName from_port;                              // sending port (ring events)
   uint64_t control_sequence_num = kInvalidSequenceNum;  // per (from_port -> port_name) link

@@ -4,7 +4,7 @@
 // Messages may arrive out of order (forwarded through proxies); the queue
 // holds them until the next expected one arrives. The window of messages it
 // will hold ahead of the next expected one is bounded
-// (limits::MAX_PORT_OUT_OF_ORDER_MESSAGES), and duplicates or stale sequence
+// (limits::MAX_PORT_OUT_OF_ORDER_MESSAGES, and MAX_PORT_OUT_OF_ORDER_BYTES), and duplicates or stale sequence
 // numbers are rejected: a hostile node cannot make a port buffer without
 // bound or deliver a message twice.
 //
@@ -44,6 +44,12 @@ class MessageQueue {
   // popped or is queued (next_sequence_num() - 1 if the next one is missing).
   uint64_t LastContiguousSequenceNum() const;
 
+  // The highest sequence number popped or queued (next_sequence_num() - 1 if
+  // none is queued).
+  uint64_t HighestSequenceNum() const;
+  // Whether `seq` lies inside the out-of-order window (see AcceptMessage).
+  bool InWindow(uint64_t seq) const;
+
   // The next in-order message, or nullptr.
   std::unique_ptr<UserMessageEvent> PopNextMessage();
 
@@ -62,6 +68,9 @@ class MessageQueue {
   uint64_t first_missing_;
   std::map<uint64_t, std::unique_ptr<UserMessageEvent>> messages_;
   size_t queued_bytes_ = 0;
+  // Bytes of the queued messages after first_missing_ (bounded by
+  // limits::MAX_PORT_OUT_OF_ORDER_BYTES).
+  size_t out_of_order_bytes_ = 0;
 };
 
 }  // namespace moat::ports

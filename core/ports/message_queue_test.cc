@@ -63,6 +63,31 @@ TEST(MessageQueueTest, RejectsDuplicatesStaleAndFarFuture) {
   EXPECT_EQ(q.AcceptMessage(&e).error().code(), ErrorCode::kLimitExceeded);
 }
 
+// Issue 11 class 5: out-of-order messages are bounded by bytes as well as by
+// count. Before, a port held MAX_PORT_OUT_OF_ORDER_MESSAGES messages of any
+// size behind a gap (~1023 x 64 MiB).
+TEST(MessageQueueTest, OutOfOrderBytesAreBounded) {
+  MessageQueue q;
+  const size_t half = limits::MAX_PORT_OUT_OF_ORDER_BYTES / 2;
+  auto e = Ev(2, half);
+  ASSERT_TRUE(q.AcceptMessage(&e).ok());
+  e = Ev(3, half);
+  ASSERT_TRUE(q.AcceptMessage(&e).ok());  // exactly at the cap
+  e = Ev(4, 1);
+  Status s = q.AcceptMessage(&e);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kLimitExceeded);
+  EXPECT_NE(s.error().reason().find("MAX_PORT_OUT_OF_ORDER_BYTES"), std::string::npos);
+  // Filling the gap puts them in order: they no longer count.
+  e = Ev(1);
+  ASSERT_TRUE(q.AcceptMessage(&e).ok());
+  e = Ev(5, 1);
+  EXPECT_TRUE(q.AcceptMessage(&e).ok());
+  e = Ev(6, half);
+  EXPECT_TRUE(q.AcceptMessage(&e).ok());
+  EXPECT_EQ(q.LastContiguousSequenceNum(), 3u);
+}
+
 // Regression: the window used to start at the next message to *read*, so a
 // receiver with MAX_PORT_OUT_OF_ORDER_MESSAGES unread in-order messages
 // rejected the next one and its (well-behaved) sender was disconnected.

@@ -53,13 +53,15 @@ struct Node::Pending {
   std::vector<std::pair<NodeName, Error>> bad_nodes;
   std::vector<PortRef> outboxes;  // ports whose outbox this thread added to
   std::vector<PortRef> parked;    // ports where this thread parked events
+  // Ports an event re-pointed at a node: closed if it is unreachable (PRT-14).
+  std::vector<std::pair<PortRef, NodeName>> check_reachable;
 
   void Send(const NodeName& node, std::unique_ptr<Event> event) {
     events.emplace_back(node, std::move(event));
   }
   bool empty() const {
     return events.empty() && status_changed.empty() && ports_to_close.empty() &&
-           bad_nodes.empty() && outboxes.empty() && parked.empty();
+           bad_nodes.empty() && outboxes.empty() && parked.empty() && check_reachable.empty();
   }
 };
 
@@ -149,6 +151,23 @@ size_t Node::proxy_count() const {
 
 bool Node::CanShutdownCleanly() const { return port_count() == 0; }
 
+bool Node::HasEventsInFlight() const {
+  if (accepting_.load(std::memory_order_acquire) > 0) return true;
+  std::vector<std::shared_ptr<Port>> all;
+  {
+    MutexLock lock(&ports_mu_);
+    for (auto& [name, port] : ports_) all.push_back(port);
+  }
+  for (auto& port : all) {
+    MutexLock lock(&port->mu);
+    if (port->state == State::kBuffering || port->state == State::kProxying ||
+        port->HasParkedEvents() || !port->outbox.empty() || port->sending) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // ---------------------------------------------------------------------------
 // Flush: events and notifications go out with no lock held.
 
@@ -182,6 +201,21 @@ class NoWaitScope {
   NoWaitScope& operator=(const NoWaitScope&) = delete;
 };
 
+// Counts the threads between receiving an event and handing everything it
+// caused to the delegate (Node::HasEventsInFlight).
+class AcceptingScope {
+ public:
+  explicit AcceptingScope(std::atomic<int>* count) : count_(count) {
+    count_->fetch_add(1, std::memory_order_acq_rel);
+  }
+  ~AcceptingScope() { count_->fetch_sub(1, std::memory_order_acq_rel); }
+  AcceptingScope(const AcceptingScope&) = delete;
+  AcceptingScope& operator=(const AcceptingScope&) = delete;
+
+ private:
+  std::atomic<int>* count_;
+};
+
 }  // namespace
 
 // Why per thread: with one node-wide queue drained by whichever thread got
@@ -202,6 +236,11 @@ void Node::Flush(Pending* p) {
   if (outermost) drain = &own;
 
   while (!p->empty()) {
+    while (!p->check_reachable.empty()) {
+      auto checks = std::move(p->check_reachable);
+      p->check_reachable.clear();
+      for (auto& [ref, node] : checks) CheckReachable(ref, node, p);
+    }
     while (!p->ports_to_close.empty()) {
       std::vector<PortName> names = std::move(p->ports_to_close);
       p->ports_to_close.clear();
@@ -270,6 +309,7 @@ void Node::Enqueue(const PortRef& ref, const NodeName& to, std::unique_ptr<Event
   if (to == name_) {
     // Local: processed by this thread's drain; self-sent events are exempt
     // from the buffer cap, so neither ordering nor confirmation is needed.
+    event->origin = port->origin;
     out->Send(to, std::move(event));
     return;
   }
@@ -394,12 +434,16 @@ static void RetireLink(Port* port, const NodeName& self_node)
   if (port->peer_node != self_node && !port->peer_confirmed &&
       port->next_control_sequence_num_to_send > kInitialSequenceNum) {
     // Attack: a hostile previous hop re-pointing this port again and again
-    // (ObserveProxy) would grow this list; only links still holding our
-    // events must stay, the oldest empty one goes.
+    // (ObserveProxy) would grow this list, and with it the events parked on
+    // each link. The cap bounds all of them: the oldest empty link goes, or
+    // else the oldest one with its parked events (an honest pipe never has
+    // that many unconfirmed links; the one dropped was re-pointed by the
+    // attacker, whose pipe this is).
     if (port->retired.size() >= limits::MAX_PORT_RETIRED_LINKS) {
       auto empty = std::find_if(port->retired.begin(), port->retired.end(),
                                 [](const Port::RetiredLink& l) { return l.parked.empty(); });
-      if (empty != port->retired.end()) port->retired.erase(empty);
+      port->retired.erase(empty != port->retired.end() ? empty : port->retired.begin());
+      ++port->evicted_unconfirmed_links;
     }
     port->retired.push_back({port->peer_node, port->peer_port, std::move(port->parked)});
   }
@@ -414,6 +458,41 @@ static bool MayEraseNow(Port* port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
   if (!port->HasParkedEvents()) return true;
   port->erase_when_unparked = true;
   return false;
+}
+
+// Sends a moved port's last events on its old link (see Port::old_link_pending),
+// behind whatever of that link is still parked. `closure`: the new port's node
+// was lost before it confirmed; the old peer learns that our side is closed.
+void Node::SendOnOldLink(const PortRef& ref, bool closure, Pending* out) {
+  Port* port = ref.port();
+  port->mu.AssertHeld();
+  if (!port->old_link_pending) return;
+  port->old_link_pending = false;
+  const uint64_t seq = port->old_link_control_seq;
+  std::vector<std::unique_ptr<Event>> events;
+  if (closure) {
+    events.push_back(std::make_unique<ObserveClosureEvent>(port->old_peer_port, ref.name(), seq,
+                                                           port->old_link_last_sequence_num));
+    // The second reserved number is never used: nothing follows a closure.
+  } else {
+    events.push_back(std::make_unique<ObserveProxyEvent>(port->old_peer_port, ref.name(), seq, name_,
+                                                         ref.name(), port->peer_node,
+                                                         port->peer_port));
+    events.push_back(std::make_unique<UpdatePreviousPeerEvent>(
+        port->old_peer_port, ref.name(), seq + 1, port->peer_node, port->peer_port));
+  }
+  const NodeName old_node = port->old_peer_node;
+  const PortName old_port = port->old_peer_port;
+  auto retired = std::find_if(
+      port->retired.begin(), port->retired.end(),
+      [&](const Port::RetiredLink& l) { return l.node == old_node && l.port == old_port; });
+  for (auto& event : events) {
+    if (retired != port->retired.end() && !retired->parked.empty()) {
+      retired->parked.push_back(std::move(event));  // released when it is confirmed
+    } else {
+      Enqueue(ref, old_node, std::move(event), out);
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -465,8 +544,11 @@ Status Node::GetStatus(const PortRef& ref, PortStatus* out) {
   out->peer_remote = port->peer_node != name_;
   out->queued_message_count = port->message_queue.queued_message_count();
   out->queued_num_bytes = port->message_queue.queued_num_bytes();
+  // A closed peer will read nothing more: its closure acknowledges
+  // everything (Mojo), so a writer's unread quota clears with PEER_CLOSED.
   out->unacknowledged_message_count =
-      port->next_sequence_num_to_send - 1 - port->last_sequence_num_acknowledged;
+      port->peer_closed ? 0
+                        : port->next_sequence_num_to_send - 1 - port->last_sequence_num_acknowledged;
   return OkStatus();
 }
 
@@ -494,10 +576,24 @@ void Node::ConvertToProxy(const PortRef& ref, const NodeName& to_node, PortName*
     desc->last_sequence_num_to_receive = port->last_sequence_num_to_receive;
     port->remove_proxy_on_last_message = true;
   }
-  // The old peer will hear from the new port from now on.
-  SendToPeer(ref, std::make_unique<UpdatePreviousPeerEvent>(kInvalidPortName, kInvalidPortName,
-                                                           0, to_node, *new_name),
-             out);
+  if (port->peer_closed) {
+    // The old peer will hear from the new port from now on.
+    SendToPeer(ref, std::make_unique<UpdatePreviousPeerEvent>(kInvalidPortName, kInvalidPortName,
+                                                             0, to_node, *new_name),
+               out);
+  } else {
+    // The old link stays open until the new port exists: then it carries
+    // our bypass request and the UpdatePreviousPeer (SendOnOldLink).
+    port->old_link_pending = true;
+    port->old_peer_node = port->peer_node;
+    port->old_peer_port = port->peer_port;
+    port->old_link_control_seq = port->next_control_sequence_num_to_send;
+    port->next_control_sequence_num_to_send += 2;
+    port->old_link_last_sequence_num = port->next_sequence_num_to_send - 1;
+    // A new port on a lost node never confirms: close now (PRT-14), which
+    // tells the old peer on the old link.
+    out->check_reachable.emplace_back(ref, to_node);
+  }
   RetireLink(port, self_node);
   port->peer_node = to_node;
   port->peer_port = *new_name;
@@ -505,6 +601,17 @@ void Node::ConvertToProxy(const PortRef& ref, const NodeName& to_node, PortName*
   // Confirmed by the new port's PortAccepted, which also ends kBuffering.
   port->peer_confirmed = to_node == self_node;
   port->state = State::kBuffering;
+  // A read-ack request the writer is waiting on moves with the reader (Mojo
+  // forwards it): otherwise the writer's unread count never falls and a
+  // writer blocked on WRITABLE under its unread quota waits forever. Held
+  // until the new port exists, which answers it from its own read position.
+  if (port->sequence_num_to_acknowledge != 0) {
+    SendToPeer(ref,
+               std::make_unique<UserMessageReadAckRequestEvent>(
+                   kInvalidPortName, kInvalidPortName, 0, port->sequence_num_to_acknowledge),
+               out);
+    port->sequence_num_to_acknowledge = 0;
+  }
 }
 
 Status Node::SendUserMessage(const PortRef& ref, std::unique_ptr<UserMessage> msg) {
@@ -627,7 +734,7 @@ Status Node::ClosePortInternal(const PortRef& ref, Pending* out) {
   for (auto& event : dropped) {
     for (const PortName& p : event->message->ports) out->ports_to_close.push_back(p);
   }
-  for (auto& b : buffered) DiscardEvent(b.from, std::move(b.event), out);
+  DiscardBuffered(std::move(buffered), out);
   return OkStatus();
 }
 
@@ -648,19 +755,24 @@ void Node::ClosePortsByName(const std::vector<PortName>& names, Pending* out) {
 
 // Destroys an event that will never be processed without leaking the ports
 // it carries: they are created here and closed, so their peers see closure.
-void Node::DiscardEvent(const NodeName& from, std::unique_ptr<Event> event, Pending* out) {
+// An Error means `from` sent descriptors no real port can have (nothing was
+// created): the caller blames `from`.
+Status Node::DiscardEvent(const NodeName& from, std::unique_ptr<Event> event, Pending* out) {
   MaybeConfirmLink(from, *event, out);
   if (event->type() == EventType::kUserMessage) {
     auto* m = static_cast<UserMessageEvent*>(event.get());
-    if (!m->port_descriptors.empty()) {
-      if (!AcceptPorts(from, m, out).ok()) return;  // AcceptPorts cleaned up
-    }
+    if (!m->port_descriptors.empty()) MOAT_TRY(AcceptPorts(from, m, out));
     for (const PortName& p : m->message->ports) out->ports_to_close.push_back(p);
-  } else if (event->type() == EventType::kMergePort) {
-    auto* m = static_cast<MergePortEvent*>(event.get());
-    if (AcceptPort(from, m->new_port_name, m->new_port_descriptor, out).ok()) {
-      out->ports_to_close.push_back(m->new_port_name);
-    }
+  }
+  return OkStatus();
+}
+
+// Buffered events from `from` discarded while handling something else: a
+// bad one is reported through the delegate (BadEventFrom).
+void Node::DiscardBuffered(std::vector<Port::BufferedEvent> buffered, Pending* out) {
+  for (auto& b : buffered) {
+    Status s = DiscardEvent(b.from, std::move(b.event), out);
+    if (!s.ok() && b.from != name_) out->bad_nodes.emplace_back(b.from, std::move(s).error());
   }
 }
 
@@ -741,6 +853,14 @@ Status Node::MergePortsInternal(const PortRef& a, const PortRef& b, bool close_o
         // UpdatePreviousPeer, which may itself still be held back.
         x->peer_confirmed = x->peer_node == name_;
         x->state = State::kProxying;
+        if (x->sequence_num_to_acknowledge != 0) {
+          // The reader is now the other pipe's far end: the request moves on.
+          SendToPeer(*refs[i],
+                     std::make_unique<UserMessageReadAckRequestEvent>(
+                         kInvalidPortName, kInvalidPortName, 0, x->sequence_num_to_acknowledge),
+                     out);
+          x->sequence_num_to_acknowledge = 0;
+        }
         if (x->peer_closed) {
           // x's incoming side is finished: the far end it now feeds must learn.
           if (x->peer_lost_unexpectedly) {
@@ -757,6 +877,14 @@ Status Node::MergePortsInternal(const PortRef& a, const PortRef& b, bool close_o
   }
   if (!problem.empty()) return fail(problem);
   for (const PortRef* r : {&a, &b}) {
+    NodeName new_peer;
+    {
+      MutexLock lock(&r->port()->mu);
+      new_peer = r->port()->peer_node;
+    }
+    // The other port's peer may live on a node that is already lost: then
+    // this proxy would forward into the void forever (PRT-14).
+    out->check_reachable.emplace_back(*r, new_peer);
     ForwardQueuedFromProxy(*r, out);
     bool remove;
     {
@@ -801,8 +929,21 @@ Status Node::MergePorts(const PortRef& local, const NodeName& node, const PortNa
     PortDescriptor desc;
     ConvertToProxy(local, node, &new_name, &desc, &pending);
     pending.Send(node, std::make_unique<MergePortEvent>(remote, new_name, desc));
+    pending.check_reachable.emplace_back(local, node);
   }
   Flush(&pending);
+  return OkStatus();
+}
+
+Status Node::OfferForMerge(const PortRef& ref, const NodeName& merger) {
+  MOAT_ASSERT(ref.is_valid() && merger.is_valid());
+  Port* port = ref.port();
+  MutexLock lock(&port->mu);
+  if (port->state != State::kReceiving || !IsUnused(port)) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 "only an unused receiving port can be offered for merging");
+  }
+  port->merge_offered_to = merger;
   return OkStatus();
 }
 
@@ -870,7 +1011,7 @@ void Node::TryRemoveProxy(const PortRef& ref, Pending* out) {
     erase = MayEraseNow(port);
   }
   if (erase) ErasePort(ref.name());
-  for (auto& b : buffered) DiscardEvent(b.from, std::move(b.event), out);
+  DiscardBuffered(std::move(buffered), out);
 }
 
 // ---------------------------------------------------------------------------
@@ -879,6 +1020,13 @@ void Node::TryRemoveProxy(const PortRef& ref, Pending* out) {
 Status Node::AcceptEvent(const NodeName& from, std::unique_ptr<Event> event) {
   MOAT_ASSERT(event != nullptr, "AcceptEvent with a null event");
   NoWaitScope no_wait;
+  {
+    MutexLock lock(&ports_mu_);
+    // A late event from a node already lost (e.g. cut off for a violation)
+    // must not recreate state that its loss cleaned up.
+    if (lost_nodes_.contains(from)) return OkStatus();
+  }
+  AcceptingScope accepting(&accepting_);
   Pending pending;
   Status s = AcceptEventFrom(from, std::move(event), &pending);
   Flush(&pending);
@@ -886,12 +1034,18 @@ Status Node::AcceptEvent(const NodeName& from, std::unique_ptr<Event> event) {
 }
 
 Status Node::AcceptEventFrom(const NodeName& from, std::unique_ptr<Event> event, Pending* out) {
+  if (from != name_ && event->type() == EventType::kUserMessage) {
+    // Blamed on arrival, before the message is buffered, queued or dropped:
+    // whatever later happens to it, its ports can then be created.
+    const auto& m = static_cast<const UserMessageEvent&>(*event);
+    if (!m.port_descriptors.empty()) MOAT_TRY(ValidateAttachedPorts(from, m));
+  }
   PortRef ref = Lookup(event->port_name);
   if (!event->is_ring_event()) return DispatchEvent(ref, from, std::move(event), out);
   if (!ref.is_valid()) {
-    // Normal after closure or proxy removal: drop, but close carried ports.
-    DiscardEvent(from, std::move(event), out);
-    return OkStatus();
+    // Normal after closure or proxy removal: drop, but close carried ports
+    // (invalid ones are the sender's fault all the same).
+    return DiscardEvent(from, std::move(event), out);
   }
   Port* port = ref.port();
   {
@@ -899,20 +1053,19 @@ Status Node::AcceptEventFrom(const NodeName& from, std::unique_ptr<Event> event,
     while (port->dispatching) port->dispatch_done.Wait(&port->mu);
     if (port->state == State::kClosed) {
       port->mu.Unlock();
-      DiscardEvent(from, std::move(event), out);
+      Status discarded = DiscardEvent(from, std::move(event), out);
       port->mu.Lock();
-      return OkStatus();
+      return discarded;
     }
     const bool from_prev = from == port->prev_node && event->from_port == port->prev_port;
     const bool in_order = event->control_sequence_num == port->next_control_sequence_num_to_receive;
     if (!from_prev || !in_order) {
-      if (!from_prev) {
-        // Attack: a node forging events in the name of the port's previous hop.
-        MOAT_REQUIRE(event->from_port != port->prev_port, ErrorCode::kProtocolViolation,
-                     EventTypeName(event->type()), " for port ", ref.name().ToString(),
-                     " claims previous hop ", port->prev_port.ToString(), " but came from node ",
-                     from.ToString(), ", not ", port->prev_node.ToString());
-      } else {
+      // An event from another hop (node, port) is buffered, never taken as a
+      // forgery even if it names the previous hop's port: port names are
+      // unique only per node, and an honest node can hold a port of that
+      // name that a hostile node made it create (a descriptor naming the
+      // port). Blaming `from` would let that node get an honest one cut off.
+      if (from_prev) {
         // Attack: replaying an already processed event (a second delivery).
         MOAT_REQUIRE(event->control_sequence_num > port->next_control_sequence_num_to_receive,
                      ErrorCode::kProtocolViolation, "control_sequence_num ",
@@ -1010,8 +1163,8 @@ Status Node::DispatchEvent(const PortRef& ref, const NodeName& from, std::unique
   MOAT_UNREACHABLE("event type ", static_cast<uint32_t>(event->type()));
 }
 
-Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDescriptor& desc,
-                        Pending* out) {
+Status Node::ValidateDescriptor(const NodeName& from, const PortName& name,
+                                const PortDescriptor& desc) const {
   // Attack: a descriptor naming a proxy on another node, so that node (not the
   // sender) would be asked to forward to the new port.
   MOAT_REQUIRE(desc.referring_node == from, ErrorCode::kProtocolViolation,
@@ -1019,7 +1172,7 @@ Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDe
                " is not the sending node ", from.ToString());
   // Attack: descriptors in states no real port can have (stale counters,
   // closure before already-delivered messages, missing names).
-  MOAT_REQUIRE(desc.peer_node.is_valid() && desc.peer_port.is_valid() &&
+  MOAT_REQUIRE(name.is_valid() && desc.peer_node.is_valid() && desc.peer_port.is_valid() &&
                    desc.referring_port.is_valid() &&
                    desc.next_sequence_num_to_send >= kInitialSequenceNum &&
                    desc.next_sequence_num_to_receive >= kInitialSequenceNum &&
@@ -1031,6 +1184,15 @@ Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDe
                         : desc.last_sequence_num_to_receive == kInvalidSequenceNum),
                ErrorCode::kProtocolViolation, "port descriptor for ", name.ToString(),
                " has an impossible state");
+  // Attack: a descriptor reusing an existing port's name to hijack its traffic.
+  MOAT_REQUIRE(!Lookup(name).is_valid(), ErrorCode::kProtocolViolation, "port name ",
+               name.ToString(), " is already in use");
+  return OkStatus();
+}
+
+Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDescriptor& desc,
+                        Pending* out) {
+  MOAT_TRY(ValidateDescriptor(from, name, desc));
   auto port = std::make_shared<Port>(State::kReceiving);
   {
     MutexLock lock(&port->mu);
@@ -1047,21 +1209,50 @@ Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDe
     // The peer switches to us on the proxy's UpdatePreviousPeer, which
     // travels from another node: PRT-11.
     port->peer_confirmed = desc.peer_node == name_;
+    port->origin = from == name_ ? NodeName() : from;
   }
+  std::shared_ptr<Port> keep = port;
   MOAT_TRY(AddPort(name, std::move(port)));
   out->Send(desc.referring_node,
             std::make_unique<PortAcceptedEvent>(desc.referring_port, name));
+  out->check_reachable.emplace_back(PortRef(name, std::move(keep)), desc.peer_node);
   return OkStatus();
 }
 
-Status Node::AcceptPorts(const NodeName& from, UserMessageEvent* event, Pending* out) {
+Status Node::ValidateAttachedPorts(const NodeName& from, const UserMessageEvent& event) const {
   // The decoder guarantees this for remote events; local ones are built so.
-  MOAT_REQUIRE(event->port_descriptors.size() == event->message->ports.size(),
-               ErrorCode::kMalformed, "message has ", event->message->ports.size(),
-               " ports but ", event->port_descriptors.size(), " descriptors");
+  MOAT_REQUIRE(event.port_descriptors.size() == event.message->ports.size(),
+               ErrorCode::kMalformed, "message has ", event.message->ports.size(),
+               " ports but ", event.port_descriptors.size(), " descriptors");
+  const std::vector<PortName>& names = event.message->ports;
+  for (size_t i = 0; i < names.size(); ++i) {
+    MOAT_TRY(ValidateDescriptor(from, names[i], event.port_descriptors[i]));
+    // Attack: two attached ports with one name, so the second one's creation
+    // fails after the first one exists (and must be closed again, sending
+    // events to third parties under this node's name).
+    for (size_t j = 0; j < i; ++j) {
+      MOAT_REQUIRE(names[j] != names[i], ErrorCode::kProtocolViolation, "attached port name ",
+                   names[i].ToString(), " appears twice");
+    }
+  }
+  return OkStatus();
+}
+
+// Every descriptor is checked before any port exists (PRT-13): a message
+// from a hostile node must never make this node create ports and close them
+// again, which would send events in this node's name to the nodes the
+// descriptors name.
+Status Node::AcceptPorts(const NodeName& from, UserMessageEvent* event, Pending* out) {
+  Status valid = ValidateAttachedPorts(from, *event);
+  if (!valid.ok()) {
+    event->message->ports.clear();
+    event->port_descriptors.clear();
+    return valid;
+  }
   for (size_t i = 0; i < event->port_descriptors.size(); ++i) {
     Status s = AcceptPort(from, event->message->ports[i], event->port_descriptors[i], out);
     if (!s.ok()) {
+      // Only MAX_PORTS_PER_NODE (or a name taken meanwhile) gets here.
       std::vector<PortName> created(event->message->ports.begin(),
                                     event->message->ports.begin() + static_cast<ptrdiff_t>(i));
       for (const PortName& p : created) out->ports_to_close.push_back(p);
@@ -1118,7 +1309,7 @@ Status Node::OnUserMessage(const PortRef& ref, const NodeName& from,
 Status Node::OnPortAccepted(const PortRef& ref, const NodeName& from,
                             const PortAcceptedEvent& event, Pending* out) {
   if (!ref.is_valid()) return OkStatus();  // lost (or removed) meanwhile
-  bool remove = false, became_proxy = false, erase = false;
+  bool remove = false, became_proxy = false, erase = false, bypass_sent = false;
   {
     Port* port = ref.port();
     MutexLock lock(&port->mu);
@@ -1139,6 +1330,13 @@ Status Node::OnPortAccepted(const PortRef& ref, const NodeName& from,
       port->held_for_peer.clear();
       remove = port->remove_proxy_on_last_message;
       became_proxy = true;
+      // The new port exists: our old peer may send to it directly now.
+      bypass_sent = port->old_link_pending;
+      SendOnOldLink(ref, /*closure=*/false, out);
+    } else if (!from_peer && port->evicted_unconfirmed_links > 0) {
+      // The late confirmation of a retired link we stopped tracking (at
+      // most one per link dropped): nothing to release.
+      --port->evicted_unconfirmed_links;
     } else {
       // Attack: a forged PortAccepted makes a proxy forward before the new
       // port exists, or releases events towards a port that is not (yet) the
@@ -1159,7 +1357,7 @@ Status Node::OnPortAccepted(const PortRef& ref, const NodeName& from,
   ForwardQueuedFromProxy(ref, out);
   if (remove) {
     TryRemoveProxy(ref, out);
-  } else {
+  } else if (!bypass_sent) {
     InitiateProxyRemoval(ref, out);
   }
   return OkStatus();
@@ -1172,6 +1370,7 @@ Status Node::OnObserveProxy(const PortRef& ref, std::unique_ptr<ObserveProxyEven
                "ObserveProxy passed ", event->hops, " ports, MAX_OBSERVE_PROXY_HOPS ",
                limits::MAX_OBSERVE_PROXY_HOPS);
   bool changed = false;
+  const NodeName event_target_node = event->proxy_target_node;
   {
     Port* port = ref.port();
     MutexLock lock(&port->mu);
@@ -1200,7 +1399,10 @@ Status Node::OnObserveProxy(const PortRef& ref, std::unique_ptr<ObserveProxyEven
       SendToPeer(ref, std::move(event), out);
     }
   }
-  if (changed) out->status_changed.push_back(ref);
+  if (changed) {
+    out->status_changed.push_back(ref);
+    out->check_reachable.emplace_back(ref, event_target_node);
+  }
   return OkStatus();
 }
 
@@ -1236,6 +1438,30 @@ Status Node::OnObserveProxyAck(const PortRef& ref, const ObserveProxyAckEvent& e
   return OkStatus();
 }
 
+// PRT-15: the closure's last sequence number must cover every message
+// already queued (a smaller one would still deliver them, after the peer
+// said it sent no more) and lie in the out-of-order window (a larger one
+// would leave the reader waiting for messages that never come). Anything
+// else is a protocol violation: the sender is cut off, which closes the
+// port after its contiguous messages (peer_lost_unexpectedly).
+static Status CheckClosure(const Port* port, const PortName& self, uint64_t last)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
+  const MessageQueue& q = port->message_queue;
+  // Attack: a closure claiming fewer messages than were already delivered or
+  // queued (those would be delivered after the announced last one).
+  MOAT_REQUIRE(last != kInvalidSequenceNum && last >= q.HighestSequenceNum(),
+               ErrorCode::kProtocolViolation, "ObserveClosure for ", self.ToString(),
+               " last_sequence_num ", last, " is before already received ",
+               q.HighestSequenceNum());
+  // Attack: a closure announcing messages far beyond any that could still be
+  // in flight, so the port never reports that it is done (a hang).
+  MOAT_REQUIRE(q.InWindow(last), ErrorCode::kProtocolViolation, "ObserveClosure for ",
+               self.ToString(), " last_sequence_num ", last, " is more than ",
+               limits::MAX_PORT_OUT_OF_ORDER_MESSAGES, " (MAX_PORT_OUT_OF_ORDER_MESSAGES) past ",
+               q.LastContiguousSequenceNum());
+  return OkStatus();
+}
+
 Status Node::OnObserveClosure(const PortRef& ref, std::unique_ptr<ObserveClosureEvent> event,
                               Pending* out) {
   bool notify = false, try_remove = false;
@@ -1244,15 +1470,10 @@ Status Node::OnObserveClosure(const PortRef& ref, std::unique_ptr<ObserveClosure
     MutexLock lock(&port->mu);
     // A second closure notice carries nothing new (and must not loop).
     if (port->peer_closed) return OkStatus();
-    port->peer_closed = true;
-    port->send_cv.SignalAll();  // AwaitConfirmations
     if (port->state == State::kReceiving) {
-      // Attack: a closure claiming fewer messages than were already delivered.
-      MOAT_REQUIRE(event->last_sequence_num + 1 >= port->message_queue.next_sequence_num() &&
-                       event->last_sequence_num != kInvalidSequenceNum,
-                   ErrorCode::kProtocolViolation, "ObserveClosure last_sequence_num ",
-                   event->last_sequence_num, " is before already delivered ",
-                   port->message_queue.next_sequence_num() - 1);
+      MOAT_TRY(CheckClosure(port, ref.name(), event->last_sequence_num));
+      port->peer_closed = true;
+      port->send_cv.SignalAll();  // AwaitConfirmations
       port->last_sequence_num_to_receive = event->last_sequence_num;
       notify = true;
       // Passed on so dead-end proxies behind us learn our last message.
@@ -1260,15 +1481,16 @@ Status Node::OnObserveClosure(const PortRef& ref, std::unique_ptr<ObserveClosure
       SendToPeer(ref, std::move(event), out);
     } else if (port->state == State::kBuffering || port->state == State::kProxying) {
       // Attack: as above, for a proxy (it would wait forever).
-      MOAT_REQUIRE(event->last_sequence_num + 1 >= port->message_queue.next_sequence_num() &&
-                       event->last_sequence_num != kInvalidSequenceNum,
-                   ErrorCode::kProtocolViolation, "ObserveClosure last_sequence_num ",
-                   event->last_sequence_num, " is before already forwarded ",
-                   port->message_queue.next_sequence_num() - 1);
+      MOAT_TRY(CheckClosure(port, ref.name(), event->last_sequence_num));
+      port->peer_closed = true;
+      port->send_cv.SignalAll();  // AwaitConfirmations
       port->remove_proxy_on_last_message = true;
       port->last_sequence_num_to_receive = event->last_sequence_num;
       try_remove = port->state == State::kProxying;
       SendToPeer(ref, std::move(event), out);
+    } else {
+      port->peer_closed = true;
+      port->send_cv.SignalAll();  // AwaitConfirmations
     }
   }
   if (try_remove) TryRemoveProxy(ref, out);
@@ -1278,14 +1500,38 @@ Status Node::OnObserveClosure(const PortRef& ref, std::unique_ptr<ObserveClosure
 
 Status Node::OnMergePort(const PortRef& ref, const NodeName& from, const MergePortEvent& event,
                          Pending* out) {
-  MOAT_TRY(AcceptPort(from, event.new_port_name, event.new_port_descriptor, out));
-  PortRef new_ref = Lookup(event.new_port_name);
-  if (!ref.is_valid()) {
-    // The target is gone: the merged pipe ends closed, cleanly.
-    out->ports_to_close.push_back(event.new_port_name);
-    return OkStatus();
+  const PortDescriptor& desc = event.new_port_descriptor;
+  {
+    bool offered = false;
+    if (ref.is_valid()) {
+      Port* port = ref.port();
+      MutexLock lock(&port->mu);
+      offered = port->merge_offered_to == from && port->state == State::kReceiving &&
+                IsUnused(port);
+    }
+    // Attack (MRG-3): splicing into (or closing) a pipe the sender does not
+    // hold by naming a port it learned, used or not. Only a port offered
+    // for merging to this very node may be merged; the named port is left
+    // untouched and the sender is disconnected.
+    MOAT_REQUIRE(offered, ErrorCode::kProtocolViolation, "MergePort from node ", from.ToString(),
+                 " names port ", event.port_name.ToString(),
+                 ", which is not an unused port offered for merging to that node");
   }
-  // On failure both ports close, so each far end sees peer_closed.
+  MOAT_TRY(ValidateDescriptor(from, event.new_port_name, desc));
+  // Attack: a merged port whose peer is the very port it merges with (a
+  // one-port loop that would forward to itself).
+  MOAT_REQUIRE(!(desc.peer_node == name_ && desc.peer_port == event.port_name),
+               ErrorCode::kProtocolViolation, "MergePort descriptor's peer is the merge target ",
+               event.port_name.ToString());
+  {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    port->merge_offered_to = NodeName();  // one merge per offer
+  }
+  MOAT_TRY(AcceptPort(from, event.new_port_name, desc, out));
+  PortRef new_ref = Lookup(event.new_port_name);
+  // Fails only in a race with a local close of the target: both ports then
+  // close, so each far end sees peer_closed.
   (void)MergePortsInternal(ref, new_ref, /*close_on_failure=*/true, out);
   return OkStatus();
 }
@@ -1355,11 +1601,14 @@ Status Node::OnUpdatePreviousPeer(const PortRef& ref, const NodeName& from,
   // another event (a silent hang instead of a clean closure).
   MOAT_REQUIRE(event.new_prev_node.is_valid() && event.new_prev_port.is_valid(),
                ErrorCode::kProtocolViolation, "UpdatePreviousPeer to an invalid name");
-  Port* port = ref.port();
-  MutexLock lock(&port->mu);
-  port->prev_node = event.new_prev_node;
-  port->prev_port = event.new_prev_port;
-  port->next_control_sequence_num_to_receive = kInitialSequenceNum;
+  {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    port->prev_node = event.new_prev_node;
+    port->prev_port = event.new_prev_port;
+    port->next_control_sequence_num_to_receive = kInitialSequenceNum;
+  }
+  out->check_reachable.emplace_back(ref, event.new_prev_node);
   return OkStatus();
 }
 
@@ -1368,81 +1617,133 @@ Status Node::OnUpdatePreviousPeer(const PortRef& ref, const NodeName& from,
 
 void Node::LostConnectionToNode(const NodeName& node) {
   NoWaitScope no_wait;
+  AcceptingScope accepting(&accepting_);
   Pending pending;
   std::vector<PortRef> all;
   {
     MutexLock lock(&ports_mu_);
+    RememberLost(node);
     for (auto& [name, port] : ports_) all.emplace_back(name, port);
   }
-  for (const PortRef& ref : all) {
-    Port* port = ref.port();
-    bool erase = false;
-    std::vector<std::unique_ptr<UserMessageEvent>> dropped;
-    std::vector<Port::BufferedEvent> buffered;
-    {
-      MutexLock lock(&port->mu);
-      // Events from the dead node can never become processable.
-      std::erase_if(port->buffered_events,
-                    [&](const Port::BufferedEvent& b) { return b.from == node; });
-      // Nor will it confirm a link; what waits for it is dropped (ports
-      // attached to parked messages are proxies for that node, closed below).
-      const bool had_parked = port->HasParkedEvents();
-      if (port->peer_node == node) {
-        port->parked.clear();
-        port->peer_confirmed = true;
-      }
-      std::erase_if(port->retired, [&](const Port::RetiredLink& l) { return l.node == node; });
-      if (had_parked && !port->HasParkedEvents()) port->send_cv.SignalAll();
-      if (port->state == State::kClosed) {
-        erase = port->erase_when_unparked && !port->HasParkedEvents();
-      }
-    }
-    if (erase) {
-      ErasePort(ref.name());
-      continue;
-    }
-    {
-      MutexLock lock(&port->mu);
-      if (port->peer_node != node && port->prev_node != node) continue;
-      if (port->state == State::kReceiving) {
-        if (port->peer_closed && !port->peer_lost_unexpectedly &&
-            port->prev_node != node) {
-          continue;  // already closed cleanly
-        }
-        const bool was_closed = port->peer_closed;
-        port->peer_closed = true;
-        port->send_cv.SignalAll();  // AwaitConfirmations
-        port->peer_lost_unexpectedly = true;
-        if (!was_closed && port->peer_node != node) {
-          // Our incoming side died: the (living) far end must not wait for us.
-          SendToPeer(ref,
-                     std::make_unique<ObserveClosureEvent>(kInvalidPortName, kInvalidPortName, 0,
-                                                           port->next_sequence_num_to_send - 1),
-                     &pending);
-        }
-        pending.status_changed.push_back(ref);
-      } else if (port->state == State::kBuffering || port->state == State::kProxying) {
-        if (port->peer_node != node && !port->peer_closed) {
-          // Not held even while kBuffering: the port is gone after this.
-          auto closure = std::make_unique<ObserveClosureEvent>(
-              kInvalidPortName, kInvalidPortName, 0, port->message_queue.next_sequence_num() - 1);
-          port->StampForPeer(closure.get(), ref.name());
-          Enqueue(ref, port->peer_node, std::move(closure), &pending);
-        }
-        port->state = State::kClosed;
-        dropped = port->message_queue.TakeAll();
-        buffered = std::move(port->buffered_events);
-        port->buffered_events.clear();
-        erase = MayEraseNow(port);
+  for (const PortRef& ref : all) LosePortTo(ref, node, &pending);
+  Flush(&pending);
+}
+
+void Node::RememberLost(const NodeName& node) {
+  ports_mu_.AssertHeld();
+  if (node == name_ || !lost_nodes_.insert(node).second) return;
+  lost_order_.push_back(node);
+  // Attack: a hostile node making us lose node after node (names it made up)
+  // to grow this memory; the oldest is forgotten (a late event naming it is
+  // then caught by the delegate's IsNodeReachable, if it knows).
+  if (lost_order_.size() > limits::MAX_REMEMBERED_LOST_NODES) {
+    lost_nodes_.erase(lost_order_.front());
+    lost_order_.pop_front();
+  }
+}
+
+bool Node::IsReachable(const NodeName& node) const {
+  if (node == name_) return true;
+  {
+    MutexLock lock(&ports_mu_);
+    if (lost_nodes_.contains(node)) return false;
+  }
+  return delegate_->IsNodeReachable(node);
+}
+
+// PRT-14: an event re-pointed a port at `node` (peer or previous hop). If no
+// connection to it exists (never did, or it was lost before the event was
+// processed), no LostConnectionToNode will ever name it: the port is closed
+// now, as if that node had been lost right after the event.
+void Node::CheckReachable(const PortRef& ref, const NodeName& node, Pending* out) {
+  if (IsReachable(node)) return;
+  LosePortTo(ref, node, out);
+}
+
+void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
+  Port* port = ref.port();
+  bool erase = false;
+  std::vector<std::unique_ptr<UserMessageEvent>> dropped;
+  std::vector<Port::BufferedEvent> buffered, own_dead;
+  {
+    MutexLock lock(&port->mu);
+    // Events from the dead node can never become processable, nor can our
+    // own ports' events that wait for a switch only it could have sent: the
+    // sending port was made from its descriptor, so the dead node was that
+    // port's referring proxy (Event::origin; issue 11 class 5).
+    for (auto it = port->buffered_events.begin(); it != port->buffered_events.end();) {
+      if (it->from == node) {
+        it = port->buffered_events.erase(it);  // nothing in it was created here
+      } else if (it->from == name_ && it->event->origin == node) {
+        own_dead.push_back(std::move(*it));  // may carry ports: discarded below
+        it = port->buffered_events.erase(it);
+      } else {
+        ++it;
       }
     }
-    if (erase) ErasePort(ref.name());
-    for (auto& b : buffered) DiscardEvent(b.from, std::move(b.event), &pending);
-    for (auto& event : dropped) {
-      for (const PortName& p : event->message->ports) pending.ports_to_close.push_back(p);
+    // Nor will it confirm a link; what waits for it is dropped (ports
+    // attached to parked messages are proxies for that node, closed below).
+    const bool had_parked = port->HasParkedEvents();
+    if (port->peer_node == node) {
+      port->parked.clear();
+      port->peer_confirmed = true;
+    }
+    std::erase_if(port->retired, [&](const Port::RetiredLink& l) { return l.node == node; });
+    if (had_parked && !port->HasParkedEvents()) port->send_cv.SignalAll();
+    if (port->state == State::kClosed) {
+      erase = port->erase_when_unparked && !port->HasParkedEvents();
     }
   }
-  Flush(&pending);
+  DiscardBuffered(std::move(own_dead), out);
+  if (erase) {
+    ErasePort(ref.name());
+    return;
+  }
+  {
+    MutexLock lock(&port->mu);
+    if (port->peer_node != node && port->prev_node != node) return;
+    if (port->state == State::kReceiving) {
+      if (port->peer_closed && !port->peer_lost_unexpectedly && port->prev_node != node) {
+        return;  // already closed cleanly
+      }
+      const bool was_closed = port->peer_closed;
+      port->peer_closed = true;
+      port->send_cv.SignalAll();  // AwaitConfirmations
+      port->peer_lost_unexpectedly = true;
+      if (!was_closed && port->peer_node != node) {
+        // Our incoming side died: the (living) far end must not wait for us.
+        SendToPeer(ref,
+                   std::make_unique<ObserveClosureEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                         port->next_sequence_num_to_send - 1),
+                   out);
+      }
+      out->status_changed.push_back(ref);
+    } else if (port->state == State::kBuffering || port->state == State::kProxying) {
+      if (port->peer_node != node && !port->peer_closed) {
+        // Not held even while kBuffering: the port is gone after this.
+        auto closure = std::make_unique<ObserveClosureEvent>(
+            kInvalidPortName, kInvalidPortName, 0, port->message_queue.next_sequence_num() - 1);
+        port->StampForPeer(closure.get(), ref.name());
+        Enqueue(ref, port->peer_node, std::move(closure), out);
+      }
+      // A moved port whose new port never confirmed: its old peer still
+      // takes events from us only and must learn that nothing follows.
+      if (port->old_link_pending && port->old_peer_node != node) {
+        SendOnOldLink(ref, /*closure=*/true, out);
+      }
+      port->old_link_pending = false;
+      port->state = State::kClosed;
+      dropped = port->message_queue.TakeAll();
+      buffered = std::move(port->buffered_events);
+      port->buffered_events.clear();
+      erase = MayEraseNow(port);
+    }
+  }
+  if (erase) ErasePort(ref.name());
+  DiscardBuffered(std::move(buffered), out);
+  for (auto& event : dropped) {
+    for (const PortName& p : event->message->ports) out->ports_to_close.push_back(p);
+  }
 }
 
 }  // namespace moat::ports

@@ -53,10 +53,12 @@
 #ifndef MOAT_CORE_PORTS_NODE_H_
 #define MOAT_CORE_PORTS_NODE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <set>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -66,12 +68,11 @@
 #include "core/ports/event.h"
 #include "core/ports/name.h"
 #include "core/ports/node_delegate.h"
+#include "core/ports/port.h"
 #include "core/ports/port_ref.h"
 #include "core/ports/user_message.h"
 
 namespace moat::ports {
-
-class Port;
 
 struct PortStatus {
   bool has_messages = false;        // GetMessage would return one now
@@ -126,9 +127,16 @@ class Node {
   Status MergeLocalPorts(const PortRef& a, const PortRef& b);
 
   // Fuses local port `local` with port `remote` on node `node` (which makes
-  // the same checks there; on failure there both pipes are closed). `local`
-  // no longer exists afterwards.
+  // the same checks there). `local` no longer exists afterwards. `node` must
+  // have offered `remote` for merging to this node (OfferForMerge): a
+  // MergePort naming any other port is a protocol violation there, the
+  // sender is disconnected and the named port stays untouched.
   Status MergePorts(const PortRef& local, const NodeName& node, const PortName& remote);
+
+  // MRG-3: allows node `merger` (one node, one merge) to merge with `port`,
+  // a receiving port that never sent or read a message (e.g. the bootstrap
+  // port a broker gives a new child). kFailedPrecondition otherwise.
+  Status OfferForMerge(const PortRef& port, const NodeName& merger);
 
   // Read-ack backpressure (R13): asks the peer to acknowledge reads every
   // `sequence_num_interval` messages (0 disables).
@@ -147,6 +155,11 @@ class Node {
   size_t port_count() const ABSL_LOCKS_EXCLUDED(ports_mu_);
   size_t proxy_count() const ABSL_LOCKS_EXCLUDED(ports_mu_);
   bool CanShutdownCleanly() const ABSL_LOCKS_EXCLUDED(ports_mu_);
+  // Whether this node still owes other nodes events it has not handed to the
+  // delegate, or a port is still moving (kBuffering, kProxying: it holds or
+  // forwards what was written before it moved). An orderly shutdown waits
+  // for false before dropping its transports (crbug.com/1005510).
+  bool HasEventsInFlight() const ABSL_LOCKS_EXCLUDED(ports_mu_);
 
  private:
   struct Pending;  // events/notifications collected under locks, sent after
@@ -172,7 +185,12 @@ class Node {
                               const UpdatePreviousPeerEvent& event, Pending* out);
 
   Status AcceptPorts(const NodeName& from, UserMessageEvent* event, Pending* out);
-  void DiscardEvent(const NodeName& from, std::unique_ptr<Event> event, Pending* out);
+  Status DiscardEvent(const NodeName& from, std::unique_ptr<Event> event, Pending* out);
+  void DiscardBuffered(std::vector<Port::BufferedEvent> buffered, Pending* out);
+  Status ValidateAttachedPorts(const NodeName& from, const UserMessageEvent& event) const;
+  // Checks a descriptor from `from` for a new port `name` (nothing created).
+  Status ValidateDescriptor(const NodeName& from, const PortName& name,
+                            const PortDescriptor& desc) const;
   Status AcceptPort(const NodeName& from, const PortName& name, const PortDescriptor& desc,
                     Pending* out);
   void ClosePortsByName(const std::vector<PortName>& names, Pending* out);
@@ -180,6 +198,8 @@ class Node {
   Status MergePortsInternal(const PortRef& a, const PortRef& b, bool close_on_failure,
                             Pending* out);
   void ForwardQueuedFromProxy(const PortRef& port, Pending* out);
+  // Requires the port's lock.
+  void SendOnOldLink(const PortRef& port, bool closure, Pending* out);
   // These five require the port's lock.
   void ConvertToProxy(const PortRef& port, const NodeName& to_node, PortName* new_name,
                       PortDescriptor* desc, Pending* out);
@@ -200,6 +220,13 @@ class Node {
   void AwaitConfirmations(const std::vector<PortRef>& ports) ABSL_LOCKS_EXCLUDED(ports_mu_);
   void TryRemoveProxy(const PortRef& port, Pending* out);
   void InitiateProxyRemoval(const PortRef& port, Pending* out);
+
+  // Node loss (LostConnectionToNode) for one port; PRT-14 checks.
+  void LosePortTo(const PortRef& port, const NodeName& node, Pending* out);
+  void CheckReachable(const PortRef& port, const NodeName& node, Pending* out)
+      ABSL_LOCKS_EXCLUDED(ports_mu_);
+  bool IsReachable(const NodeName& node) const ABSL_LOCKS_EXCLUDED(ports_mu_);
+  void RememberLost(const NodeName& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ports_mu_);
 
   Status AddPort(const PortName& name, std::shared_ptr<Port> port) ABSL_LOCKS_EXCLUDED(ports_mu_);
   void ErasePort(const PortName& name) ABSL_LOCKS_EXCLUDED(ports_mu_);
@@ -222,6 +249,15 @@ class Node {
   // waited for only by threads outside AcceptEvent/LostConnectionToNode.
   mutable Mutex ports_mu_;
   std::map<PortName, std::shared_ptr<Port>> ports_ ABSL_GUARDED_BY(ports_mu_);
+  // Nodes LostConnectionToNode named (the latest MAX_REMEMBERED_LOST_NODES):
+  // their late events are dropped and no port may be re-pointed at them.
+  std::set<NodeName> lost_nodes_ ABSL_GUARDED_BY(ports_mu_);
+  std::deque<NodeName> lost_order_ ABSL_GUARDED_BY(ports_mu_);
+
+  // Threads inside AcceptEvent/LostConnectionToNode: their events may belong
+  // to ports already erased (a removed proxy's last events wait in its
+  // outbox until the Flush): see HasEventsInFlight.
+  std::atomic<int> accepting_{0};
 
   // Events this node sends to itself are processed by the thread that sent
   // them (a per-thread FIFO, see Flush), never handed to another thread.

@@ -51,6 +51,13 @@ class NodeDelegate {
   // delivers events itself must return false (its parked events then wait,
   // unbounded, for the confirmation it delivers later).
   virtual bool SendersMayWaitForPeers() const { return false; }
+
+  // Whether this node has (or can get) a connection to `node` (PRT-14). An
+  // event that re-points a port at a node for which this returns false
+  // closes that port at once, as if the node had been lost: no connection
+  // loss would ever be reported for it. Called without locks held. The
+  // default (true) suits embedders that report every loss.
+  virtual bool IsNodeReachable(const NodeName& node) const { return true; }
 };
 
 }  // namespace moat::ports

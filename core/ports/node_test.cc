@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "core/ports/test_network.h"
@@ -306,25 +307,35 @@ TEST_F(PortsTest, MergeFailsCleanly) {
   ExpectClean();
 }
 
-TEST_F(PortsTest, RemoteMergeWithUsedPortClosesBothPipes) {
+// MRG-3: a merge naming a port that was offered but has been used since is
+// refused like any unoffered one: the sender is cut off, the port untouched.
+TEST_F(PortsTest, RemoteMergeWithUsedPortDisconnectsTheSender) {
   Node& n0 = net.AddNode();
   Node& n1 = net.AddNode();
   PortRef a, b, c, d;
   ASSERT_TRUE(n0.CreatePortPair(&a, &b).ok());
   ASSERT_TRUE(n1.CreatePortPair(&c, &d).ok());
+  ASSERT_TRUE(n1.OfferForMerge(d, n0.name()).ok());
   ASSERT_TRUE(n1.SendUserMessage(c, Msg("used")).ok());
   std::unique_ptr<UserMessage> m;
   ASSERT_TRUE(n1.GetMessage(d, &m).ok());  // d has read: merging it must fail
   ASSERT_TRUE(n0.MergePorts(b, n1.name(), d.name()).ok());
   net.Pump();
+  ASSERT_EQ(net.violations().size(), 1u);
+  EXPECT_EQ(net.violations()[0].first, 0u);
+  EXPECT_NE(net.violations()[0].second.find("not an unused port offered"), std::string::npos)
+      << net.violations()[0].second;
+  // c-d is untouched and still works.
+  ASSERT_TRUE(n1.SendUserMessage(c, Msg("still")).ok());
+  net.Pump();
+  EXPECT_EQ(Read(n1, d), "still");
   PortStatus st;
-  ASSERT_TRUE(n0.GetStatus(a, &st).ok());
-  EXPECT_TRUE(st.peer_closed);
-  ASSERT_TRUE(n1.GetStatus(c, &st).ok());
-  EXPECT_TRUE(st.peer_closed);
-  ASSERT_TRUE(n0.ClosePort(a).ok());
+  ASSERT_TRUE(n1.GetStatus(d, &st).ok());
+  EXPECT_FALSE(st.peer_closed);
   ASSERT_TRUE(n1.ClosePort(c).ok());
-  ExpectClean();
+  ASSERT_TRUE(n1.ClosePort(d).ok());
+  net.Pump();
+  EXPECT_EQ(n1.port_count(), 0u);
 }
 
 TEST_F(PortsTest, MergeWithClosedPeerPropagatesClosure) {
@@ -438,6 +449,55 @@ TEST_P(LoseProxyNodeTest, PipeEndsCloseCleanly) {
 }
 
 INSTANTIATE_TEST_SUITE_P(EachStep, LoseProxyNodeTest, ::testing::Range(0, 16));
+
+// Issue 12 item 2: one end bounced between two nodes as fast as the network
+// allows (each hop delivers only what the carrying message needs), the other
+// end fixed. Proxies must collapse as fast as they are made: no chain past
+// MAX_OBSERVE_PROXY_HOPS, no confirmation that looks forged, a handful of
+// proxies at any time, and the pipe works afterwards.
+class BounceTest : public PortsTest, public ::testing::WithParamInterface<int> {};
+
+TEST_P(BounceTest, EndpointBouncedBetweenTwoNodesCollapsesItsProxies) {
+  net.AddNode();
+  net.AddNode();
+  auto [boot0, boot1] = net.CreatePipe(0, 1);
+  PortRef boot[2] = {boot0, boot1};
+  auto [e, h] = net.CreatePipe(0, 0);
+  size_t at = 0, max_proxies = 0;
+  for (int i = 0; i < GetParam(); ++i) {
+    ASSERT_TRUE(net.node(at).SendUserMessage(boot[at], Msg("h", {h.name()})).ok());
+    const size_t to = 1 - at;
+    std::unique_ptr<UserMessage> got;
+    size_t turn = 0;
+    while (!got) {
+      ASSERT_TRUE(net.violations().empty()) << "bounce " << i << ": " << net.violations()[0].second;
+      ASSERT_TRUE(net.node(to).GetMessage(boot[to], &got).ok());
+      if (got) break;
+      auto links = net.ActiveLinks();
+      ASSERT_FALSE(links.empty()) << "bounce " << i << ": the carrying message is lost";
+      net.DeliverOne(links[turn++ % links.size()]);
+    }
+    ASSERT_EQ(got->ports.size(), 1u);
+    ASSERT_TRUE(net.node(to).GetPort(got->ports[0], &h).ok());
+    at = to;
+    max_proxies = std::max(max_proxies, net.node(0).proxy_count() + net.node(1).proxy_count());
+  }
+  ASSERT_TRUE(net.violations().empty()) << net.violations()[0].second;
+  EXPECT_LE(max_proxies, 8u) << "proxies pile up while the end bounces";
+  ASSERT_TRUE(net.node(0).SendUserMessage(e, Msg("to h")).ok());
+  ASSERT_TRUE(net.node(at).SendUserMessage(h, Msg("to e")).ok());
+  ASSERT_TRUE(net.Pump());
+  EXPECT_EQ(Read(net.node(at), h), "to h");
+  EXPECT_EQ(Read(net.node(0), e), "to e");
+  EXPECT_EQ(net.node(0).proxy_count() + net.node(1).proxy_count(), 0u) << net.Describe();
+  ASSERT_TRUE(net.node(0).ClosePort(e).ok());
+  ASSERT_TRUE(net.node(at).ClosePort(h).ok());
+  ASSERT_TRUE(net.node(0).ClosePort(boot0).ok());
+  ASSERT_TRUE(net.node(1).ClosePort(boot1).ok());
+  ExpectClean();
+}
+
+INSTANTIATE_TEST_SUITE_P(Bounces, BounceTest, ::testing::Values(1, 2, 3, 50, 2000));
 
 TEST_F(PortsTest, AckRequestIntervalCountsUnreadMessages) {
   Node& n0 = net.AddNode();
@@ -607,18 +667,25 @@ class HostileTest : public PortsTest {
   PortRef a, b;
 };
 
-TEST_F(HostileTest, EventClaimingPreviousHopFromWrongNodeIsRejected) {
-  // b's previous hop is a@node0; node 2 forges a message in a's name.
+// An event naming b's previous hop's port but coming from another node is
+// never delivered. It is not proof of forgery by the sender either (port
+// names are unique per node only: a hostile node can make an honest one
+// create a port of that name, PRT-13), so it is buffered like any event from
+// an unknown hop, and nobody is blamed.
+TEST_F(HostileTest, EventClaimingPreviousHopFromWrongNodeIsNeverDelivered) {
   auto forged = std::make_unique<UserMessageEvent>(b.name(), a.name(), kInitialSequenceNum,
                                                    kInitialSequenceNum,
                                                    std::make_unique<UserMessage>());
-  Status s = net.Inject(2, 1, std::move(forged));
-  ASSERT_FALSE(s.ok());
-  EXPECT_EQ(s.error().code(), ErrorCode::kProtocolViolation);
-  EXPECT_NE(s.error().reason().find("claims previous hop"), std::string::npos) << s.error().ToString();
+  forged->message->payload = {'x'};
+  ASSERT_TRUE(net.Inject(2, 1, std::move(forged)).ok());
   std::unique_ptr<UserMessage> m;
   ASSERT_TRUE(net.node(1).GetMessage(b, &m).ok());
   EXPECT_EQ(m, nullptr);  // nothing was delivered
+  ASSERT_TRUE(net.node(0).SendUserMessage(a, Msg("real")).ok());
+  net.Pump();
+  EXPECT_EQ(Read(net.node(1), b), "real");
+  EXPECT_EQ(Read(net.node(1), b), "");
+  EXPECT_TRUE(net.violations().empty());
 }
 
 TEST_F(HostileTest, ReplayedEventIsRejected) {

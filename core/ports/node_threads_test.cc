@@ -260,6 +260,7 @@ TEST(NodeThreadsTest, ConcurrentWritersToARemotePeerStayInStampOrder) {
   PortRef a, a_merge, b, b_merge;
   ASSERT_TRUE(net.a().CreatePortPair(&a, &a_merge).ok());
   ASSERT_TRUE(net.b().CreatePortPair(&b, &b_merge).ok());
+  ASSERT_TRUE(net.b().OfferForMerge(b_merge, net.a().name()).ok());
   ASSERT_TRUE(net.a().MergePorts(a_merge, net.b().name(), b_merge.name()).ok());
   // Wait until the merge's proxies are gone: this test is about one link.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -282,6 +283,7 @@ TEST(NodeThreadsTest, ConcurrentWritersRightAfterARemoteMerge) {
     PortRef a, a_merge, b, b_merge;
     ASSERT_TRUE(net.a().CreatePortPair(&a, &a_merge).ok());
     ASSERT_TRUE(net.b().CreatePortPair(&b, &b_merge).ok());
+    ASSERT_TRUE(net.b().OfferForMerge(b_merge, net.a().name()).ok());
     ASSERT_TRUE(net.a().MergePorts(a_merge, net.b().name(), b_merge.name()).ok());
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     net.stall_every = 256;

@@ -83,6 +83,25 @@ class Port {
   // Ring events a kBuffering port must send to its (not yet existing) new
   // location, released when proxying begins.
   std::vector<std::unique_ptr<Event>> held_for_peer ABSL_GUARDED_BY(mu);
+  // Bypass on the old link (issue 12 item 2). A port that moves
+  // (ConvertToProxy) keeps its link to its old peer open until the new port
+  // exists (PortAccepted), then sends on it ObserveProxy(self -> new port) and
+  // UpdatePreviousPeer(new port), with the two control sequence numbers
+  // reserved when it moved. The old peer is where an ObserveProxy travelling
+  // the ring from the new port would go next anyway, so the bypass no longer
+  // chases an end that keeps moving: when the old peer sends to us (the
+  // usual case: it is the other end) it answers at once, and proxies
+  // collapse as fast as a bouncing end makes them.
+  bool old_link_pending ABSL_GUARDED_BY(mu) = false;
+  NodeName old_peer_node ABSL_GUARDED_BY(mu);
+  PortName old_peer_port ABSL_GUARDED_BY(mu);
+  uint64_t old_link_control_seq ABSL_GUARDED_BY(mu) = 0;
+  // Our last user message on the old link (its closure if the new port's
+  // node is lost before it confirms).
+  uint64_t old_link_last_sequence_num ABSL_GUARDED_BY(mu) = 0;
+  // Confirmations still owed for retired links dropped to stay within
+  // MAX_PORT_RETIRED_LINKS: such a late PortAccepted is honest, not forged.
+  size_t evicted_unconfirmed_links ABSL_GUARDED_BY(mu) = 0;
   // An ObserveProxyAck(retry) to send once this proxy is gone.
   std::unique_ptr<Event> send_on_proxy_removal ABSL_GUARDED_BY(mu);
   NodeName send_on_proxy_removal_node ABSL_GUARDED_BY(mu);
@@ -128,6 +147,14 @@ class Port {
   // A closed port stays registered (kClosed) until its parked events are
   // released: they include its last events (e.g. ObserveClosure).
   bool erase_when_unparked ABSL_GUARDED_BY(mu) = false;
+
+  // The one node allowed to merge with this port (Node::OfferForMerge), or
+  // invalid: a MergePort from any other node is a protocol violation (MRG-3).
+  // Cleared when the merge is accepted (an offer is good for one merge).
+  NodeName merge_offered_to ABSL_GUARDED_BY(mu);
+  // The node whose descriptor created this port (invalid for ports made
+  // here). Its events to ports of this node carry it (Event::origin).
+  NodeName origin ABSL_GUARDED_BY(mu);
 
   bool HasParkedEvents() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   size_t OutboxCount(std::thread::id owner) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);

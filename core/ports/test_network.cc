@@ -17,6 +17,10 @@ struct TestNetwork::TestNode : public NodeDelegate {
     net->queues_[Link{index, j}].push_back(std::move(event));
   }
   void PortStatusChanged(const PortRef&) override { ++status_changes; }
+  bool IsNodeReachable(const NodeName& other) const override {
+    size_t j = net->IndexOf(other);
+    return j != SIZE_MAX && !net->nodes_[j]->lost;
+  }
   void BadEventFrom(const NodeName& from, const Error& error) override {
     size_t j = net->IndexOf(from);
     if (j != SIZE_MAX) net->Disconnect(j, index, error);
@@ -53,6 +57,7 @@ std::pair<PortRef, PortRef> TestNetwork::CreatePipe(size_t i, size_t j) {
   MOAT_ASSERT(node(i).CreatePortPair(&a, &a_other).ok());
   if (i == j) return {a, a_other};
   MOAT_ASSERT(node(j).CreatePortPair(&b, &b_other).ok());
+  MOAT_ASSERT(node(j).OfferForMerge(b_other, node(i).name()).ok());
   MOAT_ASSERT(node(i).MergePorts(a_other, node(j).name(), b_other.name()).ok());
   Pump();
   return {a, b};

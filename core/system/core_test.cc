@@ -518,6 +518,9 @@ class TwoNodeTest : public ::testing::Test {
     EXPECT_TRUE(px.ok() && py.ok());
     auto remote = y_.ReleaseForRemoteMerge(py->second);
     EXPECT_TRUE(remote.ok());
+    ports::PortRef offered;  // MRG-3: only x may merge with it
+    EXPECT_TRUE(y_.node().GetPort(*remote, &offered).ok());
+    EXPECT_TRUE(y_.node().OfferForMerge(offered, x_.node().name()).ok());
     EXPECT_TRUE(x_.MergeWithRemotePort(px->second, y_.node().name(), *remote).ok());
     Pump();
     return {px->first, py->first};

@@ -53,8 +53,26 @@ int RunScript() {
     if (!m.ok()) return Fail("bootstrap read: " + m.error().ToString());
     const std::string cmd = Text(m->payload);
     if (cmd == "quit") return 0;
+    if (cmd == "write-and-exit") {
+      // crbug.com/1005510: send the parent one end of a new pipe, write on
+      // the other, close everything and shut the node down in order. The
+      // message must still arrive, then PEER_CLOSED.
+      auto pipe = core.CreateMessagePipe();
+      if (!pipe.ok()) return Fail(pipe.error().ToString());
+      auto [x, y] = *pipe;
+      if (!Write(core, boot, "pipe", {y}).ok()) return Fail("send endpoint");
+      if (!Write(core, x, "ok").ok()) return Fail("write ok");
+      if (!core.Close(x).ok()) return Fail("close x");
+      if (!core.Close(boot).ok()) return Fail("close bootstrap");
+      node->reset();
+      return 0;
+    }
     if (cmd.rfind("echo ", 0) == 0) {
       if (!Write(core, boot, cmd.substr(5)).ok()) return Fail("echo write");
+    } else if (cmd == "bounce") {
+      // Sends the endpoint it carries straight back (issue 12 item 2).
+      if (m->handles.size() != 1) return Fail("bounce without exactly one handle");
+      if (!Write(core, boot, "bounce", {m->handles[0]}).ok()) return Fail("bounce write");
     } else if (cmd == "fd-write") {
       // Use the descriptor: write through it.
       if (m->fds.size() != 1) return Fail("fd-write without exactly one fd");
@@ -174,6 +192,22 @@ int RunHostile(const std::string& kind) {
     for (uint64_t seq = 1; s.ok() && seq <= limits::MAX_PORT_BUFFERED_EVENTS + 1; ++seq) {
       ports::ObserveClosureEvent e(hello->header.subject_port(), closure.from_port, seq, 0);
       s = send(event, ports::SerializeEvent(e, &no_fds));
+    }
+    if (!s.ok() && s.error().code() == ErrorCode::kPeerClosed) s = OkStatus();
+  } else if (kind == "merge-unoffered" || kind == "merge-twice") {
+    // MRG-3: a merge naming a port not offered to us (a made-up one), or our
+    // own bootstrap port a second time (used by then): either way cut off.
+    s = send(reply, {});
+    ports::PortDescriptor desc;
+    desc.peer_node = me;
+    desc.peer_port = ports::PortName::Random();
+    desc.referring_node = me;
+    desc.referring_port = ports::PortName::Random();
+    const ports::PortName target = kind == "merge-unoffered" ? ports::PortName::Random()
+                                                             : hello->header.subject_port();
+    for (int i = 0; s.ok() && i < (kind == "merge-twice" ? 2 : 1); ++i) {
+      ports::MergePortEvent merge(target, ports::PortName::Random(), desc);
+      s = send(event, ports::SerializeEvent(merge, &no_fds));
     }
     if (!s.ok() && s.error().code() == ErrorCode::kPeerClosed) s = OkStatus();
   } else if (kind == "trailing-bytes") {
