@@ -103,6 +103,18 @@ inline constexpr size_t MAX_PORTS_PER_NODE = 1 << 20;
 // pipe's ring forever, spinning both nodes.
 inline constexpr uint32_t MAX_OBSERVE_PROXY_HOPS = 64;
 
+// ---- Transport hostile-peer limits (issue 13; transport.md TRP-12) ----
+
+// Descriptors handed to the closer thread (core/deferred_close.h) and not yet
+// closed. Peer descriptors are never closed on a moat thread: close() can
+// block as long as the peer likes (SO_LINGER, FUSE, NFS).
+// Attack: a descriptor whose close() the peer makes block forever (on a
+// filesystem it serves) stalls the closer while the peer sends more; past
+// this bound they are closed inline (lingering disarmed) instead of held.
+inline constexpr size_t MAX_DEFERRED_CLOSES = 4096;
+
+// ---- end of transport hostile-peer limits ----
+
 static_assert(MAX_MESSAGE_FD_COUNT <= MAX_UNPROCESSED_FDS,
               "a single legal message must fit in the unprocessed-fd budget");
 static_assert(MAX_MESSAGE_PAYLOAD_SIZE <= MAX_UNPROCESSED_BYTES,
