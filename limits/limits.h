@@ -113,6 +113,12 @@ inline constexpr uint32_t MAX_OBSERVE_PROXY_HOPS = 64;
 // this bound they are closed inline (lingering disarmed) instead of held.
 inline constexpr size_t MAX_DEFERRED_CLOSES = 4096;
 
+// Size of one shared-memory region accepted from a peer (R6 exempts regions
+// from MAX_DECODED_SIZE, not from every bound; codec.md COD-8).
+// Attack: a sparse memfd of 1 TiB costs its sender nothing (ftruncate), but
+// every page a consumer touches is allocated then, and charged to us.
+inline constexpr uint64_t MAX_SHARED_MEMORY_REGION_SIZE = 1024 * MiB;
+
 // ---- end of transport hostile-peer limits ----
 
 static_assert(MAX_MESSAGE_FD_COUNT <= MAX_UNPROCESSED_FDS,

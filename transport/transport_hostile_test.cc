@@ -6,8 +6,10 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -510,6 +512,51 @@ TEST_F(HostilePeerTest, HandlerModeViolationAlsoOneEvent) {
   EXPECT_EQ(recorder_.count(), 1u);
   WaitForDeferredCloses();
   EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
+}
+
+// TRP-5: a "transport" descriptor that is a Unix stream socket but no
+// connection. An unconnected socket would look alive forever while carrying
+// nothing; a listening one turns readable whenever someone connects.
+TEST(HostileHandleTest, UnconnectedUnixSocketIsRejected) {
+  const size_t before = moat::testing::OpenFdCount();
+  {
+    auto t = TransportHandle(UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)))
+                 .CreateTransport();
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(t.error().reason(), "transport socket is not connected");
+  }
+  EXPECT_EQ(moat::testing::OpenFdCount(), before);
+}
+
+TEST(HostileHandleTest, ListeningUnixSocketIsRejected) {
+  const size_t before = moat::testing::OpenFdCount();
+  {
+    UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    // Abstract namespace: nothing to clean up on disk.
+    const std::string name = "moat-hostile-listener-" + std::to_string(::getpid());
+    std::memcpy(addr.sun_path + 1, name.data(), name.size());
+    const socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
+    ASSERT_EQ(::listen(listener.get(), 1), 0);
+    auto t = TransportHandle(std::move(listener)).CreateTransport();
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(t.error().reason(), "transport socket is a listening socket, not a connection");
+  }
+  EXPECT_EQ(moat::testing::OpenFdCount(), before);
+}
+
+TEST(HostileHandleTest, DatagramUnixSocketIsRejected) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd keep(sv[1]);
+  auto t = TransportHandle(UniqueFd(sv[0])).CreateTransport();
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(t.error().reason(), "transport socket must be AF_UNIX/SOCK_STREAM, got domain 1 type 2");
 }
 
 }  // namespace
