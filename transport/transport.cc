@@ -582,6 +582,7 @@ Status Transport::ReadOnce(const ReadBudget& budget, bool block, bool* would_blo
       // (easy: we write FD_ACKs unasked) turns its EOF into a reset; a
       // truncated frame must not pass for a clean close (FRM-7).
       const int err = errno;
+      MOAT_TRY(DrainFrames(/*within_budget=*/false));  // as at EOF
       Status truncated = reassembler_->Finish();
       if (!truncated.ok()) {
         const Error& e = truncated.error();
@@ -626,6 +627,9 @@ Status Transport::ReadOnce(const ReadBudget& budget, bool block, bool* would_blo
   if (n == 0) {
     // End of stream: a partial frame or unclaimed descriptors mean the peer
     // died (or lied) mid-frame; otherwise it closed cleanly.
+    // Whole frames held back for want of room were accepted: queue them
+    // (nothing accepted is lost; the buffer is freed right after).
+    MOAT_TRY(DrainFrames(/*within_budget=*/false));
     MOAT_TRY(reassembler_->Finish());
     return Error(ErrorCode::kPeerClosed, "peer closed the connection");
   }
@@ -653,11 +657,11 @@ Status Transport::ReadOnce(const ReadBudget& budget, bool block, bool* would_blo
   return DrainFrames();
 }
 
-Status Transport::DrainFrames() {
+Status Transport::DrainFrames(bool within_budget) {
   const bool queue_mode = !on_message_;
   while (true) {
     std::function<bool(const FrameHeader&)> admit;
-    if (queue_mode) {
+    if (queue_mode && within_budget) {
       // TRP-15: a whole frame is queued only if the queue, the copy and the
       // buffer (still allocated) fit the budget together; otherwise it stays
       // in the buffer, reading pauses, and it is queued once the owner has
@@ -761,6 +765,8 @@ void Transport::ClearReassemblerLocked() {
   // is released at the disconnect, not when the owner destroys the transport.
   reassembler_->Clear();
   UpdateReassemblerMirrorLocked();
+  receive_state_released_ = true;
+  cv_.SignalAll();  // Receive() may now report the disconnect
 }
 
 void Transport::ReadAvailable(bool block_first) {
@@ -833,7 +839,9 @@ Result<Message> Transport::Receive(std::optional<std::chrono::nanoseconds> timeo
           TakeMessageLocked(message);
           return message;
         }
-        if (disconnect_) return *disconnect_;
+        // Whole frames held back in the buffer are queued before the
+        // disconnect is reported (ReleaseReceiveStateAfterDisconnect).
+        if (disconnect_ && (receive_state_released_ || stopping_)) return *disconnect_;
         if (released_ || stopping_) {
           return Error(ErrorCode::kClosed, "transport was released for transfer");
         }
@@ -981,7 +989,7 @@ void Transport::IoThreadMain() {
       timeout_ms = ParkTimerLocked(next_tick, turns_seen);
     }
     if (report) {
-      ReleaseReceiveStateAfterDisconnect(*report);
+      ReleaseReceiveStateAfterDisconnect();
       if (on_disconnect_) on_disconnect_(*report);
       continue;
     }
@@ -1028,19 +1036,17 @@ void Transport::IoThreadMain() {
   t_io_thread_owner = nullptr;
 }
 
-void Transport::ReleaseReceiveStateAfterDisconnect(Error& report) {
+void Transport::ReleaseReceiveStateAfterDisconnect() {
   // However the disconnect came about (a write error, a violation read by a
   // Receive() waiter), nothing of the peer's unfinished frame is kept.
   MutexLock read_lock(&read_mu_);
-  // A write that found the peer gone (EPIPE/ECONNRESET) while an unfinished
-  // frame waits here: report the truncation, not a clean close (FRM-7).
-  Status truncated = reassembler_->Finish();
+  // Whole frames held back for want of room were accepted: queue them before
+  // the buffer goes (queue mode only; a handler has seen every whole frame).
+  // A write error says nothing about the bytes still unread in the socket,
+  // so an unfinished frame is not reported as truncated here (only a read
+  // that reached the reset or EOF can tell, Transport::ReadOnce).
+  if (!on_message_) (void)DrainFrames(/*within_budget=*/false);
   MutexLock lock(&mu_);
-  if (!truncated.ok() && disconnect_ && disconnect_->code() == ErrorCode::kPeerClosed) {
-    const Error& e = truncated.error();
-    disconnect_ = Error(e.code(), ::moat::internal::Concat(e.reason(), " (", disconnect_->reason(), ")"));
-    report = *disconnect_;
-  }
   ClearReassemblerLocked();
 }
 

@@ -246,14 +246,17 @@ class Transport {
   bool DrainHeldFrames() ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) ABSL_LOCKS_EXCLUDED(mu_);
   void UpdateReassemblerMirrorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_, mu_);
   void ClearReassemblerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_, mu_);
-  // IO thread, before reporting: frees the reassembler's state and refines
-  // a PEER_CLOSED `report` that hides a truncated frame.
-  void ReleaseReceiveStateAfterDisconnect(Error& report) ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
+  // IO thread, before reporting a disconnect: queues held-back whole frames
+  // and frees the reassembler's state (TRP-13).
+  void ReleaseReceiveStateAfterDisconnect() ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
   // The Receive() waiter's turn as reader: wait for input until `deadline`
   // (none: forever), then read what is there.
   void WaitAndRead(std::optional<std::chrono::steady_clock::time_point> deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) ABSL_LOCKS_EXCLUDED(mu_);
-  Status DrainFrames() ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // Delivers whole frames. Queue mode: within_budget holds back those that
+  // do not fit (TRP-15); false queues them all (at the end of the stream).
+  Status DrainFrames(bool within_budget = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_)
+      ABSL_LOCKS_EXCLUDED(mu_);
   Status DeliverFrame(ReceivedFrame& frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_)
       ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -317,6 +320,10 @@ class Transport {
   bool receive_blocked_ ABSL_GUARDED_BY(mu_) = false;
   bool drain_requested_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t taken_ ABSL_GUARDED_BY(mu_) = 0;  // messages taken by the owner
+  // After a disconnect: the reassembler was drained of held-back frames and
+  // cleared; only then does Receive() report the disconnect (nothing
+  // accepted is lost).
+  bool receive_state_released_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<detail::OutgoingFrame> send_queue_ ABSL_GUARDED_BY(mu_);
   size_t send_queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   FdAckState acks_ ABSL_GUARDED_BY(mu_);

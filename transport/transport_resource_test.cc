@@ -599,5 +599,27 @@ TEST_F(HostileResourceTest, EmptyFrameFloodStaysWithinTheByteBudget) {
   Finish();
 }
 
+// Frames held back for want of room (TRP-15) were accepted: a disconnect
+// (here: our write finds the peer gone) loses none of them.
+TEST_F(HostileResourceTest, HeldBackFramesSurviveADisconnect) {
+  Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_bytes = 64 * KiB}));
+  const size_t frame_size = kFrameHeaderSize + 10 * KiB;
+  FloodUntilPaused(raw_.get(), Frame(std::string(10 * KiB, 'h')), *transport_);
+  const Transport::Stats s = transport_->stats();
+  const size_t whole = s.queued_messages + s.buffered_bytes / frame_size;
+  ASSERT_GE(s.buffered_bytes, frame_size) << "no whole frame held back";
+  raw_.reset();
+  EXPECT_FALSE(transport_->Send(std::vector<uint8_t>{1}).ok());
+  for (size_t i = 0; i < whole; ++i) {
+    Result<Message> m = transport_->Receive(kGuard);
+    ASSERT_TRUE(m.ok()) << "message " << i << " of " << whole << ": " << m.error().ToString();
+    EXPECT_EQ(m->payload.size(), 10 * KiB);
+  }
+  Result<Message> end = transport_->Receive(kGuard);
+  ASSERT_FALSE(end.ok());
+  EXPECT_EQ(end.error().code(), ErrorCode::kPeerClosed) << end.error().ToString();
+  Finish();
+}
+
 }  // namespace
 }  // namespace moat::transport
