@@ -18,7 +18,16 @@
 //
 // Bounds (R1, R4, R18): buffered bytes never exceed max_unprocessed_bytes and
 // buffered descriptors never exceed max_unprocessed_fds; the buffer grows only
-// with bytes that actually arrived, never with a size the peer declared.
+// with bytes that actually arrived, never with a size the peer declared. The
+// buffer's allocation (not only its content) stays within
+// max_unprocessed_bytes, or within the tighter capacity a caller passes to
+// PrepareWrite (the transport passes what its receive queue leaves of the
+// budget, TRP-15), and it shrinks back once a large frame has been consumed.
+//
+// Descriptors dropped here (limit violation, Clear(), destruction) are closed
+// as `close_mode` says: the transport passes CloseMode::kDeferred, because
+// their close() may block as long as the peer likes (TRP-12); fuzzers and
+// tools (no threads) keep the inline default.
 //
 // Descriptor attribution: the kernel delivers a sendmsg()'s descriptors with
 // the first bytes of that sendmsg, and moat's sender always starts a frame's
@@ -35,12 +44,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <vector>
 
 #include "core/decoder_registry.h"
+#include "core/deferred_close.h"
 #include "core/error.h"
 #include "core/frame.h"
 #include "core/unique_fd.h"
@@ -59,15 +70,19 @@ struct ReceivedFrame {
 class StreamReassembler {
  public:
   explicit StreamReassembler(
-      const limits::ConnectionLimits& limits = limits::ConnectionLimits::Defaults());
+      const limits::ConnectionLimits& limits = limits::ConnectionLimits::Defaults(),
+      CloseMode close_mode = CloseMode::kInline);
+  ~StreamReassembler();
   StreamReassembler(const StreamReassembler&) = delete;
   StreamReassembler& operator=(const StreamReassembler&) = delete;
 
   // Returns writable space of up to `want` bytes at the end of the buffer,
-  // compacting unprocessed bytes to the front first. The span is shorter than
-  // `want` (possibly empty) when the unprocessed-bytes limit leaves less room:
-  // an empty span means the peer has filled its budget with an incomplete frame.
-  std::span<uint8_t> PrepareWrite(size_t want);
+  // compacting unprocessed bytes to the front first. The buffer's allocation
+  // never exceeds min(max_unprocessed_bytes, max_capacity) (an allocation
+  // already larger is shrunk first when its content fits). The span is
+  // shorter than `want` (possibly empty) when that leaves less room: an empty
+  // span means the buffered bytes fill the allowed capacity.
+  std::span<uint8_t> PrepareWrite(size_t want, size_t max_capacity = SIZE_MAX);
 
   // Marks `n` bytes of the last PrepareWrite span as received, together with
   // the descriptors that arrived in the same recvmsg(). On a limit violation
@@ -77,9 +92,25 @@ class StreamReassembler {
   // Convenience for tests and fuzzers: PrepareWrite + copy + CommitWrite.
   Status Append(std::span<const uint8_t> bytes, std::vector<UniqueFd> fds = {});
 
-  // The next whole frame, or nullopt if more input is needed.
+  // The next whole frame, or nullopt if more input is needed. With `admit`,
+  // a whole frame (with its descriptors) for which admit(header) is false is
+  // left buffered and nullopt returned (held_back() is then true): the caller
+  // has no room for it yet and asks again later. Error offsets are stream
+  // offsets (the byte of the whole stream where the bad field starts).
   MOAT_DECODER(stream_reassembler)
-  Result<std::optional<ReceivedFrame>> Next();
+  Result<std::optional<ReceivedFrame>> Next(
+      const std::function<bool(const FrameHeader&)>& admit = nullptr);
+  // The last Next() left a whole frame buffered because admit() refused it.
+  bool held_back() const { return held_back_; }
+
+  // Reallocates the buffer to at most `max_capacity` bytes if its content
+  // fits (a smaller or released buffer); false if it does not fit.
+  bool ShrinkTo(size_t max_capacity);
+
+  // Drops everything buffered (bytes, buffer, descriptors: closed with
+  // the close mode) after the stream was abandoned, e.g. at a disconnect.
+  // The stream offset is kept.
+  void Clear();
 
   // To be called at end of stream: an Error if a partial frame or unclaimed
   // descriptors remain (the peer died or lied mid-frame).
@@ -99,9 +130,14 @@ class StreamReassembler {
   };
 
   void Compact();
-  bool Reserve(size_t capacity);
+  // Grows the full buffer, to at most `limit` bytes; false if it cannot.
+  bool Grow(size_t limit);
+  bool Reallocate(size_t capacity);
+  // Smallest allocation worth making for this connection's budget.
+  size_t MinCapacity() const;
 
   limits::ConnectionLimits limits_;
+  CloseMode close_mode_;
   std::unique_ptr<uint8_t[]> buffer_;
   size_t capacity_ = 0;
   size_t read_pos_ = 0;
@@ -109,6 +145,7 @@ class StreamReassembler {
   uint64_t consumed_ = 0;   // stream offset of buffer_[read_pos_]
   std::deque<PendingFd> fds_;
   std::optional<FrameHeader> pending_header_;  // decoded header of the frame at read_pos_
+  bool held_back_ = false;
 };
 
 }  // namespace moat

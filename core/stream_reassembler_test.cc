@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <numeric>
 #include <string>
 #include <vector>
@@ -187,7 +188,93 @@ TEST(StreamReassemblerTest, BadHeaderReportsStreamOffset) {
   auto bad = r.Next();
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.error().field(), "frame.magic");
-  EXPECT_EQ(*bad.error().offset(), 0u);  // innermost offset: byte 0 of the header
+  // A stream offset (the good frame is 26 bytes), not "byte 0 of the header":
+  // a captured stream is triaged with `moat inspect` by stream offset.
+  EXPECT_EQ(*bad.error().offset(), 26u);
+  EXPECT_EQ(bad.error().ToString(),
+            "frame.magic: bad magic 0xabababab, expected 0x54414f4d (at byte 26)");
+}
+
+TEST(StreamReassemblerTest, BadFieldDeepInAStreamReportsItsStreamOffset) {
+  StreamReassembler r;
+  std::vector<uint8_t> stream;
+  for (int i = 0; i < 3; ++i) {
+    auto good = Frame("abc");
+    stream.insert(stream.end(), good.begin(), good.end());
+  }
+  auto bad = Frame("x");
+  bad[6] = 1;  // flags
+  stream.insert(stream.end(), bad.begin(), bad.end());
+  ASSERT_TRUE(r.Append(stream).ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(r.Next().ok());
+  auto e = r.Next();
+  ASSERT_FALSE(e.ok());
+  EXPECT_EQ(e.error().field(), "frame.flags");
+  EXPECT_EQ(*e.error().offset(), 3u * 27u + 6u);
+}
+
+// TRP-15: the buffer's allocation stays within the capacity the caller
+// allows, grows only to the end of the frame being received, and shrinks
+// back once a large frame has been consumed.
+TEST(StreamReassemblerTest, BufferAllocationIsBoundedAndShrinksBack) {
+  StreamReassembler r;
+  const std::string big(3 * 1024 * 1024, 'B');
+  std::vector<uint8_t> stream = Frame(big);
+  stream.insert(stream.end(), {0x4D, 0x4F, 0x41});  // 3 bytes of the next header
+  size_t done = 0;
+  size_t peak = 0;
+  size_t delivered = 0;
+  // As the transport does: drain after every receive.
+  while (done < stream.size()) {
+    std::span<uint8_t> space = r.PrepareWrite(stream.size() - done);
+    ASSERT_FALSE(space.empty());
+    std::memcpy(space.data(), stream.data() + done, space.size());
+    ASSERT_TRUE(r.CommitWrite(space.size()).ok());
+    done += space.size();
+    peak = std::max(peak, r.buffer_capacity());
+    auto next = r.Next();
+    ASSERT_TRUE(next.ok());
+    if (next->has_value()) delivered = (*next)->payload.size();
+  }
+  // Never past the frame's end.
+  EXPECT_LE(peak, kFrameHeaderSize + big.size());
+  EXPECT_EQ(delivered, big.size());
+  auto none = r.Next();
+  ASSERT_TRUE(none.ok());
+  EXPECT_LE(r.buffer_capacity(), 1024u * 1024u);
+  EXPECT_EQ(r.unprocessed_bytes(), 3u);
+  // A caller with less room left: the buffer is reallocated to fit.
+  EXPECT_TRUE(r.ShrinkTo(4096));
+  EXPECT_LE(r.buffer_capacity(), 4096u);
+  EXPECT_EQ(r.unprocessed_bytes(), 3u);
+  std::span<uint8_t> space = r.PrepareWrite(1 << 20, /*max_capacity=*/100);
+  EXPECT_LE(r.buffer_capacity(), 100u);
+  EXPECT_EQ(space.size(), r.buffer_capacity() - 3);
+}
+
+TEST(StreamReassemblerTest, AdmitHoldsAWholeFrameBack) {
+  StreamReassembler r;
+  ASSERT_TRUE(r.Append(Frame("held")).ok());
+  auto held = r.Next([](const FrameHeader&) { return false; });
+  ASSERT_TRUE(held.ok());
+  EXPECT_FALSE(held->has_value());
+  EXPECT_TRUE(r.held_back());
+  auto frame = r.Next([](const FrameHeader&) { return true; });
+  ASSERT_TRUE(frame.ok() && frame->has_value());
+  EXPECT_FALSE(r.held_back());
+}
+
+// TRP-13: Clear() drops the buffer and every descriptor (a disconnect).
+TEST(StreamReassemblerTest, ClearReleasesBufferAndDescriptors) {
+  const size_t before = moat::testing::OpenFdCount();
+  StreamReassembler r;
+  ASSERT_TRUE(r.Append(Frame(std::string(100000, 'c'), 3), DevNull(3)).ok());
+  EXPECT_GT(r.buffer_capacity(), 0u);
+  r.Clear();
+  EXPECT_EQ(r.buffer_capacity(), 0u);
+  EXPECT_EQ(r.unprocessed_bytes(), 0u);
+  EXPECT_EQ(r.unprocessed_fds(), 0u);
+  EXPECT_EQ(moat::testing::OpenFdCount(), before);
 }
 
 TEST(StreamReassemblerTest, FinishReportsUnclaimedDescriptorsAndPartialFrames) {

@@ -3,12 +3,16 @@
 // descriptors), never crashes, never leaks a descriptor, yields only frames
 // that are well-formed (header decodes under the limits, payload and
 // descriptor counts match the header), and never holds more than the
-// unprocessed-bytes/descriptor limits. After an error the stream is dead.
+// unprocessed-bytes/descriptor limits, nor allocates a buffer larger than
+// the byte limit (TRP-15). A frame refused by the caller's admit() stays
+// buffered and comes out unchanged when admitted. After an error the stream
+// is dead.
 //
 // Input layout (choices come from the end, bulk data from the front):
 //   last byte: limits selector (0 = defaults, else tightened limits)
 //   then per step, two bytes a, b: chunk length = a | (b >> 4) << 8 (0..4095),
-//   descriptors with the chunk = b & 7; the chunk's bytes come from the front.
+//   descriptors with the chunk = b & 7, b & 8: refuse the first whole frame
+//   once (admit); the chunk's bytes come from the front.
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -65,6 +69,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                       "buffered more than max_unprocessed_bytes");
       MOAT_FUZZ_CHECK(reassembler.unprocessed_fds() <= limits.max_unprocessed_fds,
                       "buffered more than max_unprocessed_fds");
+      MOAT_FUZZ_CHECK(reassembler.buffer_capacity() <= limits.max_unprocessed_bytes,
+                      "buffer allocation over max_unprocessed_bytes");
+      if (b & 8) {
+        const uint64_t offset = reassembler.stream_offset();
+        auto held = reassembler.Next([](const moat::FrameHeader&) { return false; });
+        if (!held.ok()) break;
+        MOAT_FUZZ_CHECK(!held->has_value(), "a refused frame was yielded");
+        MOAT_FUZZ_CHECK(reassembler.stream_offset() == offset, "a refused frame was consumed");
+      }
       while (true) {
         auto next = reassembler.Next();
         if (!next.ok()) {

@@ -136,6 +136,24 @@ inline constexpr uint32_t RING_MAX_DOORBELL_DRAIN = 64;
 // reads its socket) would otherwise keep this process from ever exiting.
 inline constexpr uint32_t NODE_SHUTDOWN_FLUSH_TIMEOUT_MS = 5000;
 
+// ---- Transport hostile-peer limits (issue 13; transport.md TRP-12) ----
+
+// Descriptors handed to the closer thread (core/deferred_close.h) and not yet
+// closed. Peer descriptors are never closed on a moat thread: close() can
+// block as long as the peer likes (SO_LINGER, FUSE, NFS).
+// Attack: a descriptor whose close() the peer makes block forever (on a
+// filesystem it serves) stalls the closer while the peer sends more; past
+// this bound they are closed inline (lingering disarmed) instead of held.
+inline constexpr size_t MAX_DEFERRED_CLOSES = 4096;
+
+// Size of one shared-memory region accepted from a peer (R6 exempts regions
+// from MAX_DECODED_SIZE, not from every bound; codec.md COD-8).
+// Attack: a sparse memfd of 1 TiB costs its sender nothing (ftruncate), but
+// every page a consumer touches is allocated then, and charged to us.
+inline constexpr uint64_t MAX_SHARED_MEMORY_REGION_SIZE = 1024 * MiB;
+
+// ---- end of transport hostile-peer limits ----
+
 static_assert(MAX_MESSAGE_FD_COUNT <= MAX_UNPROCESSED_FDS,
               "a single legal message must fit in the unprocessed-fd budget");
 static_assert(MAX_MESSAGE_PAYLOAD_SIZE <= MAX_UNPROCESSED_BYTES,

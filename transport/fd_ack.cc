@@ -3,11 +3,33 @@
 #include <utility>
 
 #include "core/check.h"
+#include "core/deferred_close.h"
 
 namespace moat::transport {
 
-FdAckState::FdAckState(uint32_t window) : window_(window) {
+FdAckState::FdAckState(uint32_t window, CloseMode close_mode)
+    : window_(window), close_mode_(close_mode) {
   MOAT_ASSERT(window > 0, "fd-ack window must be positive");
+}
+
+FdAckState& FdAckState::operator=(FdAckState&& other) noexcept {
+  if (this != &other) {
+    DropRetained();
+    window_ = other.window_;
+    close_mode_ = other.close_mode_;
+    retained_ = std::move(other.retained_);
+    pending_acks_ = other.pending_acks_;
+    total_sent_ = other.total_sent_;
+    total_acked_ = other.total_acked_;
+  }
+  return *this;
+}
+
+FdAckState::~FdAckState() { DropRetained(); }
+
+void FdAckState::DropRetained() {
+  for (UniqueFd& fd : retained_) Dispose(close_mode_, std::move(fd));
+  retained_.clear();
 }
 
 bool FdAckState::CanSend(size_t n) const {
@@ -37,7 +59,10 @@ Status FdAckState::OnAckReceived(uint32_t count) {
                                   " descriptors outstanding"))
         .WithField("ack_count");
   }
-  for (uint32_t i = 0; i < count; ++i) retained_.pop_front();
+  for (uint32_t i = 0; i < count; ++i) {
+    Dispose(close_mode_, std::move(retained_.front()));
+    retained_.pop_front();
+  }
   total_acked_ += count;
   return OkStatus();
 }

@@ -31,6 +31,7 @@
 
 #include "core/checked.h"
 #include "core/decoder_registry.h"
+#include "core/deferred_close.h"
 #include "core/error.h"
 #include "core/unique_fd.h"
 
@@ -39,10 +40,17 @@ namespace moat::transport {
 class FdAckState {
  public:
   // `window`: most descriptors this side may have unacknowledged at once
-  // (the peer's max_unprocessed_fds). Must be > 0.
-  explicit FdAckState(uint32_t window);
+  // (the peer's max_unprocessed_fds). Must be > 0. `close_mode`: how
+  // retained descriptors are closed once acknowledged or dropped; the
+  // transport defers (TRP-12), the fuzzer and models (no threads) close inline.
+  explicit FdAckState(uint32_t window, CloseMode close_mode = CloseMode::kInline);
   FdAckState(FdAckState&&) = default;
-  FdAckState& operator=(FdAckState&&) = default;
+  // Retained descriptors replaced or destroyed are closed per the close mode
+  // (this object's; the moved-in state keeps its own): we sent them, but they
+  // may have come from a peer (a relay), and their close() may block as long
+  // as that peer likes (TRP-12).
+  FdAckState& operator=(FdAckState&& other) noexcept;
+  ~FdAckState();
 
   // ---- sender side ----
 
@@ -78,7 +86,10 @@ class FdAckState {
   uint64_t total_acked() const { return total_acked_; }
 
  private:
+  void DropRetained();
+
   uint32_t window_;
+  CloseMode close_mode_;
   // Retained sent descriptors, oldest first; an invalid UniqueFd stands for a
   // descriptor counted by OnSentWithoutRetaining.
   std::deque<UniqueFd> retained_;

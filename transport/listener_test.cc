@@ -10,6 +10,7 @@
 #include <string>
 #include <thread>
 
+#include "core/deferred_close.h"
 #include "core/testing/fd_count.h"
 #include "transport/testing/event_recorder.h"
 
@@ -113,6 +114,7 @@ TEST_F(ListenerTest, ConnectionFromOtherUidIsRejectedAndClosed) {
                   " may connect");
     EXPECT_EQ(rec.WaitForFirst().code(), ErrorCode::kPeerClosed);
   }
+  WaitForDeferredCloses();
   EXPECT_EQ(moat::testing::OpenFdCount(), before);
 }
 

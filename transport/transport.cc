@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -15,6 +16,7 @@
 
 #include "core/check.h"
 #include "core/checked.h"
+#include "core/deferred_close.h"
 
 namespace moat::transport {
 namespace {
@@ -42,9 +44,19 @@ static_assert(limits::MAX_MESSAGE_FD_COUNT <= limits::SCM_MAX_FD,
 
 thread_local const Transport* t_io_thread_owner = nullptr;
 
-// Accounted size of a queued received message: its payload plus the
-// bookkeeping, so a flood of empty messages is bounded too.
-size_t AccountedSize(const Message& m) { return m.payload.size() + sizeof(Message); }
+// Heap a queued received message really holds (TRP-15): its deque slot
+// (sizeof(Message) plus the deque's block overhead), and the payload and
+// descriptor vectors' allocations as a glibc-style allocator rounds them
+// (8 bytes of header, 16-byte granules). A flood of empty messages, 24 bytes
+// on the wire each, is charged what it costs, not what it weighs on the wire.
+size_t HeapChunk(size_t bytes) { return bytes == 0 ? 0 : (bytes + 8 + 15) / 16 * 16; }
+size_t MessageCharge(size_t payload_size, size_t fd_count) {
+  return sizeof(Message) + sizeof(void*) + HeapChunk(payload_size) +
+         HeapChunk(fd_count * sizeof(UniqueFd));
+}
+size_t AccountedSize(const Message& m) { return MessageCharge(m.payload.size(), m.fds.size()); }
+
+void DropFds(std::vector<UniqueFd>& fds) { CloseDeferred(fds); }
 
 Error PeerClosedError(const char* call, int err) {
   return Error(ErrorCode::kPeerClosed,
@@ -98,6 +110,11 @@ Result<size_t> WriteSome(int socket, std::span<const uint8_t> wire,
 
 // ---------------------------------------------------------------- handle
 
+detail::HandoffState::~HandoffState() {
+  for (Message& m : received) DropFds(m.fds);
+  for (OutgoingFrame& f : unsent) DropFds(f.fds);
+}
+
 bool TransportHandle::has_handoff_state() const {
   if (!state_) return false;
   const auto& s = *state_;
@@ -141,6 +158,24 @@ Result<std::unique_ptr<Transport>> TransportHandle::CreateTransport(TransportOpt
   MOAT_REQUIRE(domain == AF_UNIX && type == SOCK_STREAM, ErrorCode::kInvalidArgument,
                "transport socket must be AF_UNIX/SOCK_STREAM, got domain ", domain, " type ",
                type);
+  int listening = 0;
+  len = sizeof(listening);
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0) {
+    return IoError("getsockopt(SO_ACCEPTCONN)", errno);
+  }
+  // Attack: a listening socket as a "transport": it reads as EOF-less
+  // readiness forever (each peer connecting makes it readable) and never carries a frame.
+  MOAT_REQUIRE(listening == 0, ErrorCode::kInvalidArgument,
+               "transport socket is a listening socket, not a connection");
+  sockaddr_un peer{};
+  socklen_t peer_len = sizeof(peer);
+  // Attack: an unconnected socket as a "transport": no peer will ever be
+  // there, so it would look alive (no EOF) while carrying nothing.
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) {
+    MOAT_REQUIRE(errno != ENOTCONN, ErrorCode::kInvalidArgument,
+                 "transport socket is not connected");
+    return IoError("getpeername", errno);
+  }
   // Blocking mode, so a Receive() waiter can sleep inside recvmsg() itself
   // (one syscall instead of poll + recvmsg). Every other socket operation
   // passes MSG_DONTWAIT and never depends on this flag: it belongs to the open
@@ -175,8 +210,8 @@ Transport::Transport(UniqueFd socket, TransportOptions options)
       on_message_(std::move(options.on_message)),
       on_disconnect_(std::move(options.on_disconnect)),
       socket_(std::move(socket)),
-      reassembler_(std::make_unique<StreamReassembler>(limits_)),
-      acks_(std::max<uint32_t>(limits_.max_unprocessed_fds, 1)) {}
+      reassembler_(std::make_unique<StreamReassembler>(limits_, CloseMode::kDeferred)),
+      acks_(std::max<uint32_t>(limits_.max_unprocessed_fds, 1), CloseMode::kDeferred) {}
 
 Status Transport::Init(std::unique_ptr<detail::HandoffState> state) {
   epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
@@ -190,14 +225,20 @@ Status Transport::Init(std::unique_ptr<detail::HandoffState> state) {
     return IoError("epoll_ctl", errno);
   }
   size_t restored_bytes = 0;
+  size_t restored_capacity = 0;
   if (state) {
     MutexLock read_lock(&read_mu_);
     if (state->reassembler) reassembler_ = std::move(state->reassembler);
     restored_bytes = reassembler_->unprocessed_bytes();
+    restored_capacity = reassembler_->buffer_capacity();
   }
   {
     MutexLock lock(&mu_);
     reassembler_bytes_ = restored_bytes;
+    reassembler_capacity_ = restored_capacity;
+    // Whole frames may wait in the handed-over buffer (held back for want of
+    // room): the IO thread drains them without waiting for new input.
+    drain_requested_ = restored_bytes > 0;
     if (state) {
       received_ = std::move(state->received);
       for (const Message& m : received_) {
@@ -226,6 +267,12 @@ Transport::~Transport() {
     WakeIoThread();
     io_thread_.join();
   }
+  // Whatever we still hold for the peer, its descriptors included, goes to
+  // the closer thread: a peer's descriptor must not make the owner's
+  // destructor wait (TRP-12). The reassembler and fd-ack state do the same.
+  MutexLock lock(&mu_);
+  for (Message& m : received_) DropFds(m.fds);
+  for (detail::OutgoingFrame& f : send_queue_) DropFds(f.fds);
 }
 
 bool Transport::OnIoThread() const { return t_io_thread_owner == this; }
@@ -239,13 +286,14 @@ void Transport::WakeIoThread() {
 
 bool Transport::ReadAllowedLocked() const {
   if (disconnect_ || stopping_) return false;
-  // Backpressure (queue mode): queued messages and the partial frame share
-  // one max_unprocessed_bytes budget; when it is spent we stop reading until
-  // the owner takes messages, and the peer's writes block. Honest senders
-  // slow down; nothing here grows without bound. With an empty queue the
-  // reassembler enforces the budget alone (a frame that cannot fit is hostile).
-  return on_message_ || received_.empty() ||
-         received_bytes_ + reassembler_bytes_ < limits_.max_unprocessed_bytes;
+  // Backpressure (queue mode): queued messages and the reassembly buffer's
+  // allocation share one max_unprocessed_bytes budget (TRP-15); when the
+  // reader found it spent (no room to read, or a whole frame it could not
+  // queue) we stop reading until the owner takes a message, and the peer's
+  // writes block. Honest senders slow down; nothing here grows without
+  // bound. With an empty queue the reassembler enforces the budget alone (a
+  // frame that cannot fit is hostile).
+  return on_message_ || received_.empty() || !receive_blocked_;
 }
 
 void Transport::UpdateInterestLocked() {
@@ -275,10 +323,11 @@ void Transport::DisconnectLocked(Error error) {
   ::shutdown(socket_.get(), SHUT_RDWR);
   // The peer is gone: nothing queued for it will be sent, and descriptors it
   // never acknowledged are closed now rather than at destruction.
+  for (detail::OutgoingFrame& f : send_queue_) DropFds(f.fds);
   send_queue_.clear();
   send_queue_bytes_ = 0;
   want_write_ = false;
-  acks_ = FdAckState(acks_.window());
+  acks_ = FdAckState(acks_.window(), CloseMode::kDeferred);
   UpdateInterestLocked();
   cv_.SignalAll();
   WakeIoThread();  // it reports on_disconnect
@@ -507,10 +556,18 @@ void Transport::FlushLocked() {
 
 // --------------------------------------------------------------- receive
 
-Status Transport::ReadOnce(size_t want, bool block, bool* would_block) {
+Status Transport::ReadOnce(const ReadBudget& budget, bool block, bool* would_block) {
   *would_block = false;
-  std::span<uint8_t> space = reassembler_->PrepareWrite(want);
+  std::span<uint8_t> space = reassembler_->PrepareWrite(budget.want, budget.max_capacity);
   if (space.empty()) {
+    if (budget.max_capacity != SIZE_MAX) {
+      // What the queue leaves of the budget is spent: pause until the owner
+      // takes a message (unless it already did since `budget` was taken).
+      MutexLock lock(&mu_);
+      if (taken_ == budget.taken) receive_blocked_ = true;
+      *would_block = true;
+      return OkStatus();
+    }
     const size_t have = reassembler_->unprocessed_bytes();
     // Attack: one never-completing frame (or a stream of partial ones) filling our budget.
     MOAT_REQUIRE(have < limits_.max_unprocessed_bytes, ErrorCode::kLimitExceeded,
@@ -537,12 +594,29 @@ Status Transport::ReadOnce(size_t want, bool block, bool* would_block) {
       *would_block = true;
       return OkStatus();
     }
-    if (errno == ECONNRESET) return PeerClosedError("recvmsg", errno);
+    if (errno == ECONNRESET) {
+      // Attack: a peer that dies mid-frame without reading what we wrote
+      // (easy: we write FD_ACKs unasked) turns its EOF into a reset; a
+      // truncated frame must not pass for a clean close (FRM-7).
+      const int err = errno;
+      MOAT_TRY(DrainFrames(/*within_budget=*/false));  // as at EOF
+      Status truncated = reassembler_->Finish();
+      if (!truncated.ok()) {
+        const Error& e = truncated.error();
+        return Error(e.code(), ::moat::internal::Concat(e.reason(), " (recvmsg: ",
+                                                        std::strerror(err), ")"));
+      }
+      return PeerClosedError("recvmsg", err);
+    }
     return IoError("recvmsg", errno);
   }
   // Own every received descriptor before looking at anything else, so each
-  // error below closes them (R18).
+  // error below closes them (R18) - on the closer thread (TRP-12).
   std::vector<UniqueFd> fds;
+  struct DropOnExit {
+    std::vector<UniqueFd>& fds;
+    ~DropOnExit() { DropFds(fds); }
+  } drop_on_exit{fds};
   bool unexpected_control = false;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
@@ -570,8 +644,27 @@ Status Transport::ReadOnce(size_t want, bool block, bool* would_block) {
   if (n == 0) {
     // End of stream: a partial frame or unclaimed descriptors mean the peer
     // died (or lied) mid-frame; otherwise it closed cleanly.
+    // Whole frames held back for want of room were accepted: queue them
+    // (nothing accepted is lost; the buffer is freed right after).
+    MOAT_TRY(DrainFrames(/*within_budget=*/false));
     MOAT_TRY(reassembler_->Finish());
     return Error(ErrorCode::kPeerClosed, "peer closed the connection");
+  }
+  if (!fds.empty()) {
+    // Attack: descriptors piled up in an unfinished frame on top of those
+    // queued for an owner that does not read: the budget covers the sum at
+    // every receive, not only when a frame completes (TRP-14).
+    size_t queued = 0;
+    {
+      MutexLock lock(&mu_);
+      queued = received_fds_;
+    }
+    const size_t buffered = reassembler_->unprocessed_fds();
+    const Checked<size_t> total = Checked<size_t>(queued) + buffered + fds.size();
+    MOAT_REQUIRE(!total.has_overflow() && total.value() <= limits_.max_unprocessed_fds,
+                 ErrorCode::kLimitExceeded, "unprocessed descriptors ", queued, " queued + ",
+                 buffered, " buffered + ", fds.size(), " received exceed MAX_UNPROCESSED_FDS ",
+                 limits_.max_unprocessed_fds);
   }
   MOAT_TRY(reassembler_->CommitWrite(static_cast<size_t>(n), std::move(fds)));
   // A short read almost always means the socket is drained: skip the extra
@@ -581,12 +674,47 @@ Status Transport::ReadOnce(size_t want, bool block, bool* would_block) {
   return DrainFrames();
 }
 
-Status Transport::DrainFrames() {
+Status Transport::DrainFrames(bool within_budget) {
+  const bool queue_mode = !on_message_;
   while (true) {
-    Result<std::optional<ReceivedFrame>> next = reassembler_->Next();
+    std::function<bool(const FrameHeader&)> admit;
+    if (queue_mode && within_budget) {
+      // TRP-15: a whole frame is queued only if the queue, the copy and the
+      // buffer (still allocated) fit the budget together; otherwise it stays
+      // in the buffer, reading pauses, and it is queued once the owner has
+      // taken messages. An empty queue always takes one (the buffer alone
+      // is bounded by the reassembler).
+      const size_t capacity = reassembler_->buffer_capacity();
+      admit = [this, capacity](const FrameHeader& h) {
+        if (h.type == FrameType::kFdAck) return true;
+        MutexLock lock(&mu_);
+        if (received_.empty()) return true;
+        const Checked<size_t> held =
+            Checked<size_t>(received_bytes_) + MessageCharge(h.payload_size, h.fd_count) + capacity;
+        if (!held.has_overflow() && held.value() <= limits_.max_unprocessed_bytes) return true;
+        receive_blocked_ = true;
+        return false;
+      };
+    }
+    Result<std::optional<ReceivedFrame>> next = reassembler_->Next(admit);
     if (!next.ok()) return std::move(next).error();
     if (!next->has_value()) return OkStatus();
-    MOAT_TRY(DeliverFrame(**next));
+    ReceivedFrame& frame = **next;
+    Status delivered = DeliverFrame(frame);
+    DropFds(frame.fds);  // what a handler left, or a rejected frame's (TRP-12)
+    MOAT_TRY(delivered);
+    if (queue_mode) {
+      // The frame's bytes are now a queued copy: hand back what the buffer
+      // no longer needs, so queue + buffer stay within the budget.
+      size_t queued;
+      {
+        MutexLock lock(&mu_);
+        queued = received_bytes_;
+      }
+      reassembler_->ShrinkTo(queued < limits_.max_unprocessed_bytes
+                                 ? limits_.max_unprocessed_bytes - queued
+                                 : 0);
+    }
   }
 }
 
@@ -626,24 +754,64 @@ Status Transport::DeliverFrame(ReceivedFrame& frame) {
   return OkStatus();
 }
 
+bool Transport::DrainHeldFrames() {
+  {
+    MutexLock lock(&mu_);
+    if (!drain_requested_) return true;
+    drain_requested_ = false;
+    if (disconnect_ || stopping_) return false;
+  }
+  Status status = DrainFrames();
+  MutexLock lock(&mu_);
+  UpdateReassemblerMirrorLocked();
+  if (!status.ok()) {
+    DisconnectLocked(std::move(status).error());
+    ClearReassemblerLocked();
+    return false;
+  }
+  return true;
+}
+
+void Transport::UpdateReassemblerMirrorLocked() {
+  reassembler_bytes_ = reassembler_->unprocessed_bytes();
+  reassembler_capacity_ = reassembler_->buffer_capacity();
+}
+
+void Transport::ClearReassemblerLocked() {
+  // TRP-13: what the peer left in an unfinished frame (descriptors, buffer)
+  // is released at the disconnect, not when the owner destroys the transport.
+  reassembler_->Clear();
+  UpdateReassemblerMirrorLocked();
+  receive_state_released_ = true;
+  cv_.SignalAll();  // Receive() may now report the disconnect
+}
+
 void Transport::ReadAvailable(bool block_first) {
+  // Whole frames held back for want of room go first (no input needed).
+  if (!DrainHeldFrames()) return;
   for (int i = 0; i < kMaxReadsPerWake; ++i) {
-    size_t want = kReadChunk;
+    ReadBudget budget;
+    budget.want = kReadChunk;
     {
       MutexLock lock(&mu_);
       if (!ReadAllowedLocked()) return;
       // An inline waiter returns as soon as it has something to deliver.
       if (waiter_reading_ && !received_.empty()) return;
       if (!on_message_ && !received_.empty()) {
-        want = std::min(want, limits_.max_unprocessed_bytes - received_bytes_ - reassembler_bytes_);
+        // The buffer's allocation may use what the queue leaves of the budget.
+        budget.max_capacity = received_bytes_ < limits_.max_unprocessed_bytes
+                                  ? limits_.max_unprocessed_bytes - received_bytes_
+                                  : 0;
       }
+      budget.taken = taken_;
     }
     bool would_block = false;
-    Status status = ReadOnce(want, block_first && i == 0, &would_block);
+    Status status = ReadOnce(budget, block_first && i == 0, &would_block);
     MutexLock lock(&mu_);
-    reassembler_bytes_ = reassembler_->unprocessed_bytes();
+    UpdateReassemblerMirrorLocked();
     if (!status.ok()) {
       DisconnectLocked(std::move(status).error());
+      ClearReassemblerLocked();
       return;
     }
     if (would_block) return;
@@ -655,6 +823,14 @@ void Transport::TakeMessageLocked(Message& out) {
   received_.pop_front();
   received_bytes_ -= AccountedSize(out);
   received_fds_ -= out.fds.size();
+  ++taken_;
+  if (receive_blocked_) {
+    // Room again: whole frames held back in the buffer may be queued now,
+    // even if the peer sends nothing more.
+    receive_blocked_ = false;
+    drain_requested_ = true;
+    WakeIoThread();
+  }
   if (!out.fds.empty()) {
     Status counted = acks_.OnFdsReceived(static_cast<uint32_t>(out.fds.size()));
     if (!counted.ok()) DisconnectLocked(std::move(counted).error());
@@ -680,7 +856,9 @@ Result<Message> Transport::Receive(std::optional<std::chrono::nanoseconds> timeo
           TakeMessageLocked(message);
           return message;
         }
-        if (disconnect_) return *disconnect_;
+        // Whole frames held back in the buffer are queued before the
+        // disconnect is reported (ReleaseReceiveStateAfterDisconnect).
+        if (disconnect_ && (receive_state_released_ || stopping_)) return *disconnect_;
         if (released_ || stopping_) {
           return Error(ErrorCode::kClosed, "transport was released for transfer");
         }
@@ -767,6 +945,12 @@ int Transport::ParkTimerLocked(std::optional<std::chrono::steady_clock::time_poi
 }
 
 void Transport::WaitAndRead(std::optional<std::chrono::steady_clock::time_point> deadline) {
+  // Held-back frames need no input: never sleep while they could be queued.
+  if (!DrainHeldFrames()) return;
+  {
+    MutexLock lock(&mu_);
+    if (!received_.empty() || !ReadAllowedLocked()) return;
+  }
   if (!deadline && !description_nonblocking_) {
     // Sleep in recvmsg() itself: the reply wakes this thread directly, one
     // syscall. A local shutdown (disconnect from another thread) wakes it too.
@@ -803,6 +987,7 @@ void Transport::IoThreadMain() {
       }
       MessageView view{message.payload, message.fds};
       on_message_(view);
+      DropFds(message.fds);
     }
   }
   epoll_event events[4];
@@ -821,6 +1006,7 @@ void Transport::IoThreadMain() {
       timeout_ms = ParkTimerLocked(next_tick, turns_seen);
     }
     if (report) {
+      ReleaseReceiveStateAfterDisconnect();
       if (on_disconnect_) on_disconnect_(*report);
       continue;
     }
@@ -846,7 +1032,7 @@ void Transport::IoThreadMain() {
       MutexLock lock(&mu_);
       if (stopping_) break;
       if (writable && want_write_) FlushLocked();
-      if (readable && !reader_busy_ && ReadAllowedLocked()) {
+      if ((readable || drain_requested_) && !reader_busy_ && ReadAllowedLocked()) {
         reader_busy_ = true;
         read = true;
       }
@@ -865,6 +1051,20 @@ void Transport::IoThreadMain() {
     cv_.SignalAll();
   }
   t_io_thread_owner = nullptr;
+}
+
+void Transport::ReleaseReceiveStateAfterDisconnect() {
+  // However the disconnect came about (a write error, a violation read by a
+  // Receive() waiter), nothing of the peer's unfinished frame is kept.
+  MutexLock read_lock(&read_mu_);
+  // Whole frames held back for want of room were accepted: queue them before
+  // the buffer goes (queue mode only; a handler has seen every whole frame).
+  // A write error says nothing about the bytes still unread in the socket,
+  // so an unfinished frame is not reported as truncated here (only a read
+  // that reached the reset or EOF can tell, Transport::ReadOnce).
+  if (!on_message_) (void)DrainFrames(/*within_budget=*/false);
+  MutexLock lock(&mu_);
+  ClearReassemblerLocked();
 }
 
 // ------------------------------------------------------------- handoff etc.
@@ -888,7 +1088,7 @@ Result<TransportHandle> Transport::ReleaseForTransfer() {
   {
     MutexLock read_lock(&read_mu_);
     state->reassembler = std::move(reassembler_);
-    reassembler_ = std::make_unique<StreamReassembler>(limits_);
+    reassembler_ = std::make_unique<StreamReassembler>(limits_, CloseMode::kDeferred);
   }
   {
     MutexLock lock(&mu_);
@@ -899,7 +1099,7 @@ Result<TransportHandle> Transport::ReleaseForTransfer() {
     send_queue_.clear();
     send_queue_bytes_ = 0;
     state->acks.emplace(std::move(acks_));
-    acks_ = FdAckState(state->acks->window());
+    acks_ = FdAckState(state->acks->window(), CloseMode::kDeferred);
     state->disconnect = std::move(disconnect_);
     disconnect_.reset();
     if (in_epoll_) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, socket_.get(), nullptr);
@@ -938,6 +1138,9 @@ Transport::Stats Transport::stats() const {
   s.send_queue_frames = send_queue_.size();
   s.send_queue_bytes = send_queue_bytes_;
   s.retained_fds = acks_.retained();
+  s.buffered_bytes = reassembler_bytes_;
+  s.buffer_capacity = reassembler_capacity_;
+  s.held_bytes = received_bytes_ + reassembler_capacity_;
   s.reading_paused = !disconnect_ && !on_message_ && !ReadAllowedLocked();
   s.sender_waiting = writer_busy_;
   return s;

@@ -37,6 +37,7 @@
 #define MOAT_TRANSPORT_TRANSPORT_H_
 
 #include <array>
+#include <cstdint>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -107,6 +108,10 @@ struct HandoffState {
   std::optional<FdAckState> acks;                  // retained fds + pending acks
   std::optional<Error> disconnect;                 // a pending shutdown to report
   limits::ConnectionLimits limits;
+  HandoffState() = default;
+  HandoffState(HandoffState&&) = default;
+  // Descriptors still held go to the closer thread (TRP-12).
+  ~HandoffState();
 };
 }  // namespace detail
 
@@ -200,6 +205,11 @@ class Transport {
     size_t send_queue_frames = 0;    // frames waiting to be written
     size_t send_queue_bytes = 0;
     size_t retained_fds = 0;         // sent, not yet acknowledged
+    size_t buffered_bytes = 0;       // received bytes of frames not yet delivered
+    size_t buffer_capacity = 0;      // the reassembly buffer's allocation
+    // What the peer makes us hold on the receive side: the queued messages'
+    // memory plus the reassembly buffer; <= max_unprocessed_bytes (TRP-15).
+    size_t held_bytes = 0;
     bool reading_paused = false;     // backpressure: receive queue full
     bool sender_waiting = false;     // a Send() caller waits for socket space
   };
@@ -221,13 +231,32 @@ class Transport {
   // Receive() waiter without a deadline).
   void ReadAvailable(bool block_first) ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_)
       ABSL_LOCKS_EXCLUDED(mu_);
-  Status ReadOnce(size_t want, bool block, bool* would_block)
+  // What one read may take: up to `want` bytes, the reassembly buffer's
+  // allocation up to `max_capacity` (what the queue leaves of the budget),
+  // `taken` the owner's take count when it was computed.
+  struct ReadBudget {
+    size_t want = 256 * 1024;
+    size_t max_capacity = SIZE_MAX;
+    uint64_t taken = 0;
+  };
+  Status ReadOnce(const ReadBudget& budget, bool block, bool* would_block)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // Queues whole frames left in the buffer for want of room, if a take made
+  // room (drain_requested_). False once disconnected.
+  bool DrainHeldFrames() ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  void UpdateReassemblerMirrorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_, mu_);
+  void ClearReassemblerLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_, mu_);
+  // IO thread, before reporting a disconnect: queues held-back whole frames
+  // and frees the reassembler's state (TRP-13).
+  void ReleaseReceiveStateAfterDisconnect() ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
   // The Receive() waiter's turn as reader: wait for input until `deadline`
   // (none: forever), then read what is there.
   void WaitAndRead(std::optional<std::chrono::steady_clock::time_point> deadline)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) ABSL_LOCKS_EXCLUDED(mu_);
-  Status DrainFrames() ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // Delivers whole frames. Queue mode: within_budget holds back those that
+  // do not fit (TRP-15); false queues them all (at the end of the stream).
+  Status DrainFrames(bool within_budget = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_)
+      ABSL_LOCKS_EXCLUDED(mu_);
   Status DeliverFrame(ReceivedFrame& frame) ABSL_EXCLUSIVE_LOCKS_REQUIRED(read_mu_)
       ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -288,6 +317,18 @@ class Transport {
   size_t received_fds_ ABSL_GUARDED_BY(mu_) = 0;
   // reassembler_->unprocessed_bytes() as of the last read, for the budget.
   size_t reassembler_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t reassembler_capacity_ ABSL_GUARDED_BY(mu_) = 0;
+  // Queue mode, TRP-15: the reader stopped because the queue left no room
+  // (no space to read into, or a whole frame it could not queue). Set by the
+  // reader, cleared by TakeMessageLocked(), which then sets drain_requested_
+  // so that held-back frames are queued without waiting for new input.
+  bool receive_blocked_ ABSL_GUARDED_BY(mu_) = false;
+  bool drain_requested_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t taken_ ABSL_GUARDED_BY(mu_) = 0;  // messages taken by the owner
+  // After a disconnect: the reassembler was drained of held-back frames and
+  // cleared; only then does Receive() report the disconnect (nothing
+  // accepted is lost).
+  bool receive_state_released_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<detail::OutgoingFrame> send_queue_ ABSL_GUARDED_BY(mu_);
   size_t send_queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   FdAckState acks_ ABSL_GUARDED_BY(mu_);

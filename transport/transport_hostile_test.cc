@@ -6,14 +6,17 @@
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstring>
 #include <limits>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "core/deferred_close.h"
 #include "core/frame.h"
 #include "core/internal/little_endian.h"
 #include "core/testing/fd_count.h"
@@ -77,7 +80,10 @@ bool SendRaw(int socket, const std::vector<uint8_t>& bytes, std::vector<int> fds
 
 class HostilePeerTest : public ::testing::Test {
  protected:
-  void SetUp() override { baseline_ = moat::testing::OpenFdCount(); }
+  void SetUp() override {
+    WaitForDeferredCloses();
+    baseline_ = moat::testing::OpenFdCount();
+  }
 
   // Creates the victim transport on one end of a socketpair; raw_ is the attacker.
   void Start(ConnectionLimits limits = ConnectionLimits::Defaults()) {
@@ -89,8 +95,8 @@ class HostilePeerTest : public ::testing::Test {
     transport_ = std::move(*t);
   }
 
-  // Offsets in reasons are within the failing frame's header (the first,
-  // innermost AtOffset wins). Waits for the disconnect, checks it, tears everything down, and checks
+  // Offsets in reasons are stream offsets (the byte of the whole stream
+  // where the bad field starts, FRM-3). Waits for the disconnect, checks it, tears everything down, and checks
   // exactly one event and no leaked descriptor.
   void ExpectDisconnect(ErrorCode code, const std::string& text) {
     Error e = recorder_.WaitForFirst();
@@ -100,7 +106,8 @@ class HostilePeerTest : public ::testing::Test {
     transport_.reset();
     raw_.reset();
     EXPECT_EQ(recorder_.count(), 1u);
-    EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
+    WaitForDeferredCloses();  // peer descriptors are closed on the closer thread (TRP-12)
+  EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
   }
 
   void ExpectDeliveredUntimed(const std::string& payload) {
@@ -207,6 +214,7 @@ TEST_F(HostilePeerTest, DescriptorsSmuggledBeforeTheFrameThatClaimsThem) {
   transport_.reset();
   raw_.reset();
   EXPECT_EQ(recorder_.count(), 1u);
+  WaitForDeferredCloses();
   EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
 }
 
@@ -260,7 +268,7 @@ TEST_F(HostilePeerTest, BadMagicAfterAGoodFrame) {
   ASSERT_TRUE(SendRaw(raw_.get(), stream));
   ExpectDelivered("fine");  // what was accepted before the violation is not lost
   ExpectDisconnect(ErrorCode::kMalformed,
-                   "frame.magic: bad magic 0xdeadbeef, expected 0x54414f4d (at byte 0)");
+                   "frame.magic: bad magic 0xdeadbeef, expected 0x54414f4d (at byte 28)");
 }
 
 TEST_F(HostilePeerTest, TruncatedFrameThenClose) {
@@ -355,14 +363,16 @@ TEST_F(HostilePeerTest, UnprocessedFdsOnePastLimitInReceiveQueue) {
   ASSERT_TRUE(SendRaw(raw_.get(), Frame("a", 2), OpenDevNull(2)));
   ASSERT_TRUE(SendRaw(raw_.get(), Frame("b", 3), OpenDevNull(3)));
   ExpectDisconnect(ErrorCode::kLimitExceeded,
-                   "unprocessed descriptors 2 + 3 + 0 exceed MAX_UNPROCESSED_FDS 4");
+                   "unprocessed descriptors 2 queued + 0 buffered + 3 received exceed "
+                   "MAX_UNPROCESSED_FDS 4");
 }
 
 TEST_F(HostilePeerTest, UnprocessedFdsOnePastLimitUnclaimed) {
   Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_fds = 4}));
   ASSERT_TRUE(SendRaw(raw_.get(), std::vector<uint8_t>(3, 0x4D), OpenDevNull(5)));
   ExpectDisconnect(ErrorCode::kLimitExceeded,
-                   "unprocessed descriptors 0 + 5 exceed MAX_UNPROCESSED_FDS 4");
+                   "unprocessed descriptors 0 queued + 0 buffered + 5 received exceed "
+                   "MAX_UNPROCESSED_FDS 4");
 }
 
 TEST_F(HostilePeerTest, DescriptorsWithNoBytesAtAll) {
@@ -404,6 +414,7 @@ TEST_F(HostilePeerTest, FloodWhileOwnerNeverReadsIsBounded) {
   transport_.reset();
   raw_.reset();
   EXPECT_EQ(recorder_.count(), 0u);
+  WaitForDeferredCloses();
   EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
 }
 
@@ -418,6 +429,7 @@ TEST_F(HostilePeerTest, DescriptorFloodWhileOwnerNeverReads) {
   transport_.reset();
   raw_.reset();
   EXPECT_EQ(recorder_.count(), 1u);
+  WaitForDeferredCloses();
   EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
 }
 
@@ -444,8 +456,9 @@ TEST_F(HostilePeerTest, ViolationReadByUntimedReceiveWaiter) {
     first = transport_->Receive();
   }
   ASSERT_FALSE(first.ok());
-  EXPECT_EQ(first.error().ToString(), "frame.type: unknown frame type 9 (at byte 4)");
-  ExpectDisconnect(ErrorCode::kProtocolViolation, "frame.type: unknown frame type 9 (at byte 4)");
+  // Stream offset: 26 ("ok") + 25 ("x") + 4.
+  EXPECT_EQ(first.error().ToString(), "frame.type: unknown frame type 9 (at byte 55)");
+  ExpectDisconnect(ErrorCode::kProtocolViolation, "frame.type: unknown frame type 9 (at byte 55)");
 }
 
 // The attacker handed us our socket and kept a copy of the same open file
@@ -473,7 +486,8 @@ TEST_F(HostilePeerTest, SharedDescriptionFlippedToNonBlocking) {
   ExpectDeliveredUntimed("again");
   shared.reset();
   ASSERT_TRUE(SendRaw(raw_.get(), Header(9, 0, 0, 0), OpenDevNull(1)));
-  ExpectDisconnect(ErrorCode::kProtocolViolation, "frame.type: unknown frame type 9 (at byte 4)");
+  // Stream offset: 40 ("still waited for") + 29 ("again") + 4.
+  ExpectDisconnect(ErrorCode::kProtocolViolation, "frame.type: unknown frame type 9 (at byte 73)");
 }
 
 TEST_F(HostilePeerTest, HandlerModeViolationAlsoOneEvent) {
@@ -492,11 +506,57 @@ TEST_F(HostilePeerTest, HandlerModeViolationAlsoOneEvent) {
   ASSERT_TRUE(SendRaw(raw_.get(), stream, OpenDevNull(1)));
   Error e = recorder_.WaitForFirst();
   EXPECT_EQ(delivered, 1);  // on_message ran before on_disconnect, on the same thread
-  EXPECT_EQ(e.ToString(), "frame.type: unknown frame type 9 (at byte 4)");
+  EXPECT_EQ(e.ToString(), "frame.type: unknown frame type 9 (at byte 30)");  // 26 + 4
   transport_.reset();
   raw_.reset();
   EXPECT_EQ(recorder_.count(), 1u);
+  WaitForDeferredCloses();
   EXPECT_EQ(moat::testing::OpenFdCount(), baseline_);
+}
+
+// TRP-5: a "transport" descriptor that is a Unix stream socket but no
+// connection. An unconnected socket would look alive forever while carrying
+// nothing; a listening one turns readable whenever someone connects.
+TEST(HostileHandleTest, UnconnectedUnixSocketIsRejected) {
+  const size_t before = moat::testing::OpenFdCount();
+  {
+    auto t = TransportHandle(UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)))
+                 .CreateTransport();
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(t.error().reason(), "transport socket is not connected");
+  }
+  EXPECT_EQ(moat::testing::OpenFdCount(), before);
+}
+
+TEST(HostileHandleTest, ListeningUnixSocketIsRejected) {
+  const size_t before = moat::testing::OpenFdCount();
+  {
+    UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    // Abstract namespace: nothing to clean up on disk.
+    const std::string name = "moat-hostile-listener-" + std::to_string(::getpid());
+    std::memcpy(addr.sun_path + 1, name.data(), name.size());
+    const socklen_t len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size());
+    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), len), 0);
+    ASSERT_EQ(::listen(listener.get(), 1), 0);
+    auto t = TransportHandle(std::move(listener)).CreateTransport();
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.error().code(), ErrorCode::kInvalidArgument);
+    EXPECT_EQ(t.error().reason(), "transport socket is a listening socket, not a connection");
+  }
+  EXPECT_EQ(moat::testing::OpenFdCount(), before);
+}
+
+TEST(HostileHandleTest, DatagramUnixSocketIsRejected) {
+  int sv[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd keep(sv[1]);
+  auto t = TransportHandle(UniqueFd(sv[0])).CreateTransport();
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.error().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(t.error().reason(), "transport socket must be AF_UNIX/SOCK_STREAM, got domain 1 type 2");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/deferred_close.h"
 #include "core/testing/fd_count.h"
 #include "transport/testing/event_recorder.h"
 #include "transport/transport.h"
@@ -82,6 +83,7 @@ TEST(TransportProcessTest, EchoBothWaysWithManySizes) {
     c.transport.reset();  // the child sees EOF and exits
     EXPECT_EQ(Reap(c.pid), 0);
   }
+  WaitForDeferredCloses();
   EXPECT_EQ(moat::testing::OpenFdCount(), before);
 }
 
@@ -111,6 +113,7 @@ TEST(TransportProcessTest, DescriptorsAreUsableInTheChild) {
     c.transport.reset();
     EXPECT_EQ(Reap(c.pid), 0);
   }
+  WaitForDeferredCloses();
   EXPECT_EQ(moat::testing::OpenFdCount(), before);
 }
 
@@ -176,6 +179,7 @@ TEST(TransportProcessTest, PeerKilledMidMessage) {
     c.transport.reset();
     EXPECT_EQ(rec.count(), 1u);
   }
+  WaitForDeferredCloses();
   EXPECT_EQ(moat::testing::OpenFdCount(), before);
 }
 
@@ -218,6 +222,7 @@ TEST(TransportProcessTest, PeerKilledWhileWeWaitAndSend) {
     c.transport.reset();
     EXPECT_EQ(rec.count(), 1u);
   }
+  WaitForDeferredCloses();
   EXPECT_EQ(moat::testing::OpenFdCount(), before);
 }
 

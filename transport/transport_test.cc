@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/deferred_close.h"
 #include "core/testing/fd_count.h"
 #include "transport/testing/event_recorder.h"
 
@@ -94,6 +95,7 @@ TEST(TransportTest, DescriptorsArriveUsableAndCloseOnExec) {
     ASSERT_EQ(::read(read_end.get(), &c, 1), 1);
     EXPECT_EQ(c, 'x');
   }
+  WaitForDeferredCloses();
   EXPECT_EQ(moat::testing::OpenFdCount(), before);
 }
 
@@ -153,6 +155,7 @@ TEST(TransportTest, UntimedReceivePingPongBothEnds) {
     echo.join();
     EXPECT_LE(p.a->stats().retained_fds, 1u);
   }
+  WaitForDeferredCloses();
   EXPECT_EQ(moat::testing::OpenFdCount(), before);
 }
 
@@ -312,6 +315,7 @@ TEST(TransportTest, ThousandQueuedDescriptorsNeverTripReceiverLimit) {
     EXPECT_TRUE(p.b->is_connected());
     EXPECT_EQ(rec_a.count() + rec_b.count(), 0u);
   }
+  WaitForDeferredCloses();
   EXPECT_EQ(moat::testing::OpenFdCount(), before);
 }
 

@@ -9,6 +9,8 @@
 #include <limits>
 #include <utility>
 
+#include "limits/limits.h"
+
 namespace moat {
 
 SharedMemoryMapping::SharedMemoryMapping(SharedMemoryMapping&& other) noexcept
@@ -36,6 +38,12 @@ uint8_t* SharedMemoryMapping::data() {
 }
 
 Result<SharedMemoryRegion> SharedMemoryRegion::Create(size_t size) {
+  if (size > limits::MAX_SHARED_MEMORY_REGION_SIZE) {
+    return Error(ErrorCode::kInvalidArgument,
+                 internal::Concat("shared memory size ", size,
+                                  " exceeds MAX_SHARED_MEMORY_REGION_SIZE ",
+                                  limits::MAX_SHARED_MEMORY_REGION_SIZE));
+  }
   if (size > static_cast<uint64_t>(std::numeric_limits<off_t>::max())) {
     return Error(ErrorCode::kInvalidArgument,
                  internal::Concat("shared memory size ", size, " does not fit off_t"));
@@ -67,16 +75,42 @@ Result<SharedMemoryRegion> SharedMemoryRegion::FromReceived(UniqueFd fd, uint64_
   // or smaller (we would trust a size that is not the object's).
   MOAT_REQUIRE(real_size == declared_size, ErrorCode::kMalformed, "declared size ", declared_size,
                " does not match the descriptor's size ", real_size);
+  // Attack: a sparse memfd of a terabyte: free for the sender, but each page
+  // a consumer touches is allocated then, and charged to us.
+  MOAT_REQUIRE(declared_size <= limits::MAX_SHARED_MEMORY_REGION_SIZE, ErrorCode::kLimitExceeded,
+               "shared memory size ", declared_size, " exceeds MAX_SHARED_MEMORY_REGION_SIZE ",
+               limits::MAX_SHARED_MEMORY_REGION_SIZE);
   // Attack: a size that does not fit our address space (32-bit builds).
   MOAT_REQUIRE(IsInRange<size_t>(declared_size), ErrorCode::kLimitExceeded, "shared memory size ",
                declared_size, " does not fit size_t");
-  return SharedMemoryRegion(std::move(fd), static_cast<size_t>(declared_size));
+  const int flags = ::fcntl(fd.get(), F_GETFL);
+  if (flags < 0) return IoError("fcntl(F_GETFL)", errno);
+  const int access = flags & O_ACCMODE;
+  // Attack: a write-only descriptor, which decodes fine but can never be
+  // mapped: the failure would surface only later, at Map(), in the consumer.
+  MOAT_REQUIRE(access != O_WRONLY, ErrorCode::kMalformed,
+               "shared memory descriptor is open write-only (O_WRONLY): it cannot be mapped");
+  const char* read_only_reason = nullptr;
+  if (access == O_RDONLY) {
+    read_only_reason = "the descriptor is open read-only (O_RDONLY)";
+  } else if ((seals & F_SEAL_WRITE) != 0) {
+    read_only_reason = "the region is write-sealed (F_SEAL_WRITE)";
+  } else if ((seals & F_SEAL_FUTURE_WRITE) != 0) {
+    read_only_reason = "the region is write-sealed (F_SEAL_FUTURE_WRITE)";
+  }
+  return SharedMemoryRegion(std::move(fd), static_cast<size_t>(declared_size), read_only_reason,
+                            (seals & F_SEAL_WRITE) != 0);
 }
 
 Result<SharedMemoryMapping> SharedMemoryRegion::Map(Access access) const {
   MOAT_ASSERT(fd_.valid(), "mapping an invalid shared memory region");
-  if (size_ == 0) return SharedMemoryMapping();
   const bool writable = access == Access::kReadWrite;
+  if (writable && read_only_reason_ != nullptr) {
+    return Error(ErrorCode::kFailedPrecondition,
+                 internal::Concat("cannot map the shared memory region read-write: ",
+                                  read_only_reason_));
+  }
+  if (size_ == 0) return SharedMemoryMapping();
   void* p = ::mmap(nullptr, size_, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd_.get(), 0);
   if (p == MAP_FAILED) return IoError("mmap", errno);
   return SharedMemoryMapping(p, size_, writable);
@@ -85,11 +119,14 @@ Result<SharedMemoryMapping> SharedMemoryRegion::Map(Access access) const {
 Result<SharedMemoryRegion> SharedMemoryRegion::Duplicate() const {
   Result<UniqueFd> fd = fd_.Duplicate();
   if (!fd.ok()) return std::move(fd).error();
-  return SharedMemoryRegion(std::move(*fd), size_);
+  return SharedMemoryRegion(std::move(*fd), size_, read_only_reason_, immutable_);
 }
 
 void Codec<SharedMemoryRegion>::Encode(Encoder& e, const SharedMemoryRegion& region) {
   MOAT_ASSERT(region.valid(), "encoding an invalid shared memory region");
+  MOAT_ASSERT(region.size() <= limits::MAX_SHARED_MEMORY_REGION_SIZE, "sending a shared memory region of ",
+              region.size(), " bytes exceeds MAX_SHARED_MEMORY_REGION_SIZE ",
+              limits::MAX_SHARED_MEMORY_REGION_SIZE);
   e.WriteU64(region.size());
   Result<UniqueFd> fd = region.fd().Duplicate();
   if (!fd.ok()) {

@@ -7,6 +7,13 @@
 // region is accepted only if the descriptor is a regular file whose fstat()
 // size equals the declared size and which carries F_SEAL_SHRINK: a peer that
 // could shrink the file after our check would make our mapping SIGBUS.
+// Checked at decode time as well, so that a region which decodes can also be
+// mapped as it says: the descriptor must be open for reading (not O_WRONLY),
+// and the region is at most MAX_SHARED_MEMORY_REGION_SIZE (a sparse memfd
+// costs its sender nothing). A region opened O_RDONLY or write-sealed
+// (F_SEAL_WRITE / F_SEAL_FUTURE_WRITE) decodes as read-only: writable() is
+// false and Map(kReadWrite) fails with kFailedPrecondition. A region with
+// F_SEAL_WRITE is immutable(): its content can no longer change under us.
 //
 //   MOAT_ASSIGN_OR_RETURN(SharedMemoryRegion region, SharedMemoryRegion::Create(1 << 20));
 //   MOAT_ASSIGN_OR_RETURN(SharedMemoryMapping map, region.Map(SharedMemoryRegion::Access::kReadWrite));
@@ -61,7 +68,8 @@ class SharedMemoryRegion {
   SharedMemoryRegion(SharedMemoryRegion&&) = default;
   SharedMemoryRegion& operator=(SharedMemoryRegion&&) = default;
 
-  // A new sealed memfd of exactly `size` bytes (zero-filled). Errors: kIo.
+  // A new sealed memfd of exactly `size` bytes (zero-filled). Errors: kIo;
+  // kInvalidArgument beyond MAX_SHARED_MEMORY_REGION_SIZE (no peer takes it).
   static Result<SharedMemoryRegion> Create(size_t size);
 
   // Checks a descriptor received from a peer (the R6 rules above) and adopts
@@ -70,19 +78,31 @@ class SharedMemoryRegion {
   static Result<SharedMemoryRegion> FromReceived(UniqueFd fd, uint64_t declared_size);
 
   // Maps the whole region. A size-0 region maps to an empty mapping.
+  // kReadWrite on a read-only region: kFailedPrecondition.
   Result<SharedMemoryMapping> Map(Access access) const;
 
   bool valid() const { return fd_.valid(); }
   size_t size() const { return size_; }
+  // Map(kReadWrite) can work: open O_RDWR and not write-sealed.
+  bool writable() const { return read_only_reason_ == nullptr; }
+  // F_SEAL_WRITE: nobody (not even the sender) can change the content.
+  bool immutable() const { return immutable_; }
   const UniqueFd& fd() const { return fd_; }
   // A second region sharing the same memory (dup()ed descriptor).
   Result<SharedMemoryRegion> Duplicate() const;
 
  private:
-  SharedMemoryRegion(UniqueFd fd, size_t size) : fd_(std::move(fd)), size_(size) {}
+  SharedMemoryRegion(UniqueFd fd, size_t size, const char* read_only_reason = nullptr,
+                     bool immutable = false)
+      : fd_(std::move(fd)),
+        size_(size),
+        read_only_reason_(read_only_reason),
+        immutable_(immutable) {}
 
   UniqueFd fd_;
   size_t size_ = 0;
+  const char* read_only_reason_ = nullptr;  // why Map(kReadWrite) cannot work
+  bool immutable_ = false;
 };
 
 // Wire form: u64 size, u32 descriptor slot.

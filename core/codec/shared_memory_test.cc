@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include "core/codec/testing/wire_builder.h"
 #include "core/testing/fd_count.h"
@@ -122,6 +124,85 @@ TEST(SharedMemory, ZeroSizeRegion) {
   Result<SharedMemoryMapping> m = region->Map(SharedMemoryRegion::Access::kReadOnly);
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(m->size(), 0u);
+}
+
+// Reopens `region`'s memfd with another access mode (as a peer can).
+UniqueFd Reopen(const SharedMemoryRegion& region, int mode) {
+  const std::string path = "/proc/self/fd/" + std::to_string(region.fd().get());
+  return UniqueFd(::open(path.c_str(), mode | O_CLOEXEC));
+}
+
+Result<SharedMemoryRegion> DecodeRegion(UniqueFd fd, uint64_t declared) {
+  std::vector<UniqueFd> fds;
+  fds.push_back(std::move(fd));
+  std::vector<uint8_t> bytes = WireBuilder().U64(declared).U32(0).bytes();
+  return DecodeMessage<SharedMemoryRegion>(bytes, fds);
+}
+
+// COD-8: what Map() would refuse is found at decode time.
+TEST(SharedMemory, WriteOnlyDescriptorRejectedAtDecode) {
+  Result<SharedMemoryRegion> region = SharedMemoryRegion::Create(4096);
+  ASSERT_TRUE(region.ok());
+  UniqueFd write_only = Reopen(*region, O_WRONLY);
+  ASSERT_TRUE(write_only.valid());
+  ExpectRejected(std::move(write_only), 4096,
+                 "shared memory descriptor is open write-only (O_WRONLY): it cannot be mapped "
+                 "(at byte 8)");
+}
+
+TEST(SharedMemory, ReadOnlyDescriptorDecodesAsReadOnly) {
+  Result<SharedMemoryRegion> region = SharedMemoryRegion::Create(4096);
+  ASSERT_TRUE(region.ok());
+  EXPECT_TRUE(region->writable());
+  Result<SharedMemoryRegion> got = DecodeRegion(Reopen(*region, O_RDONLY), 4096);
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_FALSE(got->writable());
+  EXPECT_FALSE(got->immutable());
+  EXPECT_TRUE(got->Map(SharedMemoryRegion::Access::kReadOnly).ok());
+  Result<SharedMemoryMapping> rw = got->Map(SharedMemoryRegion::Access::kReadWrite);
+  ASSERT_FALSE(rw.ok());
+  EXPECT_EQ(rw.error().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(rw.error().reason(),
+            "cannot map the shared memory region read-write: the descriptor is open read-only "
+            "(O_RDONLY)");
+}
+
+TEST(SharedMemory, WriteSealedRegionDecodesAsReadOnlyAndImmutable) {
+  UniqueFd fd(::memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  ASSERT_TRUE(fd.valid());
+  ASSERT_EQ(::ftruncate(fd.get(), 4096), 0);
+  ASSERT_EQ(::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE), 0);
+  Result<SharedMemoryRegion> got = DecodeRegion(std::move(fd), 4096);
+  ASSERT_TRUE(got.ok()) << got.error().ToString();
+  EXPECT_FALSE(got->writable());
+  EXPECT_TRUE(got->immutable());
+  EXPECT_TRUE(got->Map(SharedMemoryRegion::Access::kReadOnly).ok());
+  Result<SharedMemoryMapping> rw = got->Map(SharedMemoryRegion::Access::kReadWrite);
+  ASSERT_FALSE(rw.ok());
+  EXPECT_EQ(rw.error().reason(),
+            "cannot map the shared memory region read-write: the region is write-sealed "
+            "(F_SEAL_WRITE)");
+}
+
+TEST(SharedMemory, SparseTerabyteRegionRejected) {
+  const size_t before = OpenFdCount();
+  {
+    UniqueFd fd(::memfd_create("test", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    ASSERT_TRUE(fd.valid());
+    const uint64_t tib = uint64_t{1} << 40;
+    ASSERT_EQ(::ftruncate(fd.get(), static_cast<off_t>(tib)), 0);  // costs the sender nothing
+    ASSERT_EQ(::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK), 0);
+    Result<SharedMemoryRegion> got = DecodeRegion(std::move(fd), tib);
+    ASSERT_FALSE(got.ok());
+    EXPECT_EQ(got.error().code(), ErrorCode::kLimitExceeded);
+    EXPECT_EQ(got.error().ToString(),
+              "shared memory size 1099511627776 exceeds MAX_SHARED_MEMORY_REGION_SIZE "
+              "1073741824 (at byte 8)");
+  }
+  EXPECT_EQ(OpenFdCount(), before);
+  // And our own side never creates what a peer must reject.
+  EXPECT_EQ(SharedMemoryRegion::Create(limits::MAX_SHARED_MEMORY_REGION_SIZE + 1).error().code(),
+            ErrorCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -16,7 +16,7 @@ out=$("$moat" inspect samples/hostile_huge_payload.moat); rc=$?
 set -e
 [[ $rc -eq 1 ]] || { echo "FAIL: hostile stream exit code $rc"; fail=1; }
 expect "hostile" "$out" "frame 1 at byte 26:"
-expect "hostile" "$out" "error: frame header: [LIMIT_EXCEEDED] frame.payload_size: payload_size 2147483648 exceeds MAX_MESSAGE_PAYLOAD_SIZE 67108864 (at byte 8)"
+expect "hostile" "$out" "error: frame header: [LIMIT_EXCEEDED] frame.payload_size: payload_size 2147483648 exceeds MAX_MESSAGE_PAYLOAD_SIZE 67108864 (at byte 34)"
 set +e
 out=$("$moat" inspect samples/truncated.moat); rc=$?
 set -e

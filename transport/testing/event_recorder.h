@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstdio>
+#include <optional>
 #include <vector>
 
 #include "core/error.h"
@@ -46,6 +47,19 @@ class DisconnectRecorder {
         std::abort();
       }
       cv_.WaitFor(&mu_, std::chrono::milliseconds(100));
+    }
+    return errors_.front();
+  }
+
+  // The first disconnect, or nullopt if none arrives within `timeout` (for
+  // tests whose failure mode is a missing event: they fail, not abort).
+  std::optional<Error> WaitFor(std::chrono::nanoseconds timeout) {
+    MutexLock lock(&mu_);
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (errors_.empty()) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline) return std::nullopt;
+      cv_.WaitFor(&mu_, deadline - now);
     }
     return errors_.front();
   }
