@@ -610,13 +610,16 @@ TEST_F(HostileResourceTest, HeldBackFramesSurviveADisconnect) {
   ASSERT_GE(s.buffered_bytes, frame_size) << "no whole frame held back";
   raw_.reset();
   EXPECT_FALSE(transport_->Send(std::vector<uint8_t>{1}).ok());
-  for (size_t i = 0; i < whole; ++i) {
-    Result<Message> m = transport_->Receive(kGuard);
-    ASSERT_TRUE(m.ok()) << "message " << i << " of " << whole << ": " << m.error().ToString();
-    EXPECT_EQ(m->payload.size(), 10 * KiB);
-  }
+  // A failed write stops sending but keeps reading to the peer's end of
+  // stream (what it wrote before dying is delivered too), so at least the
+  // held-back frames arrive, then a clean end.
+  size_t received = 0;
   Result<Message> end = transport_->Receive(kGuard);
-  ASSERT_FALSE(end.ok());
+  for (; end.ok(); end = transport_->Receive(kGuard)) {
+    EXPECT_EQ(end->payload.size(), 10 * KiB);
+    ++received;
+  }
+  EXPECT_GE(received, whole);
   EXPECT_EQ(end.error().code(), ErrorCode::kPeerClosed) << end.error().ToString();
   Finish();
 }

@@ -161,6 +161,10 @@ TEST(FakeChildrenTest, BrokerReportsAGhostNodeAheadOfARelayedRepointing) {
   auto broker = NodeController::CreateBroker();
   FakeChild x = FakeChild::Join(*broker);
   FakeChild y = FakeChild::Join(*broker);
+  // The broker reads each child's HelloReply on that child's own thread:
+  // wait until both count as connected, or the final check races them.
+  for (int i = 0; i < 10000 && broker->ConnectedNodes().size() < 2; ++i) ::usleep(1000);
+  ASSERT_EQ(broker->ConnectedNodes().size(), 2u);
   const ports::NodeName ghost = ports::NodeName::Random();
   NodeChannelHeader h;
   h.type = NodeChannelMessageType::kEvent;

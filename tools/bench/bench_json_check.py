@@ -19,9 +19,12 @@ CASES = [
 # Per-hop ceilings (moat side). Measured at the time of writing: pipe 12.1
 # allocations and 36 locks per hop (18 allocations with a descriptor), the
 # transport 0.6 / 8, the ring 0 / 0 with exactly 2 payload copies (in, out).
+# The transport's descriptor round trip rose from 8 to 14 locks per hop when
+# peer descriptors began to be closed on the closer thread (issue 13, TRP-12:
+# queue push, closer wake, closer pop); its ceiling allows that, no more.
 CEILINGS = {
     "pipe_": {"allocations": 20, "locks": 48},
-    "transport_": {"allocations": 4, "locks": 12},
+    "transport_": {"allocations": 4, "locks": 16},
     "ring_": {"allocations": 0.05, "locks": 0.05, "copies": 2.05},
 }
 

@@ -377,6 +377,26 @@ MOAT_INSPECTOR(shared_memory_region,
                "shared_memory_region_fuzzer input: a candidate descriptor and a declared size",
                Inspect_shared_memory_region);
 
+// fuzz/ports_adversary_fuzzer.cc: up to 48 steps over honest nodes 0, 1
+// and an attacker node 2 (core/ports/testing/adversary.h: OpKind), each a
+// kind byte then its choices, from the end. Later steps' choices depend on
+// the kinds (a forgery takes 15 more), so only the first step is certain.
+Status Inspect_ports_adversary(Bytes data, FieldPrinter& out) {
+  static const char* const kKinds[14] = {
+      "create pipe", "send", "read", "close", "give to attacker", "pass through attacker",
+      "attacker returns an end", "attacker pipe", "attacker uses its end", "deliver", "pump",
+      "set ack interval", "forge an event", "lose the attacker"};
+  fuzz::Input in(data.data(), data.size());
+  out.Field("script_bytes", data.size());
+  if (!in.empty()) out.Field("first_step", kKinds[in.Integral<uint8_t>() % 14]);
+  out.Field("tail", Hex(data.subspan(data.size() > 32 ? data.size() - 32 : 0)));
+  out.Line("(steps after the first depend on the run; replay the target to see them)");
+  return OkStatus();
+}
+MOAT_INSPECTOR(ports_adversary,
+               "ports_adversary_fuzzer input: a script of honest, attacker and forged ports steps",
+               Inspect_ports_adversary);
+
 // fuzz/ring_reader_fuzzer.cc: up to 256 ops (op choice from the end, bulk
 // bytes from the front) of a writer, a reader and a scribbling peer on one
 // ring. Later ops consume arguments, so only the first op is certain.
