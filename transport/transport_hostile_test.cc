@@ -21,6 +21,7 @@
 #include "core/internal/little_endian.h"
 #include "core/testing/fd_count.h"
 #include "transport/testing/event_recorder.h"
+#include "transport/testing/raw_peer.h"
 #include "transport/transport.h"
 
 namespace moat::transport {
@@ -28,55 +29,13 @@ namespace {
 
 using limits::ConnectionLimits;
 using testing::DisconnectRecorder;
+using testing::OpenDevNull;
+using testing::RawFrame;
+using testing::RawHeader;
+using testing::SendRaw;
+using testing::WriteAll;
 
 constexpr auto kGuard = std::chrono::seconds(60);
-
-std::vector<uint8_t> Header(uint16_t type, uint32_t payload_size, uint32_t fd_count,
-                            uint32_t ack_count, uint32_t magic = kFrameMagic,
-                            uint16_t flags = 0) {
-  std::vector<uint8_t> out(kFrameHeaderSize);
-  ::moat::internal::StoreLE32(&out[0], magic);
-  ::moat::internal::StoreLE16(&out[4], type);
-  ::moat::internal::StoreLE16(&out[6], flags);
-  ::moat::internal::StoreLE32(&out[8], payload_size);
-  ::moat::internal::StoreLE32(&out[12], fd_count);
-  ::moat::internal::StoreLE32(&out[16], ack_count);
-  ::moat::internal::StoreLE32(&out[20], 0);
-  return out;
-}
-
-std::vector<uint8_t> Frame(const std::string& payload, uint32_t fd_count = 0) {
-  std::vector<uint8_t> out = Header(1, static_cast<uint32_t>(payload.size()), fd_count, 0);
-  out.insert(out.end(), payload.begin(), payload.end());
-  return out;
-}
-
-std::vector<int> OpenDevNull(size_t n) {
-  std::vector<int> out;
-  for (size_t i = 0; i < n; ++i) out.push_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  return out;
-}
-
-// One raw sendmsg with `fds` attached (the caller's copies are closed after).
-bool SendRaw(int socket, const std::vector<uint8_t>& bytes, std::vector<int> fds = {}) {
-  iovec iov{const_cast<uint8_t*>(bytes.data()), bytes.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * std::max<size_t>(fds.size(), 1)));
-  if (!fds.empty()) {
-    msg.msg_control = control.data();
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  const ssize_t n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
-  for (int fd : fds) ::close(fd);
-  return n == static_cast<ssize_t>(bytes.size());
-}
 
 class HostilePeerTest : public ::testing::Test {
  protected:
@@ -131,7 +90,7 @@ class HostilePeerTest : public ::testing::Test {
 
 TEST_F(HostilePeerTest, HugePayloadSize) {
   Start();
-  ASSERT_TRUE(SendRaw(raw_.get(), Header(1, std::numeric_limits<uint32_t>::max(), 0, 0)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawHeader(1, std::numeric_limits<uint32_t>::max(), 0, 0)));
   ExpectDisconnect(ErrorCode::kLimitExceeded,
                    "frame.payload_size: payload_size 4294967295 exceeds "
                    "MAX_MESSAGE_PAYLOAD_SIZE 67108864 (at byte 8)");
@@ -139,7 +98,7 @@ TEST_F(HostilePeerTest, HugePayloadSize) {
 
 TEST_F(HostilePeerTest, U32MaxDescriptorCount) {
   Start();
-  ASSERT_TRUE(SendRaw(raw_.get(), Header(1, 0, std::numeric_limits<uint32_t>::max(), 0),
+  ASSERT_TRUE(SendRaw(raw_.get(), RawHeader(1, 0, std::numeric_limits<uint32_t>::max(), 0),
                       OpenDevNull(3)));
   ExpectDisconnect(ErrorCode::kLimitExceeded,
                    "frame.fd_count: fd_count 4294967295 exceeds MAX_MESSAGE_FD_COUNT 128 "
@@ -168,7 +127,7 @@ TEST_F(HostilePeerTest, DescriptorsTruncatedBecauseWeRanOutOfDescriptorNumbers) 
   rlimit tight = saved;
   tight.rlim_cur = static_cast<rlim_t>(lowest_free) + 2;  // room for at most 2 of the 8
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
-  const bool sent = SendRaw(raw_.get(), Frame("eight", 8), high);
+  const bool sent = SendRaw(raw_.get(), RawFrame("eight", 8), high);
   Error e = recorder_.WaitForFirst();
   ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
   ASSERT_TRUE(sent);
@@ -190,13 +149,13 @@ TEST_F(HostilePeerTest, CredentialsControlMessageIsRefused) {
   auto t = TransportHandle(UniqueFd(sv[1])).CreateTransport(recorder_.Options(ConnectionLimits::Defaults()));
   ASSERT_TRUE(t.ok()) << t.error().ToString();
   transport_ = std::move(*t);
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("hello")));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("hello")));
   ExpectDisconnect(ErrorCode::kProtocolViolation, "unexpected control message (only SCM_RIGHTS is allowed)");
 }
 
 TEST_F(HostilePeerTest, MoreDescriptorsThanDeclared) {
   Start();
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("ab", 1), OpenDevNull(3)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("ab", 1), OpenDevNull(3)));
   ExpectDisconnect(ErrorCode::kProtocolViolation,
                    "2 descriptors arrived with no frame to claim them (at byte 26)");
 }
@@ -204,11 +163,11 @@ TEST_F(HostilePeerTest, MoreDescriptorsThanDeclared) {
 TEST_F(HostilePeerTest, DescriptorsSmuggledBeforeTheFrameThatClaimsThem) {
   Start();
   // Frame 1 declares none but carries two; frame 2 (a later receive) claims two.
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("one", 0), OpenDevNull(2)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("one", 0), OpenDevNull(2)));
   // Not asserted: a slow receiver (TSan, valgrind) may already have read frame
   // 1 alone, rejected its unclaimed descriptors and closed the socket, so this
   // write can fail. Both orders must end in the same violation.
-  (void)SendRaw(raw_.get(), Frame("two", 2));
+  (void)SendRaw(raw_.get(), RawFrame("two", 2));
   Error e = recorder_.WaitForFirst();
   EXPECT_EQ(e.code(), ErrorCode::kProtocolViolation) << e.ToString();
   transport_.reset();
@@ -220,7 +179,7 @@ TEST_F(HostilePeerTest, DescriptorsSmuggledBeforeTheFrameThatClaimsThem) {
 
 TEST_F(HostilePeerTest, FewerDescriptorsThenClose) {
   Start();
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("xyz", 2), OpenDevNull(1)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("xyz", 2), OpenDevNull(1)));
   raw_.reset();
   ExpectDisconnect(ErrorCode::kIncomplete,
                    "stream ended inside a frame: 27 unprocessed bytes of a 27-byte frame");
@@ -228,7 +187,7 @@ TEST_F(HostilePeerTest, FewerDescriptorsThenClose) {
 
 TEST_F(HostilePeerTest, AckForMoreThanSent) {
   Start();
-  ASSERT_TRUE(SendRaw(raw_.get(), Header(2, 0, 0, 5)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawHeader(2, 0, 0, 5)));
   ExpectDisconnect(ErrorCode::kProtocolViolation,
                    "frame.ack_count: ack_count 5 exceeds the 0 descriptors outstanding");
 }
@@ -238,7 +197,7 @@ TEST_F(HostilePeerTest, PiggybackedAckForMoreThanSent) {
   std::vector<UniqueFd> fds;
   fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   ASSERT_TRUE(transport_->Send(std::vector<uint8_t>{1}, std::move(fds)).ok());
-  std::vector<uint8_t> frame = Header(1, 0, 0, 2);
+  std::vector<uint8_t> frame = RawHeader(1, 0, 0, 2);
   ASSERT_TRUE(SendRaw(raw_.get(), frame));
   ExpectDisconnect(ErrorCode::kProtocolViolation,
                    "frame.ack_count: ack_count 2 exceeds the 1 descriptors outstanding");
@@ -246,7 +205,7 @@ TEST_F(HostilePeerTest, PiggybackedAckForMoreThanSent) {
 
 TEST_F(HostilePeerTest, AckWithPayload) {
   Start();
-  std::vector<uint8_t> frame = Header(2, 4, 0, 1);
+  std::vector<uint8_t> frame = RawHeader(2, 4, 0, 1);
   frame.insert(frame.end(), {1, 2, 3, 4});
   ASSERT_TRUE(SendRaw(raw_.get(), frame));
   ExpectDisconnect(ErrorCode::kProtocolViolation,
@@ -256,14 +215,14 @@ TEST_F(HostilePeerTest, AckWithPayload) {
 
 TEST_F(HostilePeerTest, UnknownType) {
   Start();
-  ASSERT_TRUE(SendRaw(raw_.get(), Header(7, 0, 0, 0)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawHeader(7, 0, 0, 0)));
   ExpectDisconnect(ErrorCode::kProtocolViolation, "frame.type: unknown frame type 7 (at byte 4)");
 }
 
 TEST_F(HostilePeerTest, BadMagicAfterAGoodFrame) {
   Start();
-  std::vector<uint8_t> stream = Frame("fine");
-  std::vector<uint8_t> bad = Header(1, 0, 0, 0, /*magic=*/0xDEADBEEF);
+  std::vector<uint8_t> stream = RawFrame("fine");
+  std::vector<uint8_t> bad = RawHeader(1, 0, 0, 0, /*magic=*/0xDEADBEEF);
   stream.insert(stream.end(), bad.begin(), bad.end());
   ASSERT_TRUE(SendRaw(raw_.get(), stream));
   ExpectDelivered("fine");  // what was accepted before the violation is not lost
@@ -273,7 +232,7 @@ TEST_F(HostilePeerTest, BadMagicAfterAGoodFrame) {
 
 TEST_F(HostilePeerTest, TruncatedFrameThenClose) {
   Start();
-  std::vector<uint8_t> frame = Frame(std::string(100, 'q'));
+  std::vector<uint8_t> frame = RawFrame(std::string(100, 'q'));
   frame.resize(60);
   ASSERT_TRUE(SendRaw(raw_.get(), frame));
   raw_.reset();
@@ -298,7 +257,7 @@ TEST_F(HostilePeerTest, CleanCloseIsPeerClosed) {
 
 TEST_F(HostilePeerTest, PayloadSizeAtLimit) {
   Start(ConnectionLimits::Defaults().Tightened({.max_message_payload_size = 1000}));
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame(std::string(1000, 'p'))));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame(std::string(1000, 'p'))));
   ExpectDelivered(std::string(1000, 'p'));
   raw_.reset();
   ExpectDisconnect(ErrorCode::kPeerClosed, "peer closed the connection");
@@ -306,7 +265,7 @@ TEST_F(HostilePeerTest, PayloadSizeAtLimit) {
 
 TEST_F(HostilePeerTest, PayloadSizeOnePastLimit) {
   Start(ConnectionLimits::Defaults().Tightened({.max_message_payload_size = 1000}));
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame(std::string(1001, 'p'))));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame(std::string(1001, 'p'))));
   ExpectDisconnect(ErrorCode::kLimitExceeded,
                    "frame.payload_size: payload_size 1001 exceeds MAX_MESSAGE_PAYLOAD_SIZE 1000 "
                    "(at byte 8)");
@@ -314,7 +273,7 @@ TEST_F(HostilePeerTest, PayloadSizeOnePastLimit) {
 
 TEST_F(HostilePeerTest, FdCountAtLimit) {
   Start(ConnectionLimits::Defaults().Tightened({.max_message_fd_count = 4}));
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("four", 4), OpenDevNull(4)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("four", 4), OpenDevNull(4)));
   ExpectDelivered("four", 4);
   raw_.reset();
   ExpectDisconnect(ErrorCode::kPeerClosed, "peer closed the connection");
@@ -322,7 +281,7 @@ TEST_F(HostilePeerTest, FdCountAtLimit) {
 
 TEST_F(HostilePeerTest, FdCountOnePastLimit) {
   Start(ConnectionLimits::Defaults().Tightened({.max_message_fd_count = 4}));
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("five", 5), OpenDevNull(5)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("five", 5), OpenDevNull(5)));
   ExpectDisconnect(ErrorCode::kLimitExceeded,
                    "frame.fd_count: fd_count 5 exceeds MAX_MESSAGE_FD_COUNT 4 (at byte 12)");
 }
@@ -331,7 +290,7 @@ TEST_F(HostilePeerTest, UnprocessedBytesAtLimit) {
   // One frame of exactly max_unprocessed_bytes fits.
   Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_bytes = 4096}));
   const std::string payload(4096 - kFrameHeaderSize, 'u');
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame(payload)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame(payload)));
   ExpectDelivered(payload);
   raw_.reset();
   ExpectDisconnect(ErrorCode::kPeerClosed, "peer closed the connection");
@@ -339,15 +298,15 @@ TEST_F(HostilePeerTest, UnprocessedBytesAtLimit) {
 
 TEST_F(HostilePeerTest, UnprocessedBytesOnePastLimit) {
   Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_bytes = 4096}));
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame(std::string(4096 - kFrameHeaderSize + 1, 'u'))));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame(std::string(4096 - kFrameHeaderSize + 1, 'u'))));
   ExpectDisconnect(ErrorCode::kLimitExceeded,
                    "unprocessed bytes 4096 reached MAX_UNPROCESSED_BYTES 4096");
 }
 
 TEST_F(HostilePeerTest, UnprocessedFdsAtLimit) {
   Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_fds = 4}));
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("a", 2), OpenDevNull(2)));
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("b", 2), OpenDevNull(2)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("a", 2), OpenDevNull(2)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("b", 2), OpenDevNull(2)));
   ExpectDelivered("a", 2);
   ExpectDelivered("b", 2);
   // The victim acknowledged the four descriptors; the attacker never reads
@@ -360,8 +319,8 @@ TEST_F(HostilePeerTest, UnprocessedFdsAtLimit) {
 TEST_F(HostilePeerTest, UnprocessedFdsOnePastLimitInReceiveQueue) {
   // The peer ignores the fd-ack window while the owner is not reading.
   Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_fds = 4}));
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("a", 2), OpenDevNull(2)));
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("b", 3), OpenDevNull(3)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("a", 2), OpenDevNull(2)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("b", 3), OpenDevNull(3)));
   ExpectDisconnect(ErrorCode::kLimitExceeded,
                    "unprocessed descriptors 2 queued + 0 buffered + 3 received exceed "
                    "MAX_UNPROCESSED_FDS 4");
@@ -390,7 +349,7 @@ TEST_F(HostilePeerTest, FloodWhileOwnerNeverReadsIsBounded) {
       ConnectionLimits::Defaults().Tightened({.max_unprocessed_bytes = 64 * limits::KiB});
   Start(tight);
   ASSERT_EQ(::fcntl(raw_.get(), F_SETFL, O_NONBLOCK), 0);
-  const std::vector<uint8_t> frame = Frame(std::string(1000, 'f'));
+  const std::vector<uint8_t> frame = RawFrame(std::string(1000, 'f'));
   size_t written = 0;
   // Write until the socket refuses: the victim has stopped reading.
   while (true) {
@@ -421,7 +380,7 @@ TEST_F(HostilePeerTest, FloodWhileOwnerNeverReadsIsBounded) {
 TEST_F(HostilePeerTest, DescriptorFloodWhileOwnerNeverReads) {
   Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_fds = 16}));
   for (int i = 0; i < 40; ++i) {
-    if (!SendRaw(raw_.get(), Frame("f", 1), OpenDevNull(1))) break;  // EPIPE once cut off
+    if (!SendRaw(raw_.get(), RawFrame("f", 1), OpenDevNull(1))) break;  // EPIPE once cut off
   }
   Error e = recorder_.WaitForFirst();
   EXPECT_EQ(e.code(), ErrorCode::kLimitExceeded) << e.ToString();
@@ -438,12 +397,12 @@ TEST_F(HostilePeerTest, DescriptorFloodWhileOwnerNeverReads) {
 // descriptors closed.
 TEST_F(HostilePeerTest, ViolationReadByUntimedReceiveWaiter) {
   Start();
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("ok")));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("ok")));
   ExpectDeliveredUntimed("ok");  // the waiter read it; input is now parked
   std::thread attacker([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // likely after the wait began
-    std::vector<uint8_t> stream = Frame("x", 2);
-    std::vector<uint8_t> bad = Header(9, 0, 0, 0);
+    std::vector<uint8_t> stream = RawFrame("x", 2);
+    std::vector<uint8_t> bad = RawHeader(9, 0, 0, 0);
     stream.insert(stream.end(), bad.begin(), bad.end());
     EXPECT_TRUE(SendRaw(raw_.get(), stream, OpenDevNull(2)));
   });
@@ -477,15 +436,15 @@ TEST_F(HostilePeerTest, SharedDescriptionFlippedToNonBlocking) {
   ASSERT_EQ(::fcntl(shared.get(), F_SETFL, O_NONBLOCK), 0);
   std::thread attacker([&] {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));  // likely after the wait began
-    EXPECT_TRUE(SendRaw(raw_.get(), Frame("still waited for")));
+    EXPECT_TRUE(SendRaw(raw_.get(), RawFrame("still waited for")));
   });
   ExpectDeliveredUntimed("still waited for");
   attacker.join();
   ASSERT_EQ(::fcntl(shared.get(), F_SETFL, 0), 0);  // and back: still fine
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("again")));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("again")));
   ExpectDeliveredUntimed("again");
   shared.reset();
-  ASSERT_TRUE(SendRaw(raw_.get(), Header(9, 0, 0, 0), OpenDevNull(1)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawHeader(9, 0, 0, 0), OpenDevNull(1)));
   // Stream offset: 40 ("still waited for") + 29 ("again") + 4.
   ExpectDisconnect(ErrorCode::kProtocolViolation, "frame.type: unknown frame type 9 (at byte 73)");
 }
@@ -500,8 +459,8 @@ TEST_F(HostilePeerTest, HandlerModeViolationAlsoOneEvent) {
   auto t = TransportHandle(UniqueFd(sv[1])).CreateTransport(std::move(options));
   ASSERT_TRUE(t.ok());
   transport_ = std::move(*t);
-  std::vector<uint8_t> stream = Frame("ok", 1);
-  std::vector<uint8_t> bad = Header(9, 0, 0, 0);
+  std::vector<uint8_t> stream = RawFrame("ok", 1);
+  std::vector<uint8_t> bad = RawHeader(9, 0, 0, 0);
   stream.insert(stream.end(), bad.begin(), bad.end());
   ASSERT_TRUE(SendRaw(raw_.get(), stream, OpenDevNull(1)));
   Error e = recorder_.WaitForFirst();

@@ -28,7 +28,9 @@
 #include "core/internal/little_endian.h"
 #include "core/mutex.h"
 #include "core/testing/fd_count.h"
+#include "core/testing/lingering_socket.h"
 #include "transport/testing/event_recorder.h"
+#include "transport/testing/raw_peer.h"
 #include "transport/testing/heap_usage.h"
 #include "transport/transport.h"
 
@@ -39,119 +41,22 @@ using limits::ConnectionLimits;
 using limits::KiB;
 using limits::MiB;
 using testing::DisconnectRecorder;
+using testing::OpenDevNull;
+using testing::RawFrame;
+using testing::RawHeader;
+using testing::SendRaw;
+using testing::WriteAll;
 using Clock = std::chrono::steady_clock;
 
-// How long a lingering close would block: far beyond kGuard, so a regression
-// is unmistakable. When a guard expires the test resets the TCP connection,
-// which ends the linger at once: a regression fails in kGuard, not in minutes.
-constexpr int kLingerSeconds = 120;
-constexpr auto kGuard = std::chrono::seconds(10);
+using moat::testing::LingeringSocket;
+using moat::testing::RunWithin;
+// A lingering close blocks for testing::kLingerSeconds (120 s); a guard that
+// expires resets the connection, so a regression fails in kGuard, not in minutes.
+constexpr auto kGuard = moat::testing::kLingerGuard;
 
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
-
-std::vector<uint8_t> Header(uint16_t type, uint32_t payload_size, uint32_t fd_count,
-                            uint32_t ack_count) {
-  std::vector<uint8_t> out(kFrameHeaderSize);
-  ::moat::internal::StoreLE32(&out[0], kFrameMagic);
-  ::moat::internal::StoreLE16(&out[4], type);
-  ::moat::internal::StoreLE16(&out[6], 0);
-  ::moat::internal::StoreLE32(&out[8], payload_size);
-  ::moat::internal::StoreLE32(&out[12], fd_count);
-  ::moat::internal::StoreLE32(&out[16], ack_count);
-  ::moat::internal::StoreLE32(&out[20], 0);
-  return out;
-}
-
-std::vector<uint8_t> Frame(const std::string& payload, uint32_t fd_count = 0) {
-  std::vector<uint8_t> out = Header(1, static_cast<uint32_t>(payload.size()), fd_count, 0);
-  out.insert(out.end(), payload.begin(), payload.end());
-  return out;
-}
-
-std::vector<int> OpenDevNull(size_t n) {
-  std::vector<int> out;
-  for (size_t i = 0; i < n; ++i) out.push_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-  return out;
-}
-
-// One raw sendmsg with `fds` attached (the caller's copies are closed after).
-bool SendRaw(int socket, const std::vector<uint8_t>& bytes, std::vector<int> fds = {}) {
-  iovec iov{const_cast<uint8_t*>(bytes.data()), bytes.size()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * std::max<size_t>(fds.size(), 1)));
-  if (!fds.empty()) {
-    msg.msg_control = control.data();
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-  }
-  const ssize_t n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
-  for (int fd : fds) ::close(fd);
-  return n == static_cast<ssize_t>(bytes.size());
-}
-
-// Writes all of `bytes`, blocking.
-bool WriteAll(int socket, const std::vector<uint8_t>& bytes) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::send(socket, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-// The attacker's weapon (issue 13, item 1): a loopback TCP socket whose last
-// close() blocks for kLingerSeconds. Its send queue holds data the receiver
-// never reads (zero window) and SO_LINGER is {1, kLingerSeconds}, so close()
-// waits for an acknowledgement that never comes.
-struct LingeringSocket {
-  UniqueFd weapon;    // hand this one to the victim (and drop every other copy)
-  UniqueFd receiver;  // the accepted end, never read; resetting it ends the linger
-
-  static LingeringSocket Make() {
-    LingeringSocket out;
-    UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    EXPECT_TRUE(listener.valid());
-    const int small = 4096;
-    // Inherited by the accepted socket: a small window fills fast.
-    EXPECT_EQ(::setsockopt(listener.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(::listen(listener.get(), 1), 0);
-    socklen_t len = sizeof(addr);
-    EXPECT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
-    out.weapon.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    EXPECT_EQ(::setsockopt(out.weapon.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
-    EXPECT_EQ(::connect(out.weapon.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    out.receiver.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    EXPECT_TRUE(out.receiver.valid());
-    // Fill the receiver's window and our send queue.
-    std::vector<char> junk(64 * 1024, 'j');
-    while (::send(out.weapon.get(), junk.data(), junk.size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0) {
-    }
-    int unsent = 0;
-    EXPECT_EQ(::ioctl(out.weapon.get(), SIOCOUTQ, &unsent), 0);
-    EXPECT_GT(unsent, 0) << "nothing left unsent: close() would not linger";
-    const linger lng{1, kLingerSeconds};
-    EXPECT_EQ(::setsockopt(out.weapon.get(), SOL_SOCKET, SO_LINGER, &lng, sizeof(lng)), 0);
-    return out;
-  }
-
-  // Resets the connection (the receiver closes with unread data): a close
-  // still lingering on `weapon` returns at once. Only for a failing test.
-  void Disarm() { receiver.reset(); }
-};
 
 class HostileResourceTest : public ::testing::Test {
  protected:
@@ -182,26 +87,6 @@ class HostileResourceTest : public ::testing::Test {
     ASSERT_FALSE(rest.empty());
     ASSERT_TRUE(SendRaw(raw_.get(), first, {weapon->weapon.release()}));
     ASSERT_TRUE(SendRaw(raw_.get(), rest));
-  }
-
-  // Runs `fn` on another thread, so that a call stuck in close() fails the
-  // test after kGuard (then the weapon is disarmed) instead of hanging it.
-  // Returns the seconds `fn` took.
-  double RunWithin(const char* what, LingeringSocket* weapon, std::function<void()> fn) {
-    std::atomic<bool> done{false};
-    const Clock::time_point start = Clock::now();
-    std::thread runner([&] {
-      fn();
-      done = true;
-    });
-    while (!done && Clock::now() - start < kGuard) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    const double seconds = SecondsSince(start);
-    EXPECT_TRUE(done) << what << " blocked in close() for " << seconds << " s";
-    if (!done && weapon != nullptr) weapon->Disarm();
-    runner.join();
-    return seconds;
   }
 
   double DestroyTransportWithin(LingeringSocket* weapon) {
@@ -241,7 +126,7 @@ TEST_F(HostileResourceTest, LingeringDescriptorAfterHandledMessageDoesNotStallIo
     cv.SignalAll();
   });
   LingeringSocket weapon = LingeringSocket::Make();
-  SendWeaponInTwoParts(Frame("linger", 1), &weapon);
+  SendWeaponInTwoParts(RawFrame("linger", 1), &weapon);
   {
     // Handled alone (not in one read with the next frame): its descriptor
     // is dropped before the next frame is read.
@@ -249,7 +134,7 @@ TEST_F(HostileResourceTest, LingeringDescriptorAfterHandledMessageDoesNotStallIo
     while (handled.empty()) cv.Wait(&mu);
   }
   const Clock::time_point start = Clock::now();
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("next")));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("next")));
   bool got_next = false;
   {
     MutexLock lock(&mu);
@@ -276,7 +161,7 @@ TEST_F(HostileResourceTest, LingeringDescriptorOnRejectionDoesNotDelayDisconnect
   // Fill the receive budget so the victim stops reading: the weapon then
   // waits in the socket until the attacker has dropped its own copy.
   for (int i = 0; i < 4 && !transport_->stats().reading_paused; ++i) {
-    ASSERT_TRUE(SendRaw(raw_.get(), Frame(std::string(1500, 'q'))));
+    ASSERT_TRUE(SendRaw(raw_.get(), RawFrame(std::string(1500, 'q'))));
     while (transport_->stats().queued_messages < static_cast<size_t>(i + 1) &&
            !transport_->stats().reading_paused) {
       std::this_thread::yield();
@@ -306,8 +191,8 @@ TEST_F(HostileResourceTest, LingeringDescriptorOnRejectionDoesNotDelayDisconnect
 TEST_F(HostileResourceTest, LingeringDescriptorInReceiveQueueDoesNotBlockDestructor) {
   Start();
   LingeringSocket weapon = LingeringSocket::Make();
-  SendWeaponInTwoParts(Frame("queued", 1), &weapon);
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("probe")));
+  SendWeaponInTwoParts(RawFrame("queued", 1), &weapon);
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("probe")));
   while (transport_->stats().queued_messages < 2) std::this_thread::yield();
   const double seconds = DestroyTransportWithin(&weapon);
   std::printf("[measure] ~Transport blocked %.3f s by a lingering queued descriptor\n", seconds);
@@ -318,7 +203,7 @@ TEST_F(HostileResourceTest, LingeringDescriptorInReceiveQueueDoesNotBlockDestruc
 TEST_F(HostileResourceTest, LingeringDescriptorInIncompleteFrameDoesNotBlock) {
   Start();
   LingeringSocket weapon = LingeringSocket::Make();
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("half", 2), {weapon.weapon.release()}));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("half", 2), {weapon.weapon.release()}));
   raw_.reset();
   const Clock::time_point start = Clock::now();
   std::optional<Error> e = recorder_.WaitFor(kGuard);
@@ -362,8 +247,8 @@ TEST_F(HostileResourceTest, LingeringRetainedDescriptorReleasedByAckDoesNotStall
     ::close(fd);
   }
   ASSERT_EQ(transport_->stats().retained_fds, 1u);
-  std::vector<uint8_t> ack_then_message = Header(2, 0, 0, 1);
-  const std::vector<uint8_t> message = Frame("after the ack");
+  std::vector<uint8_t> ack_then_message = RawHeader(2, 0, 0, 1);
+  const std::vector<uint8_t> message = RawFrame("after the ack");
   ack_then_message.insert(ack_then_message.end(), message.begin(), message.end());
   ASSERT_TRUE(SendRaw(raw_.get(), ack_then_message));
   std::optional<Result<Message>> m;
@@ -398,7 +283,7 @@ TEST_F(HostileResourceTest, DisconnectFreesReassemblerDescriptorsAndMemoryAtOnce
   Start(limits);
   const size_t heap_before = moat::testing::HeapBytesInUse();
   // A frame declaring 8 MiB and 128 descriptors; 2 x 60 descriptors and 6 MiB arrive.
-  std::vector<uint8_t> head = Header(1, 8 * MiB, 128, 0);
+  std::vector<uint8_t> head = RawHeader(1, 8 * MiB, 128, 0);
   head.resize(head.size() + 1000, 'p');
   ASSERT_TRUE(SendRaw(raw_.get(), head, OpenDevNull(60)));
   ASSERT_TRUE(SendRaw(raw_.get(), std::vector<uint8_t>(1000, 'p'), OpenDevNull(60)));
@@ -426,10 +311,10 @@ TEST_F(HostileResourceTest, DisconnectFreesReassemblerDescriptorsAndMemoryAtOnce
 TEST_F(HostileResourceTest, QueuedPlusBufferedDescriptorsAreCheckedAtEveryReceive) {
   Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_fds = 8}));
   // Four descriptors queued for an owner that does not read ...
-  ASSERT_TRUE(SendRaw(raw_.get(), Frame("four", 4), OpenDevNull(4)));
+  ASSERT_TRUE(SendRaw(raw_.get(), RawFrame("four", 4), OpenDevNull(4)));
   while (transport_->stats().queued_fds < 4) std::this_thread::yield();
   // ... and five more into a frame that never completes: 9 > 8.
-  std::vector<uint8_t> partial = Header(1, 100, 5, 0);
+  std::vector<uint8_t> partial = RawHeader(1, 100, 5, 0);
   partial.resize(partial.size() + 3, 'x');
   ASSERT_TRUE(SendRaw(raw_.get(), partial, OpenDevNull(5)));
   std::optional<Error> e = recorder_.WaitFor(kGuard);
@@ -447,7 +332,7 @@ TEST_F(HostileResourceTest, ResetMidFrameIsIncompleteNotPeerClosed) {
   Start();
   // We wrote something the attacker never reads, so its close is a reset.
   ASSERT_TRUE(transport_->Send(std::vector<uint8_t>{1, 2, 3}).ok());
-  std::vector<uint8_t> frame = Frame(std::string(100, 'q'));
+  std::vector<uint8_t> frame = RawFrame(std::string(100, 'q'));
   frame.resize(60);
   ASSERT_TRUE(SendRaw(raw_.get(), frame, OpenDevNull(1)));
   raw_.reset();
@@ -504,7 +389,7 @@ TEST_F(HostileResourceTest, QueueAndReassemblyBufferShareTheByteBudget) {
       {.max_message_payload_size = 2 * MiB, .max_unprocessed_bytes = budget});
   Start(limits);
   const size_t heap_before = moat::testing::HeapBytesInUse();
-  const std::vector<uint8_t> frame = Frame(std::string(2 * MiB, 'L'));
+  const std::vector<uint8_t> frame = RawFrame(std::string(2 * MiB, 'L'));
   FloodUntilPaused(raw_.get(), frame, *transport_);
   ASSERT_TRUE(transport_->is_connected());
   const long long held = moat::testing::HeapGrowthSince(heap_before);
@@ -532,10 +417,10 @@ TEST_F(HostileResourceTest, FrameWaitingForItsDescriptorPlusFloodStaysInBudget) 
   Start(ConnectionLimits::Defaults().Tightened(
       {.max_message_payload_size = 2 * MiB, .max_unprocessed_bytes = budget}));
   const size_t heap_before = moat::testing::HeapBytesInUse();
-  for (int i = 0; i < 3; ++i) ASSERT_TRUE(WriteAll(raw_.get(), Frame(std::string(MiB, 'Q'))));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(WriteAll(raw_.get(), RawFrame(std::string(MiB, 'Q'))));
   while (transport_->stats().queued_messages < 3) std::this_thread::yield();
   // No descriptor: the frame waits (R4).
-  ASSERT_TRUE(WriteAll(raw_.get(), Frame(std::string(2 * MiB, 'W'), /*fd_count=*/1)));
+  ASSERT_TRUE(WriteAll(raw_.get(), RawFrame(std::string(2 * MiB, 'W'), /*fd_count=*/1)));
   FloodUntilPaused(raw_.get(), std::vector<uint8_t>(64 * KiB, 'f'), *transport_);
   const long long held = moat::testing::HeapGrowthSince(heap_before);
   const Transport::Stats s = transport_->stats();
@@ -554,7 +439,7 @@ TEST_F(HostileResourceTest, ReassemblyBufferShrinksAfterALargeFrame) {
   Start(ConnectionLimits::Defaults().Tightened({.max_message_payload_size = 8 * MiB}));
   const size_t heap_before = moat::testing::HeapBytesInUse();
   {
-    std::vector<uint8_t> stream = Frame(std::string(8 * MiB, 'B'));
+    std::vector<uint8_t> stream = RawFrame(std::string(8 * MiB, 'B'));
     stream.insert(stream.end(), {0x4D, 0x4F, 0x41, 0x54, 1, 0, 0});  // 7 bytes of the next header
     ASSERT_TRUE(WriteAll(raw_.get(), stream));
   }  // the test's own copy is gone before we measure
@@ -584,7 +469,7 @@ TEST_F(HostileResourceTest, EmptyFrameFloodStaysWithinTheByteBudget) {
   const size_t heap_before = moat::testing::HeapBytesInUse();
   std::vector<uint8_t> frames;
   for (int i = 0; i < 64; ++i) {
-    const std::vector<uint8_t> f = Frame("");
+    const std::vector<uint8_t> f = RawFrame("");
     frames.insert(frames.end(), f.begin(), f.end());
   }
   FloodUntilPaused(raw_.get(), frames, *transport_);
@@ -604,7 +489,7 @@ TEST_F(HostileResourceTest, EmptyFrameFloodStaysWithinTheByteBudget) {
 TEST_F(HostileResourceTest, HeldBackFramesSurviveADisconnect) {
   Start(ConnectionLimits::Defaults().Tightened({.max_unprocessed_bytes = 64 * KiB}));
   const size_t frame_size = kFrameHeaderSize + 10 * KiB;
-  FloodUntilPaused(raw_.get(), Frame(std::string(10 * KiB, 'h')), *transport_);
+  FloodUntilPaused(raw_.get(), RawFrame(std::string(10 * KiB, 'h')), *transport_);
   const Transport::Stats s = transport_->stats();
   const size_t whole = s.queued_messages + s.buffered_bytes / frame_size;
   ASSERT_GE(s.buffered_bytes, frame_size) << "no whole frame held back";

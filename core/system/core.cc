@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "core/check.h"
+#include "core/deferred_close.h"
 
 namespace moat::system {
 namespace {
@@ -262,6 +263,7 @@ Result<ReadResult> Core::ReadMessage(Handle pipe, const MessageSizes* capacity,
       for (size_t j = i + 1; j < m.ports.size(); ++j) (void)node_->ClosePort(m.ports[j]);
       for (Handle made : out.handles) (void)Close(made);
       if (origin) RemoveHandle(origin_handle, Object(origin));
+      CloseDeferred(out.fds);  // possibly a peer's: never wait for them here (TRP-12)
       return std::move(h).error();
     }
     out.handles.push_back(*h);
