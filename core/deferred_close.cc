@@ -1,9 +1,11 @@
 #include "core/deferred_close.h"
 
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <new>
 #include <thread>
 #include <utility>
 
@@ -28,32 +30,50 @@ void CloseNow(int fd) {
 
 class Closer {
  public:
+  Closer() {
+    ::pthread_atfork(nullptr, nullptr, [] { TheCloserForFork()->ResetInForkedChild(); });
+  }
+
   void Enqueue(int fd) {
+    bool queued = false;
+    bool wake = false;
     {
       MutexLock lock(&mu_);
+      ++enqueued_;
       // Attack: a peer whose descriptor keeps the closer inside close()
       // (FUSE/NFS) piles up further descriptors behind it. Past the bound
       // they are closed inline (lingering disarmed) rather than held.
       if (queue_.size() < limits::MAX_DEFERRED_CLOSES) {
-        StartLocked();
+        if (!thread_started_) {
+          thread_started_ = true;
+          std::thread([this] { Run(); }).detach();
+        }
         queue_.push_back(fd);
-        ++enqueued_;
-        cv_.SignalAll();
-        return;
+        queued = true;
+        // Wake the closer only if it sleeps (a busy closer takes the whole
+        // queue on its next turn).
+        wake = closer_sleeping_;
+        closer_sleeping_ = false;
       }
-      ++enqueued_;
-      ++closed_inline_;
+    }
+    if (queued) {
+      // After unlocking, so that the closer does not wake into a held lock:
+      // futex calls per descriptor were the cost of deferring.
+      if (wake) work_cv_.Signal();
+      return;
     }
     CloseNow(fd);
     MutexLock lock(&mu_);
     ++closed_;
-    cv_.SignalAll();
+    if (waiters_ != 0) done_cv_.SignalAll();
   }
 
   void WaitAll() {
     MutexLock lock(&mu_);
     const uint64_t target = enqueued_;
-    while (closed_ < target) cv_.Wait(&mu_);
+    ++waiters_;
+    while (closed_ < target) done_cv_.Wait(&mu_);
+    --waiters_;
   }
 
   size_t Pending() {
@@ -61,13 +81,21 @@ class Closer {
     return static_cast<size_t>(enqueued_ - closed_);
   }
 
+  // The closer for the fork handler, which cannot capture.
+  static Closer* TheCloserForFork();
+
  private:
-  void StartLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    // A forked child has no closer thread even though its memory says so.
-    const pid_t pid = ::getpid();
-    if (thread_pid_ == pid) return;
-    thread_pid_ = pid;
-    std::thread([this] { Run(); }).detach();
+  // A forked child has no closer thread even though its memory says so, and
+  // the lock and condition variables may be mid-use by threads that do not
+  // exist there (a held lock, a waiter a signal would wait for): start
+  // afresh. Only the forking thread runs now, so no lock is needed.
+  void ResetInForkedChild() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    new (&mu_) Mutex;
+    new (&work_cv_) CondVar;
+    new (&done_cv_) CondVar;
+    thread_started_ = false;
+    closer_sleeping_ = false;
+    waiters_ = 0;
   }
 
   void Run() {
@@ -76,9 +104,13 @@ class Closer {
       {
         MutexLock lock(&mu_);
         closed_ += batch.size();
-        if (!batch.empty()) cv_.SignalAll();
+        if (!batch.empty() && waiters_ != 0) done_cv_.SignalAll();
         batch.clear();
-        while (queue_.empty()) cv_.Wait(&mu_);
+        while (queue_.empty()) {
+          closer_sleeping_ = true;  // cleared by the Enqueue() that wakes us
+          work_cv_.Wait(&mu_);
+        }
+        closer_sleeping_ = false;
         batch.swap(queue_);
       }
       for (int fd : batch) CloseNow(fd);
@@ -87,12 +119,14 @@ class Closer {
 
   // Lock order: a leaf; never held while closing.
   Mutex mu_;
-  CondVar cv_;
+  CondVar work_cv_;  // the closer waits here for descriptors
+  CondVar done_cv_;  // WaitAll() callers wait here for closes
   std::vector<int> queue_ ABSL_GUARDED_BY(mu_);
   uint64_t enqueued_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t closed_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t closed_inline_ ABSL_GUARDED_BY(mu_) = 0;
-  pid_t thread_pid_ ABSL_GUARDED_BY(mu_) = 0;
+  int waiters_ ABSL_GUARDED_BY(mu_) = 0;
+  bool closer_sleeping_ ABSL_GUARDED_BY(mu_) = false;
+  bool thread_started_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 Closer& TheCloser() {
@@ -100,6 +134,8 @@ Closer& TheCloser() {
   static Closer* closer = new Closer;
   return *closer;
 }
+
+Closer* Closer::TheCloserForFork() { return &TheCloser(); }
 
 }  // namespace
 

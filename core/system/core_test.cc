@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/deferred_close.h"
 #include "core/system/endpoint_serialization.h"
 
 namespace moat::system {
@@ -17,7 +18,9 @@ namespace {
 
 std::vector<uint8_t> Bytes(std::string_view s) { return std::vector<uint8_t>(s.begin(), s.end()); }
 
+// Descriptors handed to the closer thread count as closed once it is done.
 int CountOpenFds() {
+  WaitForDeferredCloses();
   int n = 0;
   DIR* d = opendir("/proc/self/fd");
   while (dirent* e = readdir(d)) {
