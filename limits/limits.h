@@ -136,6 +136,12 @@ inline constexpr uint32_t RING_MAX_DOORBELL_DRAIN = 64;
 // reads its socket) would otherwise keep this process from ever exiting.
 inline constexpr uint32_t NODE_SHUTDOWN_FLUSH_TIMEOUT_MS = 5000;
 
+// Bytes of the reason a node gives the peer it cuts off (node channel
+// kDisconnect: "why you were disconnected", issue 15 item 2). Longer reasons
+// are cut on a character boundary by the sender.
+// Attack: a peer's parting message as a memory or log flood.
+inline constexpr uint32_t MAX_DISCONNECT_REASON_SIZE = 1024;
+
 // ---- Transport hostile-peer limits (issue 13; transport.md TRP-12) ----
 
 // Descriptors handed to the closer thread (core/deferred_close.h) and not yet

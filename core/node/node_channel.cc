@@ -4,6 +4,7 @@
 
 #include "core/check.h"
 #include "core/codec/decoder.h"
+#include "core/codec/utf8.h"
 #include "limits/limits.h"
 
 namespace moat::node {
@@ -41,6 +42,17 @@ Status CheckRules(const NodeChannelHeader& h, size_t body_size, size_t num_fds) 
     MOAT_REQUIRE(body_size > 0, ErrorCode::kMalformed, "event message with an empty body");
     // Attack: smuggled state in a field the type does not use.
     MOAT_REQUIRE(!subject_set, ErrorCode::kMalformed, "subject must be zero in an event message");
+  } else if (h.type == NodeChannelMessageType::kDisconnect) {
+    // Attack: a parting message as a memory or log flood.
+    MOAT_REQUIRE(body_size >= 1 && body_size <= limits::MAX_DISCONNECT_REASON_SIZE,
+                 ErrorCode::kLimitExceeded, "disconnect reason of ", body_size,
+                 " bytes (must be 1..MAX_DISCONNECT_REASON_SIZE ",
+                 limits::MAX_DISCONNECT_REASON_SIZE, ")");
+    // Attack: descriptors riding a control message that nobody will consume.
+    MOAT_REQUIRE(num_fds == 0, ErrorCode::kMalformed, "disconnect message with ", num_fds,
+                 " descriptors (must have none)");
+    // Attack: smuggled state in a field the type does not use.
+    MOAT_REQUIRE(!subject_set, ErrorCode::kMalformed, "disconnect message with a non-zero subject");
   } else {
     const std::string_view name = NodeChannelMessageTypeName(h.type);
     // Attack: smuggled bytes behind a control message.
@@ -69,6 +81,7 @@ std::string_view NodeChannelMessageTypeName(NodeChannelMessageType type) {
     case NodeChannelMessageType::kHelloReply: return "hello_reply";
     case NodeChannelMessageType::kEvent: return "event";
     case NodeChannelMessageType::kNodeLost: return "node_lost";
+    case NodeChannelMessageType::kDisconnect: return "disconnect";
   }
   return "unknown";
 }
@@ -107,9 +120,37 @@ std::vector<uint8_t> BeginNodeChannelMessage(const NodeChannelHeader& h, size_t 
 
 std::vector<uint8_t> EncodeNodeChannelMessage(const NodeChannelHeader& h,
                                               std::span<const uint8_t> body) {
+  MOAT_ASSERT(h.type != NodeChannelMessageType::kDisconnect || IsValidUtf8(body),
+              "disconnect reason is not UTF-8 (use EncodeDisconnectMessage)");
   std::vector<uint8_t> out = BeginNodeChannelMessage(h, body.size());
   out.insert(out.end(), body.begin(), body.end());
   return out;
+}
+
+std::vector<uint8_t> EncodeDisconnectMessage(const ports::NodeName& sender,
+                                             const ports::NodeName& target,
+                                             std::string_view reason) {
+  std::string text;
+  std::span<const uint8_t> rest(reinterpret_cast<const uint8_t*>(reason.data()), reason.size());
+  while (!rest.empty() && text.size() < limits::MAX_DISCONNECT_REASON_SIZE) {
+    const size_t valid = FindInvalidUtf8(rest).value_or(rest.size());
+    text.append(reinterpret_cast<const char*>(rest.data()), valid);
+    if (valid == rest.size()) break;
+    text.push_back('?');
+    rest = rest.subspan(valid + 1);
+  }
+  if (text.size() > limits::MAX_DISCONNECT_REASON_SIZE) {
+    size_t cut = limits::MAX_DISCONNECT_REASON_SIZE;
+    while ((static_cast<uint8_t>(text[cut]) & 0xC0) == 0x80) --cut;  // not inside a character
+    text.resize(cut);
+  }
+  if (text.empty()) text = "no reason given";
+  NodeChannelHeader h;
+  h.type = NodeChannelMessageType::kDisconnect;
+  h.sender = sender;
+  h.target = target;
+  return EncodeNodeChannelMessage(
+      h, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
 }
 
 MOAT_DECODER(node_channel_message)
@@ -160,6 +201,15 @@ Result<NodeChannelMessage> DecodeNodeChannelMessage(std::span<const uint8_t> pay
 
   Status rules = CheckRules(h, out.body.size(), num_fds);
   if (!rules.ok()) return std::move(rules).error().WithField(kStruct);
+  if (h.type == NodeChannelMessageType::kDisconnect) {
+    // Attack: invalid text handed on to the embedder's logs and callbacks.
+    if (std::optional<size_t> bad = FindInvalidUtf8(out.body)) {
+      return FieldError(Error(ErrorCode::kMalformed,
+                              ::moat::internal::Concat("disconnect reason is not UTF-8 at byte ",
+                                                       *bad)),
+                        "body");
+    }
+  }
   return out;
 }
 

@@ -10,8 +10,9 @@
 //   u64 subject.hi, subject.lo    hello: the broker's bootstrap port;
 //                                 node_lost: the lost node; else all zero
 //   u32 fd_count     descriptors riding with the transport message
-//   u32 body_size    event bytes that follow (events only; else 0)
-//   body             a serialized ports event (core/ports/event_codec.h)
+//   u32 body_size    bytes that follow (events and disconnects; else 0)
+//   body             event: a serialized ports event (core/ports/event_codec.h)
+//                    disconnect: the reason, UTF-8 text
 //
 // Decoding is strict: exactly one encoding per message (so the fuzzer can
 // require a byte-identical re-encoding), no trailing bytes, fd_count equal
@@ -52,8 +53,14 @@ enum class NodeChannelMessageType : uint8_t {
   kEvent = 3,
   // broker -> child: "node `subject` is gone" (LostConnectionToNode there).
   kNodeLost = 4,
+  // Either way, on a direct connection only, the sender's last message
+  // before it closes the connection: "I am cutting you off because `body`"
+  // (1..MAX_DISCONNECT_REASON_SIZE bytes of UTF-8). Never relayed. Advice
+  // for the receiver's embedder (a bad-message report, a protocol violation
+  // we saw); it grants nothing, and a hostile peer may say anything in it.
+  kDisconnect = 5,
 };
-inline constexpr uint8_t kMaxNodeChannelMessageType = 4;
+inline constexpr uint8_t kMaxNodeChannelMessageType = 5;
 std::string_view NodeChannelMessageTypeName(NodeChannelMessageType type);
 
 // Bytes before the body.
@@ -92,11 +99,20 @@ std::vector<uint8_t> BeginNodeChannelMessage(const NodeChannelHeader& header, si
 void WriteNodeChannelHeader(const NodeChannelHeader& header, size_t body_size,
                             std::span<uint8_t, kNodeChannelHeaderSize> out);
 
+// A kDisconnect envelope from `sender` to `target` carrying `reason`, made
+// fit: bytes that are not UTF-8 become '?', and a reason over
+// MAX_DISCONNECT_REASON_SIZE is cut on a character boundary (an empty one
+// becomes "no reason given"). Any text can be passed, e.g. an embedder's.
+std::vector<uint8_t> EncodeDisconnectMessage(const ports::NodeName& sender,
+                                             const ports::NodeName& target,
+                                             std::string_view reason);
+
 // Decodes one envelope from a transport message carrying `num_fds`
 // descriptors. Rules: declared type; sender and target valid and distinct;
-// fd_count == num_fds; kEvent: non-empty body, zero subject; the other
-// types: valid subject, empty body, no descriptors; body_size exactly the
-// bytes that remain.
+// fd_count == num_fds; kEvent: non-empty body, zero subject; kDisconnect:
+// zero subject, no descriptors, a body of 1..MAX_DISCONNECT_REASON_SIZE
+// bytes of valid UTF-8; the other types: valid subject, empty body, no
+// descriptors; body_size exactly the bytes that remain.
 MOAT_DECODER(node_channel_message)
 Result<NodeChannelMessage> DecodeNodeChannelMessage(std::span<const uint8_t> payload,
                                                     size_t num_fds);

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <string>
+
+#include "limits/limits.h"
 
 namespace moat::node {
 namespace {
@@ -54,7 +57,7 @@ TEST(NodeChannelTest, HelloRoundTrips) {
 
 TEST(NodeChannelTest, RejectsUnknownType) {
   std::vector<uint8_t> wire = EncodeNodeChannelMessage(EventHeader(), kBody);
-  for (uint8_t bad : {uint8_t{0}, uint8_t{5}, uint8_t{255}}) {
+  for (uint8_t bad : {uint8_t{0}, uint8_t{6}, uint8_t{255}}) {
     wire[0] = bad;
     auto m = DecodeNodeChannelMessage(wire, 0);
     ASSERT_FALSE(m.ok());
@@ -173,11 +176,88 @@ TEST(NodeChannelTest, RejectsFieldsTheTypeDoesNotUse) {
   EXPECT_NE(m.error().ToString().find("empty body"), std::string::npos);
 }
 
+NodeChannelHeader DisconnectHeader() {
+  NodeChannelHeader h;
+  h.type = NodeChannelMessageType::kDisconnect;
+  h.sender = NodeName{1, 2};
+  h.target = NodeName{3, 4};
+  return h;
+}
+
+std::string BodyOf(const std::vector<uint8_t>& wire) {
+  auto m = DecodeNodeChannelMessage(wire, 0);
+  EXPECT_TRUE(m.ok()) << m.error().ToString();
+  if (!m.ok()) return "<error>";
+  EXPECT_EQ(m->header.type, NodeChannelMessageType::kDisconnect);
+  return std::string(m->body.begin(), m->body.end());
+}
+
+TEST(NodeChannelTest, DisconnectCarriesItsReason) {
+  EXPECT_EQ(BodyOf(EncodeDisconnectMessage(NodeName{1, 2}, NodeName{3, 4}, "bad message: \u00e9")),
+            "bad message: \u00e9");
+}
+
+// Any text can be given (an embedder's reason is arbitrary bytes): what goes
+// out is always a reason the peer accepts.
+TEST(NodeChannelTest, DisconnectReasonIsMadeFit) {
+  const NodeName a{1, 2}, b{3, 4};
+  EXPECT_EQ(BodyOf(EncodeDisconnectMessage(a, b, "")), "no reason given");
+  EXPECT_EQ(BodyOf(EncodeDisconnectMessage(a, b, std::string("x\xff\xc3y\xed\xa0\x80z"))),
+            "x??y???z");
+  // Cut at the limit, never inside a character: 1023 'a' then a 2-byte one.
+  std::string long_reason(limits::MAX_DISCONNECT_REASON_SIZE - 1, 'a');
+  long_reason += "\u00e9tc";
+  const std::string cut = BodyOf(EncodeDisconnectMessage(a, b, long_reason));
+  EXPECT_EQ(cut, std::string(limits::MAX_DISCONNECT_REASON_SIZE - 1, 'a'));
+  EXPECT_EQ(BodyOf(EncodeDisconnectMessage(a, b, std::string(5000, 'q'))).size(),
+            limits::MAX_DISCONNECT_REASON_SIZE);
+}
+
+TEST(NodeChannelTest, RejectsABadDisconnect) {
+  auto expect = [](std::vector<uint8_t> wire, size_t fds, ErrorCode code, const char* needle) {
+    auto m = DecodeNodeChannelMessage(wire, fds);
+    ASSERT_FALSE(m.ok());
+    EXPECT_EQ(m.error().code(), code) << m.error().ToString();
+    EXPECT_NE(m.error().ToString().find(needle), std::string::npos) << m.error().ToString();
+  };
+  const std::vector<uint8_t> good = EncodeDisconnectMessage(NodeName{1, 2}, NodeName{3, 4}, "why");
+  // Empty reason: header only, body_size 0.
+  std::vector<uint8_t> empty(good.begin(), good.begin() + kNodeChannelHeaderSize);
+  std::memset(&empty[kNodeChannelHeaderSize - 4], 0, 4);
+  expect(empty, 0, ErrorCode::kLimitExceeded, "disconnect reason of 0 bytes");
+  // One byte over the limit.
+  std::vector<uint8_t> big(good.begin(), good.begin() + kNodeChannelHeaderSize);
+  const uint32_t over = limits::MAX_DISCONNECT_REASON_SIZE + 1;
+  std::memcpy(&big[kNodeChannelHeaderSize - 4], &over, 4);
+  big.resize(kNodeChannelHeaderSize + over, 'a');
+  expect(big, 0, ErrorCode::kLimitExceeded, "MAX_DISCONNECT_REASON_SIZE 1024");
+  // Not UTF-8.
+  std::vector<uint8_t> bad = good;
+  bad[kNodeChannelHeaderSize + 1] = 0xff;
+  expect(bad, 0, ErrorCode::kMalformed, "not UTF-8 at byte 1");
+  // Descriptors riding it.
+  std::vector<uint8_t> with_fd = good;
+  with_fd[kNodeChannelHeaderSize - 8] = 1;  // fd_count
+  expect(with_fd, 1, ErrorCode::kMalformed, "disconnect message with 1 descriptors");
+  // A subject.
+  std::vector<uint8_t> subject = good;
+  subject[1 + 4 * 8] = 7;  // subject.hi
+  expect(subject, 0, ErrorCode::kMalformed, "non-zero subject");
+  // The smallest legal one (exactly the limit) passes.
+  std::vector<uint8_t> at_limit(good.begin(), good.begin() + kNodeChannelHeaderSize);
+  const uint32_t limit = limits::MAX_DISCONNECT_REASON_SIZE;
+  std::memcpy(&at_limit[kNodeChannelHeaderSize - 4], &limit, 4);
+  at_limit.resize(kNodeChannelHeaderSize + limit, 'a');
+  EXPECT_TRUE(DecodeNodeChannelMessage(at_limit, 0).ok());
+}
+
 TEST(NodeChannelDeathTest, EncodingAnInvalidMessageAborts) {
   NodeChannelHeader h = EventHeader();
   h.target = h.sender;
   EXPECT_DEATH(EncodeNodeChannelMessage(h, kBody), "sender equals target");
   EXPECT_DEATH(EncodeNodeChannelMessage(EventHeader(), {}), "empty body");
+  const uint8_t not_utf8[] = {0xff};
+  EXPECT_DEATH(EncodeNodeChannelMessage(DisconnectHeader(), not_utf8), "not UTF-8");
 }
 
 }  // namespace

@@ -346,6 +346,11 @@ Result<LaunchedChild> NodeController::LaunchChild(const std::string& path,
   return LaunchedChild{*pid, inv.child_name, inv.bootstrap};
 }
 
+std::optional<Error> NodeController::BrokerLoss() const {
+  MutexLock lock(&mu_);
+  return broker_loss_;
+}
+
 std::vector<ports::NodeName> NodeController::ConnectedNodes() const {
   MutexLock lock(&mu_);
   std::vector<ports::NodeName> out;
@@ -359,7 +364,25 @@ std::vector<ports::NodeName> NodeController::ConnectedNodes() const {
 void NodeController::OnMessage(Channel* channel, transport::MessageView& message) {
   if (channel->closed) return;  // being dropped; the transport closes the fds
   Status s = HandleMessage(channel, message);
-  if (!s.ok()) DropChannel(channel, s.error());
+  if (!s.ok()) CutOff(channel, s.error());
+}
+
+void NodeController::CutOff(Channel* channel, const Error& why) {
+  // Tell the peer why, if the handshake gave us both names (best effort: a
+  // peer that stopped reading does not get it, and nobody waits for it).
+  if (!channel->closed && channel->peer.is_valid() && name_.is_valid() &&
+      channel->state == Channel::State::kReady) {
+    (void)channel->SendWithoutWaiting(EncodeDisconnectMessage(name_, channel->peer, why.ToString()));
+  }
+  DropChannel(channel, why);
+}
+
+Error NodeController::CutOffBy(const NodeChannelMessage& message) {
+  const std::string_view reason(reinterpret_cast<const char*>(message.body.data()),
+                                message.body.size());
+  return Error(ErrorCode::kPeerClosed,
+               ::moat::internal::Concat("node ", message.header.sender.ToString(),
+                                        " cut this node off: ", reason));
 }
 
 void NodeController::OnDisconnect(Channel* channel, const Error& error) {
@@ -376,6 +399,8 @@ Status NodeController::HandleMessage(Channel* channel, transport::MessageView& r
 
 Status NodeController::HandleHello(Channel* channel, const NodeChannelMessage& message) {
   const NodeChannelHeader& h = message.header;
+  // A broker refusing us before the greeting says why; that is the error.
+  if (h.type == NodeChannelMessageType::kDisconnect) return CutOffBy(message);
   // Attack: a peer skipping the handshake, e.g. events before this node has a name.
   MOAT_REQUIRE(h.type == NodeChannelMessageType::kHello, ErrorCode::kProtocolViolation,
                "expected hello as the broker's first message, got ",
@@ -436,6 +461,15 @@ Status NodeController::HandleAsBroker(Channel* channel, const NodeChannelMessage
     MOAT_REQUIRE(h.target == name_, ErrorCode::kProtocolViolation, "hello_reply addressed to ",
                  h.target.ToString(), ", not to this broker");
     channel->state = Channel::State::kReady;
+    return OkStatus();
+  }
+  if (h.type == NodeChannelMessageType::kDisconnect) {
+    // Attack: a child speaking for another, or asking us to relay its parting
+    // words (disconnects are for direct connections only).
+    MOAT_REQUIRE(h.sender == channel->peer && h.target == name_, ErrorCode::kProtocolViolation,
+                 "disconnect from node ", h.sender.ToString(), " for node ", h.target.ToString(),
+                 " on the connection of node ", channel->peer.ToString(), " (never relayed)");
+    DropChannel(channel, CutOffBy(message));
     return OkStatus();
   }
   // Attack: a child sending broker-only messages (names, loss reports) or
@@ -524,6 +558,13 @@ Status NodeController::HandleAsChild(Channel* channel, const NodeChannelMessage&
                                                                     " lost")));
       return OkStatus();
     }
+    case NodeChannelMessageType::kDisconnect:
+      // Attack: (unreachable: a child's only connection is the broker's, and
+      // the broker relays no disconnects) another node's parting words.
+      MOAT_REQUIRE(h.sender == broker_name_, ErrorCode::kProtocolViolation,
+                   "disconnect from node ", h.sender.ToString(), ", not from the broker");
+      DropChannel(channel, CutOffBy(message));
+      return OkStatus();
     case NodeChannelMessageType::kHello:
     case NodeChannelMessageType::kHelloReply:
       break;
@@ -605,7 +646,7 @@ void NodeController::DisconnectNode(const ports::NodeName& node, const Error& wh
     }
   }
   if (channel) {
-    DropChannel(channel.get(), why);
+    CutOff(channel.get(), why);
   } else if (!is_broker_) {
     LoseRemoteNode(node, why);
   }
@@ -628,7 +669,10 @@ void NodeController::DropChannel(Channel* channel, const Error& why) {
       }
       for (const auto& [name, other] : channels_) others.push_back(other);
     } else {
-      if (broker_channel_.get() == channel) self = std::move(broker_channel_);
+      if (broker_channel_.get() == channel) {
+        self = std::move(broker_channel_);
+        broker_loss_ = why;
+      }
       for (const auto& [name, unused] : remote_nodes_) remote.push_back(name);
       remote_nodes_.clear();
       if (!handshake_done_) {

@@ -136,6 +136,10 @@ class NodeController {
   // Nodes with a live, handshaken transport to this one.
   std::vector<ports::NodeName> ConnectedNodes() const ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Child: why the connection to the broker ended (the broker's own words,
+  // "node B cut this node off: ...", if it said why); nullopt while it lasts.
+  std::optional<Error> BrokerLoss() const ABSL_LOCKS_EXCLUDED(mu_);
+
  private:
   class Channel;
   class NodeCore;
@@ -157,6 +161,11 @@ class NodeController {
   // Transport callbacks (IO thread of the channel's transport).
   void OnMessage(Channel* channel, transport::MessageView& message) ABSL_LOCKS_EXCLUDED(mu_);
   void OnDisconnect(Channel* channel, const Error& error) ABSL_LOCKS_EXCLUDED(mu_);
+  // Drops `channel` for a reason of ours, telling the peer why first
+  // (node channel kDisconnect, best effort, never waiting).
+  void CutOff(Channel* channel, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);
+  // The error for a peer's kDisconnect: its name and its reason.
+  static Error CutOffBy(const NodeChannelMessage& message);
 
   Status HandleMessage(Channel* channel, transport::MessageView& message);
   Status HandleHello(Channel* channel, const NodeChannelMessage& message);
@@ -206,6 +215,7 @@ class NodeController {
   ChannelPtr broker_channel_ ABSL_GUARDED_BY(mu_);                      // child: the broker
   bool handshake_done_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<Error> handshake_error_ ABSL_GUARDED_BY(mu_);
+  std::optional<Error> broker_loss_ ABSL_GUARDED_BY(mu_);  // child: see BrokerLoss()
   // Child: nodes other than the broker it has exchanged events with, so that
   // losing the broker closes the pipes to them too.
   std::map<ports::NodeName, bool> remote_nodes_ ABSL_GUARDED_BY(mu_);

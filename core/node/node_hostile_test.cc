@@ -9,6 +9,7 @@
 #include "core/mutex.h"
 #include "core/node/node_channel.h"
 #include "core/node/node_controller.h"
+#include "core/node/testing/fake_child.h"
 #include "core/ports/event_codec.h"
 #include "transport/transport.h"
 
@@ -112,46 +113,7 @@ TEST_F(FakeBrokerTest, ARelayedNodeIsReportedLostOnce) {
 }
 
 
-// A child the test speaks for by hand, connected to a real broker.
-struct FakeChild {
-  std::unique_ptr<transport::Transport> t;
-  ports::NodeName name;
-  ports::NodeName broker;
-
-  static FakeChild Join(NodeController& broker) {
-    FakeChild c;
-    int sv[2];
-    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-    auto launched = broker.AddChild(UniqueFd(sv[0]));
-    EXPECT_TRUE(launched.ok());
-    auto t = transport::TransportHandle(UniqueFd(sv[1])).CreateTransport();
-    EXPECT_TRUE(t.ok());
-    c.t = std::move(*t);
-    auto hello = c.Receive();
-    EXPECT_EQ(hello.header.type, NodeChannelMessageType::kHello);
-    c.name = hello.header.target;
-    c.broker = hello.header.sender;
-    NodeChannelHeader reply;
-    reply.type = NodeChannelMessageType::kHelloReply;
-    reply.sender = c.name;
-    reply.target = c.broker;
-    EXPECT_TRUE(c.t->Send(EncodeNodeChannelMessage(reply)).ok());
-    return c;
-  }
-  struct Got {
-    NodeChannelHeader header;
-    std::vector<uint8_t> body;
-  };
-  Got Receive() {
-    auto m = t->Receive(kTimeout);
-    EXPECT_TRUE(m.ok());
-    if (!m.ok()) return {};
-    auto d = DecodeNodeChannelMessage(m->payload, m->fds.size());
-    EXPECT_TRUE(d.ok());
-    if (!d.ok()) return {};
-    return {d->header, std::vector<uint8_t>(d->body.begin(), d->body.end())};
-  }
-};
+using testing::FakeChild;
 
 // PRT-14 on a child: child X re-points a port of child Y at a node that does
 // not exist (ObserveProxy, UpdatePreviousPeer), to die afterwards; Y cannot
@@ -161,10 +123,8 @@ TEST(FakeChildrenTest, BrokerReportsAGhostNodeAheadOfARelayedRepointing) {
   auto broker = NodeController::CreateBroker();
   FakeChild x = FakeChild::Join(*broker);
   FakeChild y = FakeChild::Join(*broker);
-  // The broker reads each child's HelloReply on that child's own thread:
-  // wait until both count as connected, or the final check races them.
-  for (int i = 0; i < 10000 && broker->ConnectedNodes().size() < 2; ++i) ::usleep(1000);
-  ASSERT_EQ(broker->ConnectedNodes().size(), 2u);
+  // Both must count as connected, or the final check races them.
+  ASSERT_TRUE(testing::WaitForConnectedNodes(*broker, 2));
   const ports::NodeName ghost = ports::NodeName::Random();
   NodeChannelHeader h;
   h.type = NodeChannelMessageType::kEvent;

@@ -37,6 +37,12 @@ void NodeChannelSeeds(corpus::SeedSink& sink) {
   lost.subject_lo = 0x8888888888888888;
   sink.Add("node_lost", WithFdCount(EncodeNodeChannelMessage(lost), 0));
 
+  sink.Add("disconnect",
+           WithFdCount(EncodeDisconnectMessage(Header(NodeChannelMessageType::kDisconnect).sender,
+                                               Header(NodeChannelMessageType::kDisconnect).target,
+                                               "bad message: field 'size' out of range"),
+                       0));
+
   // Real ports events as bodies.
   auto add_event = [&](const std::string& name, ports::Event& event) {
     std::vector<UniqueFd> fds;

@@ -549,6 +549,21 @@ MoatResult MoatConnectToNamedBroker(const char* path, const struct MoatNamedSock
   return BecomeNode(std::move(*node), bootstrap);
 }
 
+MoatResult MoatGetBrokerLossReason(const char** reason) {
+  if (reason == nullptr) return Fail(MOAT_RESULT_INVALID_ARGUMENT, "reason: NULL");
+  NodeController* node = g_node.load(std::memory_order_acquire);
+  if (node == nullptr || node->is_broker()) {
+    return Fail(MOAT_RESULT_FAILED_PRECONDITION,
+                "MoatGetBrokerLossReason: this process is not a child node");
+  }
+  std::optional<Error> loss = node->BrokerLoss();
+  if (!loss) return Fail(MOAT_RESULT_NOT_FOUND, "the connection to the broker is up");
+  static thread_local std::string text;
+  text = loss->ToString();
+  *reason = text.c_str();
+  return Done(moat::OkStatus());
+}
+
 MoatResult MoatCreateSharedBuffer(uint64_t size, const struct MoatSharedBufferOptions* options,
                                   int* buffer) {
   MOAT_C_CHECK_OPTIONS(options, "MoatSharedBufferOptions");

@@ -166,8 +166,9 @@ struct MoatNotifyBadMessageOptions { uint32_t struct_size; uint32_t flags; };
  * that process's node is disconnected, with `reason` in the error reported
  * (every pipe to it sees PEER_CLOSED; on a broker, the other children are
  * told the node is lost). A message written in this process has nobody to
- * cut off (OK). The disconnected node sees its connection to this one fail
- * (it is not sent the reason). INVALID_ARGUMENT: not a context handle. */
+ * cut off (OK). The disconnected node is told why as the connection's last
+ * message (a child reads it with MoatGetBrokerLossReason), unless it stopped
+ * reading. INVALID_ARGUMENT: not a context handle. */
 MOAT_EXPORT MoatResult MoatNotifyBadMessage(MoatHandle context, const char* reason, uint32_t reason_length,
                                 const struct MoatNotifyBadMessageOptions* options);
 
@@ -303,6 +304,14 @@ MOAT_EXPORT MoatResult MoatAcceptNamedChild(int server_socket, const struct Moat
  * MoatAcceptInvitation. */
 MOAT_EXPORT MoatResult MoatConnectToNamedBroker(const char* path, const struct MoatNamedSocketOptions* options,
                                     MoatHandle* bootstrap);
+
+/* Child: why this node's connection to its broker ended (every pipe to other
+ * processes then reports PEER_CLOSED). OK: *reason is the text, valid until
+ * the next moat call on this thread; when the broker cut this node off it
+ * says so in its own words ("node N cut this node off: bad message: ...",
+ * e.g. from the broker's MoatNotifyBadMessage). NOT_FOUND: still connected.
+ * FAILED_PRECONDITION: this process is not a child node. */
+MOAT_EXPORT MoatResult MoatGetBrokerLossReason(const char** reason);
 
 /* ---- Shared buffers ---------------------------------------------------- */
 /*

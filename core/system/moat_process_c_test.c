@@ -114,9 +114,15 @@ static int PeerClosed(MoatHandle h) {
 static int BadChild(void) {
   MoatHandle boot;
   CHECK_RESULT(MoatAcceptInvitation(-1, NULL, &boot), MOAT_RESULT_OK);
+  const char* why = NULL;
+  CHECK_RESULT(MoatGetBrokerLossReason(&why), MOAT_RESULT_NOT_FOUND);
   CHECK_RESULT(MoatWriteMessage(boot, "evil", 4, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
   WaitPeerClosed(boot);
   CHECK(PeerClosed(boot));
+  /* Issue 15 item 2: told why, in the broker's words. */
+  CHECK_RESULT(MoatGetBrokerLossReason(&why), MOAT_RESULT_OK);
+  CHECK(why != NULL && strstr(why, "cut this node off") != NULL);
+  CHECK(why != NULL && strstr(why, "evil is not a valid request") != NULL);
   fflush(stderr);
   _exit(Finish());
 }
@@ -257,6 +263,8 @@ static void TestBadMessageCutsOffItsSender(const char* self) {
   }
   CHECK(n == 4 && memcmp(buf, "evil", 4) == 0);
   CHECK(context != MOAT_HANDLE_INVALID);
+  const char* why = NULL;
+  CHECK_RESULT(MoatGetBrokerLossReason(&why), MOAT_RESULT_FAILED_PRECONDITION); /* a broker */
   const char reason[] = "evil is not a valid request";
   CHECK_RESULT(MoatNotifyBadMessage(context, reason, sizeof(reason) - 1, NULL), MOAT_RESULT_OK);
   /* Consumed. */

@@ -56,6 +56,7 @@ const char* NodeChannelTypeName(node::NodeChannelMessageType t) {
     case node::NodeChannelMessageType::kHelloReply: return "HELLO_REPLY";
     case node::NodeChannelMessageType::kEvent: return "EVENT";
     case node::NodeChannelMessageType::kNodeLost: return "NODE_LOST";
+    case node::NodeChannelMessageType::kDisconnect: return "DISCONNECT";
   }
   return "?";
 }
@@ -90,6 +91,9 @@ Status Inspect_node_channel(Bytes data, FieldPrinter& out) {
   if (m.header.type == node::NodeChannelMessageType::kEvent && num_fds == 0) {
     FieldPrinter nested = out.Nested();
     return PrintEvent(m.body, 0, nested);
+  }
+  if (m.header.type == node::NodeChannelMessageType::kDisconnect) {
+    out.Field("reason", std::string(m.body.begin(), m.body.end()));  // validated UTF-8
   }
   return OkStatus();
 }
