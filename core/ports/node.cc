@@ -806,6 +806,26 @@ static bool IsUnused(const Port* port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
          port->message_queue.next_sequence_num() == kInitialSequenceNum;
 }
 
+// Whether `target` is among `names` or carried (transitively) by a message
+// queued at one of them, ports of this node. Locks one port at a time (they
+// are in messages: not reachable by any embedder, see the lock order in
+// node.h). Bounded: every port is visited once.
+bool Node::Carries(std::vector<PortName> names, const PortName& target,
+                   const PortName& held) const {
+  std::set<PortName> seen;
+  while (!names.empty()) {
+    const PortName name = names.back();
+    names.pop_back();
+    if (name == target) return true;
+    if (name == held || !seen.insert(name).second) continue;  // held: its lock is ours
+    PortRef ref = Lookup(name);
+    if (!ref.is_valid()) continue;
+    MutexLock lock(&ref.port()->mu);
+    ref.port()->message_queue.AppendCarriedPorts(&names);
+  }
+  return false;
+}
+
 Status Node::MergePortsInternal(const PortRef& a, const PortRef& b, bool close_on_failure,
                                 Pending* out) {
   auto fail = [&](std::string why) -> Status {
@@ -961,6 +981,14 @@ void Node::ForwardQueuedFromProxy(const PortRef& ref, Pending* out) {
     std::vector<PortName> kept;
     event->port_descriptors.clear();
     for (const PortName& name : event->message->ports) {
+      // A port that is (or carries) the port this message goes to would
+      // end up in its own queue and be forwarded into itself forever (a
+      // merge fed it messages sent before it was checked): closed instead,
+      // so its peer sees closure.
+      if (port->peer_node == name_ && Carries({name}, port->peer_port, ref.name())) {
+        out->ports_to_close.push_back(name);
+        continue;
+      }
       PortRef a = Lookup(name);
       if (!a.is_valid()) continue;  // lost with its node meanwhile: drop it
       Port* ap = a.port();

@@ -123,7 +123,10 @@ class Node {
   // R12: fuses two pipes on this node. a and b must be distinct receiving
   // ports, not each other's peer, that never sent or read a message;
   // otherwise kFailedPrecondition and nothing changes. Afterwards the peers
-  // of a and b are one pipe; a and b no longer exist.
+  // of a and b are one pipe; a and b no longer exist. A message a (or b)
+  // still holds that carries (transitively) the port it now goes to, b's
+  // peer (or a's), would put that port into its own queue: the port it
+  // carries is closed instead of moved (see ForwardQueuedFromProxy).
   Status MergeLocalPorts(const PortRef& a, const PortRef& b);
 
   // Fuses local port `local` with port `remote` on node `node` (which makes
@@ -195,6 +198,9 @@ class Node {
                     Pending* out);
   void ClosePortsByName(const std::vector<PortName>& names, Pending* out);
   Status ClosePortInternal(const PortRef& port, Pending* out);
+  // See node.cc; `held`: a port whose lock the caller holds (not searched).
+  bool Carries(std::vector<PortName> names, const PortName& target,
+               const PortName& held = PortName()) const ABSL_LOCKS_EXCLUDED(ports_mu_);
   Status MergePortsInternal(const PortRef& a, const PortRef& b, bool close_on_failure,
                             Pending* out);
   void ForwardQueuedFromProxy(const PortRef& port, Pending* out);
@@ -241,7 +247,8 @@ class Node {
 
   // Lock order: Port::mu (several only in ascending PortName order, as in
   // MergeLocalPorts and sends with attachments; or a proxy's lock, then the
-  // not-yet-reachable ports attached to messages it forwards) -> ports_mu_.
+  // not-yet-reachable ports attached to messages it forwards, one at a time,
+  // and those attached to messages queued at them: Node::Carries) -> ports_mu_.
   // ports_mu_ is a leaf: nothing is locked while holding it.
   // No lock is held while calling the delegate. A port's send turn
   // (Port::sending, see DrainOutbox) is not a lock: it is taken and given
