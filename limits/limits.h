@@ -84,6 +84,25 @@ static_assert(MAX_PORT_OUT_OF_ORDER_BYTES >= 2 * size_t{MAX_MESSAGE_PAYLOAD_SIZE
 // numbers or a hop that is not (yet) the port's previous hop.
 inline constexpr uint32_t MAX_PORT_BUFFERED_EVENTS = 256;
 
+// This node's own ring events that one port buffers (not from its previous
+// hop, or ahead of a gap) and that come from ports another node's
+// descriptors created here (Event::origin), per such node: control events by
+// count, user messages by count and bytes (PRT-16). This node's other events
+// stay uncapped: a preempted local sender legitimately holds back everything
+// other local threads send meanwhile.
+// Attack: a hostile node sends message after message whose descriptors name a
+// port P of this node as the new port's peer (or makes such a port answer
+// forged requests towards P); each new port's events to P wait, unprocessable,
+// for a switch only the attacker could send, and pile up at P (300 forged
+// messages buffered 299 closures at P).
+inline constexpr uint32_t MAX_PORT_BUFFERED_LOCAL_CONTROL_EVENTS = 256;
+// The embedder may write into a port it just received before its peer, on
+// this node, has switched to it (one round trip to the sender): generous.
+inline constexpr uint32_t MAX_PORT_BUFFERED_LOCAL_MESSAGES = 4096;
+inline constexpr size_t MAX_PORT_BUFFERED_LOCAL_BYTES = 128u << 20;
+static_assert(MAX_PORT_BUFFERED_LOCAL_BYTES >= 2 * size_t{MAX_MESSAGE_PAYLOAD_SIZE},
+              "a couple of the largest legal messages must fit");
+
 // Ring events an honest port sends on a new link to another node before the
 // receiving port confirms that the link is its previous hop (PRT-11); the
 // rest wait on the sender. Not a defence against a peer: it keeps this node

@@ -125,7 +125,6 @@ TEST(PortsAdversaryModel, ClosedClasses) { EXPECT_TRUE(RunModel(DefaultChecks())
 // Each known-open check alone (see KnownOpenChecks); rename to drop DISABLED_
 // and remove it from KnownOpenChecks once its fix has landed.
 TEST(PortsAdversaryModel, DISABLED_Blame) { EXPECT_TRUE(RunModel({Check::kBlame}, false)); }
-TEST(PortsAdversaryModel, DISABLED_Buffered) { EXPECT_TRUE(RunModel({Check::kBuffered}, false)); }
 
 // The harness itself: without forgeries nothing may fail (else the checks
 // would be reporting the harness, not the attacker).
@@ -278,8 +277,10 @@ TEST(PortsAdversaryScenario, DISABLED_DescriptorFloodBlamesNoHonestNode) {
 
 // Class 5: local events. 300 forged messages on the attacker's own link, each
 // carrying a descriptor whose peer is a port on node 1: the events node 1
-// then sends itself pile up at that port (self-sent events are not capped).
-TEST(PortsAdversaryScenario, DISABLED_LocalEventsAreBounded) {
+// then sends itself piled up at that port (self-sent events were not capped;
+// 299 buffered). Now capped per origin (MAX_PORT_BUFFERED_LOCAL_*) and the
+// attacker is blamed.
+TEST(PortsAdversaryScenario, LocalEventsAreBounded) {
   std::vector<std::optional<std::string>> results;
   for (uint32_t peer = 0; peer < 16; ++peer) {
     for (uint32_t link = 0; link < 2; ++link) {

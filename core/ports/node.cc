@@ -1112,6 +1112,20 @@ Status Node::AcceptEventFrom(const NodeName& from, std::unique_ptr<Event> event,
                    port->buffered_events.size(),
                    " events not from its previous hop in order, MAX_PORT_BUFFERED_EVENTS ",
                    limits::MAX_PORT_BUFFERED_EVENTS);
+      if (from == name_ && event->origin.is_valid()) {
+        // Attack (PRT-16): this node's own events that another node caused
+        // (from ports its descriptors created) piling up at one port; that
+        // node (the origin) is blamed and the event discarded.
+        Status local = CheckLocalBuffer(*port, ref.name(), *event);
+        if (!local.ok()) {
+          const NodeName origin = event->origin;
+          port->mu.Unlock();
+          (void)DiscardEvent(from, std::move(event), out);
+          port->mu.Lock();
+          out->bad_nodes.emplace_back(origin, std::move(local).error());
+          return OkStatus();
+        }
+      }
       port->buffered_events.push_back({from, std::move(event)});
       return OkStatus();
     }
@@ -1155,6 +1169,42 @@ Status Node::AcceptEventFrom(const NodeName& from, std::unique_ptr<Event> event,
     }
   }
   return result;
+}
+
+// PRT-16: the bounds on this node's own buffered events that node
+// event.origin caused (limits::MAX_PORT_BUFFERED_LOCAL_*).
+Status Node::CheckLocalBuffer(const Port& port, const PortName& self, const Event& event) const {
+  size_t control = 0, messages = 0, bytes = 0;
+  auto size_of = [](const Event& e) {
+    return e.type() == EventType::kUserMessage
+               ? static_cast<const UserMessageEvent&>(e).message->size_in_bytes()
+               : size_t{0};
+  };
+  for (const Port::BufferedEvent& b : port.buffered_events) {
+    if (b.from != name_ || b.event->origin != event.origin) continue;
+    if (b.event->type() == EventType::kUserMessage) {
+      ++messages;
+      bytes += size_of(*b.event);
+    } else {
+      ++control;
+    }
+  }
+  if (event.type() != EventType::kUserMessage) {
+    MOAT_REQUIRE(control < limits::MAX_PORT_BUFFERED_LOCAL_CONTROL_EVENTS,
+                 ErrorCode::kLimitExceeded, "port ", self.ToString(), " buffers ", control,
+                 " control events its own node sent for ports node ", event.origin.ToString(),
+                 " created, MAX_PORT_BUFFERED_LOCAL_CONTROL_EVENTS ",
+                 limits::MAX_PORT_BUFFERED_LOCAL_CONTROL_EVENTS);
+    return OkStatus();
+  }
+  MOAT_REQUIRE(messages < limits::MAX_PORT_BUFFERED_LOCAL_MESSAGES &&
+                   bytes + size_of(event) <= limits::MAX_PORT_BUFFERED_LOCAL_BYTES,
+               ErrorCode::kLimitExceeded, "port ", self.ToString(), " buffers ", messages,
+               " messages (", bytes, " bytes) its own node sent for ports node ",
+               event.origin.ToString(), " created, MAX_PORT_BUFFERED_LOCAL_MESSAGES ",
+               limits::MAX_PORT_BUFFERED_LOCAL_MESSAGES, ", MAX_PORT_BUFFERED_LOCAL_BYTES ",
+               limits::MAX_PORT_BUFFERED_LOCAL_BYTES);
+  return OkStatus();
 }
 
 Status Node::DispatchEvent(const PortRef& ref, const NodeName& from, std::unique_ptr<Event> event,

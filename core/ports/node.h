@@ -187,6 +187,8 @@ class Node {
   Status OnUpdatePreviousPeer(const PortRef& port, const NodeName& from,
                               const UpdatePreviousPeerEvent& event, Pending* out);
 
+  Status CheckLocalBuffer(const Port& port, const PortName& self, const Event& event) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(port.mu);
   Status AcceptPorts(const NodeName& from, UserMessageEvent* event, Pending* out);
   Status DiscardEvent(const NodeName& from, std::unique_ptr<Event> event, Pending* out);
   void DiscardBuffered(std::vector<Port::BufferedEvent> buffered, Pending* out);

@@ -68,11 +68,8 @@ std::set<Check> KnownOpenChecks() {
   //            whose peer is a port on the other honest node: that node's
   //            closures overflow the peer's buffer, and it is blamed
   //            (PRT-13 residual).
-  //   buffered 300 forged messages on its own link, each with a descriptor
-  //            whose peer is a port on node 1: node 1's own (local, uncapped)
-  //            events pile up at that port, 299 buffered (PRT-16 residual;
-  //            they are freed once the attacker is lost).
-  return {Check::kBlame, Check::kBuffered};
+  // Closed since: buffered (s3-ports-bounds, MAX_PORT_BUFFERED_LOCAL_*).
+  return {Check::kBlame};
 }
 
 std::set<Check> DefaultChecks() {
