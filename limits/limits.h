@@ -112,6 +112,22 @@ inline constexpr uint32_t MAX_UNCONFIRMED_LINK_EVENTS = 32;
 static_assert(4 * MAX_UNCONFIRMED_LINK_EVENTS <= MAX_PORT_BUFFERED_EVENTS,
               "an honest sender must stay well inside the receiver's buffer cap");
 
+// Ports one node may create here from its descriptors whose peer is a port P
+// on a third node, per (that node, P), until P confirms them (PRT-13). Each
+// sends P up to MAX_UNCONFIRMED_LINK_EVENTS events that P buffers until its
+// previous hop switches to the new port; an honest sender hands over one end
+// of P's pipe at a time (two while a bounce crosses).
+// Attack: a hostile node sends this node message after message whose
+// descriptors name P as the new port's peer. This node creates and closes
+// the ports, each closure waits at P (never processable), P's buffer
+// overflows and P's node blames this node, the honest relayer. With this cap
+// the descriptor beyond it is refused and its sender (the originator) blamed.
+inline constexpr size_t MAX_VOUCHED_UNCONFIRMED_LINKS = 2;
+static_assert(2 * MAX_VOUCHED_UNCONFIRMED_LINKS * MAX_UNCONFIRMED_LINK_EVENTS <
+                  MAX_PORT_BUFFERED_EVENTS,
+              "what a hostile node can make an honest one send to P must stay a minority of "
+              "P's buffer, so that P's overflow blames the hostile node (Node::AcceptEventFrom)");
+
 // Links a port remembers after moving away from them unconfirmed (PRT-11),
 // so that a late confirmation is recognised rather than taken as forged.
 // Attack: a hostile previous hop re-pointing a port again and again (one

@@ -356,6 +356,27 @@ struct Merge : Cmd {
     RC_PRE(m.ends[a].state == EState::kOpen);
     RC_PRE(m.ends[b].state == EState::kOpen);
     RC_PRE(m.ends[a].node == m.ends[b].node);
+    if (Allowed(m)) {
+      // A cycle spanning nodes (a carried end or the target still sent from
+      // another node) is still forwarded around between them: excluded.
+      RC_PRE(LocalOrNoCycle(m, a, m.ends[b].peer));
+      RC_PRE(LocalOrNoCycle(m, b, m.ends[a].peer));
+    }
+  }
+  static bool LocalOrNoCycle(const Model& m, int from_end, int target) {
+    const int node = m.ends[from_end].node;
+    bool cycle = false, local = m.ends[target].node == node;
+    for (int id : m.ends[from_end].inbox) {
+      for (int y : m.msgs[id]) {
+        std::set<int> reach;
+        Reach(m, y, reach);
+        if (y != target && reach.count(target) == 0u) continue;
+        cycle = true;
+        reach.insert(y);
+        for (int z : reach) local = local && m.ends[z].node == node;
+      }
+    }
+    return !cycle || local;
   }
   bool Allowed(const Model& m) const {
     return a != b && m.ends[a].peer != b && !m.ends[a].used && !m.ends[b].used;

@@ -59,6 +59,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <tuple>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -187,9 +188,15 @@ class Node {
   Status OnUpdatePreviousPeer(const PortRef& port, const NodeName& from,
                               const UpdatePreviousPeerEvent& event, Pending* out);
 
+  NodeName TopBufferingNode(const Port& port, const NodeName& from) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(port.mu);
   Status CheckLocalBuffer(const Port& port, const PortName& self, const Event& event) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(port.mu);
   Status AcceptPorts(const NodeName& from, UserMessageEvent* event, Pending* out);
+  // PRT-13: MAX_VOUCHED_UNCONFIRMED_LINKS for the descriptors of `event`.
+  Status CheckVouched(const NodeName& from, const UserMessageEvent& event)
+      ABSL_LOCKS_EXCLUDED(ports_mu_);
+  void ForgetVouched(const NodeName& node) ABSL_LOCKS_EXCLUDED(ports_mu_);
   Status DiscardEvent(const NodeName& from, std::unique_ptr<Event> event, Pending* out);
   void DiscardBuffered(std::vector<Port::BufferedEvent> buffered, Pending* out);
   Status ValidateAttachedPorts(const NodeName& from, const UserMessageEvent& event) const;
@@ -261,6 +268,14 @@ class Node {
   // Nodes LostConnectionToNode named (the latest MAX_REMEMBERED_LOST_NODES):
   // their late events are dropped and no port may be re-pointed at them.
   std::set<NodeName> lost_nodes_ ABSL_GUARDED_BY(ports_mu_);
+  // PRT-13: ports made here from descriptors of node `origin` whose peer is
+  // a port on a third node, by (origin, peer node, peer port), until the
+  // peer confirms them (a PortAccepted; even after the port is gone, its
+  // events may wait at the peer) or either node is lost. Multisets: the
+  // origin chooses the names, and may reuse one once its port is gone.
+  using VouchKey = std::tuple<NodeName, NodeName, PortName>;
+  std::map<VouchKey, std::multiset<PortName>> vouched_ ABSL_GUARDED_BY(ports_mu_);
+  std::multimap<PortName, VouchKey> vouched_by_port_ ABSL_GUARDED_BY(ports_mu_);
   std::deque<NodeName> lost_order_ ABSL_GUARDED_BY(ports_mu_);
 
   // Threads inside AcceptEvent/LostConnectionToNode: their events may belong

@@ -62,14 +62,12 @@ std::optional<Check> CheckFromName(const std::string& name) {
 }
 
 std::set<Check> KnownOpenChecks() {
-  // Issue 11, still open after merging i11-ports-hostile (the DISABLED_
-  // scenarios in property_tests/ports_adversary_model_test.cc show each):
-  //   blame    300 forged messages for a missing port, each with a descriptor
-  //            whose peer is a port on the other honest node: that node's
-  //            closures overflow the peer's buffer, and it is blamed
-  //            (PRT-13 residual).
-  // Closed since: buffered (s3-ports-bounds, MAX_PORT_BUFFERED_LOCAL_*).
-  return {Check::kBlame};
+  // Every issue-11 class is fixed (s3-ports-bounds closed the last two:
+  // blame, PRT-13, MAX_VOUCHED_UNCONFIRMED_LINKS and the overflow blaming
+  // the node holding most of the buffer; buffered, PRT-16,
+  // MAX_PORT_BUFFERED_LOCAL_*). A check whose fix is reverted goes here, with
+  // a DISABLED_ test in property_tests/ports_adversary_model_test.cc.
+  return {};
 }
 
 std::set<Check> DefaultChecks() {
