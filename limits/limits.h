@@ -84,6 +84,25 @@ static_assert(MAX_PORT_OUT_OF_ORDER_BYTES >= 2 * size_t{MAX_MESSAGE_PAYLOAD_SIZE
 // numbers or a hop that is not (yet) the port's previous hop.
 inline constexpr uint32_t MAX_PORT_BUFFERED_EVENTS = 256;
 
+// This node's own ring events that one port buffers (not from its previous
+// hop, or ahead of a gap) and that come from ports another node's
+// descriptors created here (Event::origin), per such node: control events by
+// count, user messages by count and bytes (PRT-16). This node's other events
+// stay uncapped: a preempted local sender legitimately holds back everything
+// other local threads send meanwhile.
+// Attack: a hostile node sends message after message whose descriptors name a
+// port P of this node as the new port's peer (or makes such a port answer
+// forged requests towards P); each new port's events to P wait, unprocessable,
+// for a switch only the attacker could send, and pile up at P (300 forged
+// messages buffered 299 closures at P).
+inline constexpr uint32_t MAX_PORT_BUFFERED_LOCAL_CONTROL_EVENTS = 256;
+// The embedder may write into a port it just received before its peer, on
+// this node, has switched to it (one round trip to the sender): generous.
+inline constexpr uint32_t MAX_PORT_BUFFERED_LOCAL_MESSAGES = 4096;
+inline constexpr size_t MAX_PORT_BUFFERED_LOCAL_BYTES = 128u << 20;
+static_assert(MAX_PORT_BUFFERED_LOCAL_BYTES >= 2 * size_t{MAX_MESSAGE_PAYLOAD_SIZE},
+              "a couple of the largest legal messages must fit");
+
 // Ring events an honest port sends on a new link to another node before the
 // receiving port confirms that the link is its previous hop (PRT-11); the
 // rest wait on the sender. Not a defence against a peer: it keeps this node
@@ -92,6 +111,22 @@ inline constexpr uint32_t MAX_PORT_BUFFERED_EVENTS = 256;
 inline constexpr uint32_t MAX_UNCONFIRMED_LINK_EVENTS = 32;
 static_assert(4 * MAX_UNCONFIRMED_LINK_EVENTS <= MAX_PORT_BUFFERED_EVENTS,
               "an honest sender must stay well inside the receiver's buffer cap");
+
+// Ports one node may create here from its descriptors whose peer is a port P
+// on a third node, per (that node, P), until P confirms them (PRT-13). Each
+// sends P up to MAX_UNCONFIRMED_LINK_EVENTS events that P buffers until its
+// previous hop switches to the new port; an honest sender hands over one end
+// of P's pipe at a time (two while a bounce crosses).
+// Attack: a hostile node sends this node message after message whose
+// descriptors name P as the new port's peer. This node creates and closes
+// the ports, each closure waits at P (never processable), P's buffer
+// overflows and P's node blames this node, the honest relayer. With this cap
+// the descriptor beyond it is refused and its sender (the originator) blamed.
+inline constexpr size_t MAX_VOUCHED_UNCONFIRMED_LINKS = 2;
+static_assert(2 * MAX_VOUCHED_UNCONFIRMED_LINKS * MAX_UNCONFIRMED_LINK_EVENTS <
+                  MAX_PORT_BUFFERED_EVENTS,
+              "what a hostile node can make an honest one send to P must stay a minority of "
+              "P's buffer, so that P's overflow blames the hostile node (Node::AcceptEventFrom)");
 
 // Links a port remembers after moving away from them unconfirmed (PRT-11),
 // so that a late confirmation is recognised rather than taken as forged.

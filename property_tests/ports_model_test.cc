@@ -357,28 +357,49 @@ struct Merge : Cmd {
     RC_PRE(m.ends[b].state == EState::kOpen);
     RC_PRE(m.ends[a].node == m.ends[b].node);
     if (Allowed(m)) {
-      RC_PRE(!CarriesInto(m, a, m.ends[b].peer));
-      RC_PRE(!CarriesInto(m, b, m.ends[a].peer));
+      // A cycle spanning nodes (a carried end or the target still sent from
+      // another node) is still forwarded around between them: excluded.
+      RC_PRE(LocalOrNoCycle(m, a, m.ends[b].peer));
+      RC_PRE(LocalOrNoCycle(m, b, m.ends[a].peer));
     }
+  }
+  static bool LocalOrNoCycle(const Model& m, int from_end, int target) {
+    const int node = m.ends[from_end].node;
+    bool cycle = false, local = m.ends[target].node == node;
+    for (int id : m.ends[from_end].inbox) {
+      for (int y : m.msgs[id]) {
+        std::set<int> reach;
+        Reach(m, y, reach);
+        if (y != target && reach.count(target) == 0u) continue;
+        cycle = true;
+        reach.insert(y);
+        for (int z : reach) local = local && m.ends[z].node == node;
+      }
+    }
+    return !cycle || local;
   }
   bool Allowed(const Model& m) const {
     return a != b && m.ends[a].peer != b && !m.ends[a].used && !m.ends[b].used;
   }
-  // A merge hands what pa sent towards a on to pb (and vice versa): if one
-  // of those messages carries pb, pb would hold itself in its own queue, an
-  // unreachable cycle (excluded for Write too). Moat then forwards that
-  // message around forever (a known gap, see README), so the model keeps
-  // away from it.
-  static bool CarriesInto(const Model& m, int from_end, int target) {
-    for (int id : m.ends[from_end].inbox) {
+  // A merge hands what pa sent towards a on to pb (and vice versa): an end
+  // y carried by one of those messages that is pb or (transitively) carries
+  // pb would put pb into its own queue, an unreachable cycle that used to
+  // be forwarded around forever. Such a y is closed (with everything it
+  // carries) instead of delivered; the rest of the message is delivered.
+  static void CloseCarriedInto(Model& m, const std::deque<int>& from, int target) {
+    for (int id : from) {
+      std::vector<int> kept;
       for (int y : m.msgs[id]) {
-        if (y == target) return true;
         std::set<int> reach;
         Reach(m, y, reach);
-        if (reach.count(target) != 0u) return true;
+        if (y == target || reach.count(target) != 0u) {
+          EndCascade(m, y, EState::kClosed);
+        } else {
+          kept.push_back(y);
+        }
       }
+      m.msgs[id] = std::move(kept);
     }
-    return false;
   }
   void apply(Model& m) const override {
     if (!Allowed(m)) return;
@@ -391,6 +412,8 @@ struct Merge : Cmd {
     m.ends[b].state = EState::kMerged;
     m.ends[pa].peer = pb;
     m.ends[pb].peer = pa;
+    CloseCarriedInto(m, from_pa, pb);
+    CloseCarriedInto(m, from_pb, pa);
     for (int id : from_pa) Deliver(m, pb, id);
     for (int id : from_pb) Deliver(m, pa, id);
   }

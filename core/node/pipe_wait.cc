@@ -1,5 +1,6 @@
 #include "core/node/pipe_wait.h"
 
+#include <atomic>
 #include <memory>
 
 #include "core/check.h"
@@ -7,6 +8,8 @@
 
 namespace moat::node {
 namespace {
+
+std::atomic<uint64_t> g_read_waits{0};
 
 struct WaitState {
   Mutex mu;
@@ -65,8 +68,13 @@ Result<system::ReadResult> ReadMessageBlocking(system::Core& core, system::Handl
     const system::SignalSet wanted = (st.satisfied & system::kSignalPeerClosed) != 0
                                          ? system::kSignalReadable
                                          : system::kSignalReadable | system::kSignalPeerClosed;
+    g_read_waits.fetch_add(1, std::memory_order_relaxed);
     MOAT_TRY(WaitForSignals(core, pipe, wanted, deadline - now));
   }
 }
+
+namespace testing {
+uint64_t ReadMessageBlockingWaits() { return g_read_waits.load(std::memory_order_relaxed); }
+}  // namespace testing
 
 }  // namespace moat::node

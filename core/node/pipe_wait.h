@@ -26,6 +26,12 @@ Result<system::HandleSignalsState> WaitForSignals(system::Core& core, system::Ha
 Result<system::ReadResult> ReadMessageBlocking(system::Core& core, system::Handle pipe,
                                                std::chrono::nanoseconds timeout);
 
+namespace testing {
+// Times ReadMessageBlocking has waited for signals (every process, every
+// call): a test can tell a wait from a spin without timing anything.
+uint64_t ReadMessageBlockingWaits();
+}  // namespace testing
+
 }  // namespace moat::node
 
 #endif  // MOAT_CORE_NODE_PIPE_WAIT_H_

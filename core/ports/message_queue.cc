@@ -75,6 +75,12 @@ std::unique_ptr<UserMessageEvent> MessageQueue::PopNextMessage() {
   return out;
 }
 
+void MessageQueue::AppendCarriedPorts(std::vector<PortName>* out) const {
+  for (const auto& [seq, event] : messages_) {
+    out->insert(out->end(), event->message->ports.begin(), event->message->ports.end());
+  }
+}
+
 std::vector<std::unique_ptr<UserMessageEvent>> MessageQueue::TakeAll() {
   std::vector<std::unique_ptr<UserMessageEvent>> out;
   for (auto& [seq, event] : messages_) out.push_back(std::move(event));

@@ -56,6 +56,9 @@ class MessageQueue {
   size_t queued_message_count() const { return messages_.size(); }
   size_t queued_num_bytes() const { return queued_bytes_; }
 
+  // Appends the names of the ports attached to the queued messages.
+  void AppendCarriedPorts(std::vector<PortName>* out) const;
+
   // Empties the queue (in any order), e.g. to close the ports they carry.
   std::vector<std::unique_ptr<UserMessageEvent>> TakeAll();
 

@@ -313,6 +313,9 @@ void Node::Enqueue(const PortRef& ref, const NodeName& to, std::unique_ptr<Event
     out->Send(to, std::move(event));
     return;
   }
+  if (port->vouched && to == port->peer_node && event->port_name == port->peer_port) {
+    port->vouch_sent = true;
+  }
   if (!port->peer_confirmed && to == port->peer_node && event->port_name == port->peer_port &&
       event->control_sequence_num > limits::MAX_UNCONFIRMED_LINK_EVENTS) {
     port->parked.push_back(std::move(event));
@@ -431,6 +434,8 @@ void Node::MaybeConfirmLink(const NodeName& from, const Event& event, Pending* o
 // unconfirmed on it, so its confirmation finds (and releases) its events.
 static void RetireLink(Port* port, const NodeName& self_node)
     ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
+  // Nothing was sent on a vouched link (PRT-13): no confirmation will come.
+  if (port->vouched && !port->vouch_sent) port->vouched = false;
   if (port->peer_node != self_node && !port->peer_confirmed &&
       port->next_control_sequence_num_to_send > kInitialSequenceNum) {
     // Attack: a hostile previous hop re-pointing this port again and again
@@ -590,10 +595,10 @@ void Node::ConvertToProxy(const PortRef& ref, const NodeName& to_node, PortName*
     port->old_link_control_seq = port->next_control_sequence_num_to_send;
     port->next_control_sequence_num_to_send += 2;
     port->old_link_last_sequence_num = port->next_sequence_num_to_send - 1;
-    // A new port on a lost node never confirms: close now (PRT-14), which
-    // tells the old peer on the old link.
-    out->check_reachable.emplace_back(ref, to_node);
   }
+  // A new port on a lost node never confirms: close now (PRT-14), which
+  // tells the old peer on the old link (if it is still open).
+  out->check_reachable.emplace_back(ref, to_node);
   RetireLink(port, self_node);
   port->peer_node = to_node;
   port->peer_port = *new_name;
@@ -806,6 +811,26 @@ static bool IsUnused(const Port* port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
          port->message_queue.next_sequence_num() == kInitialSequenceNum;
 }
 
+// Whether `target` is among `names` or carried (transitively) by a message
+// queued at one of them, ports of this node. Locks one port at a time (they
+// are in messages: not reachable by any embedder, see the lock order in
+// node.h). Bounded: every port is visited once.
+bool Node::Carries(std::vector<PortName> names, const PortName& target,
+                   const PortName& held) const {
+  std::set<PortName> seen;
+  while (!names.empty()) {
+    const PortName name = names.back();
+    names.pop_back();
+    if (name == target) return true;
+    if (name == held || !seen.insert(name).second) continue;  // held: its lock is ours
+    PortRef ref = Lookup(name);
+    if (!ref.is_valid()) continue;
+    MutexLock lock(&ref.port()->mu);
+    ref.port()->message_queue.AppendCarriedPorts(&names);
+  }
+  return false;
+}
+
 Status Node::MergePortsInternal(const PortRef& a, const PortRef& b, bool close_on_failure,
                                 Pending* out) {
   auto fail = [&](std::string why) -> Status {
@@ -961,6 +986,14 @@ void Node::ForwardQueuedFromProxy(const PortRef& ref, Pending* out) {
     std::vector<PortName> kept;
     event->port_descriptors.clear();
     for (const PortName& name : event->message->ports) {
+      // A port that is (or carries) the port this message goes to would
+      // end up in its own queue and be forwarded into itself forever (a
+      // merge fed it messages sent before it was checked): closed instead,
+      // so its peer sees closure.
+      if (port->peer_node == name_ && Carries({name}, port->peer_port, ref.name())) {
+        out->ports_to_close.push_back(name);
+        continue;
+      }
       PortRef a = Lookup(name);
       if (!a.is_valid()) continue;  // lost with its node meanwhile: drop it
       Port* ap = a.port();
@@ -1078,12 +1111,47 @@ Status Node::AcceptEventFrom(const NodeName& from, std::unique_ptr<Event> event,
       // one preempted local sender legitimately holds back every event that
       // other local threads send meanwhile (they all buffer behind its gap);
       // refusing one of those would lose it and stall the port for good.
+      if (from != name_ && port->buffered_events.size() >= limits::MAX_PORT_BUFFERED_EVENTS) {
+        // PRT-13: the node that overflows the buffer need not be the one
+        // that filled it: a hostile node can make an honest one send here
+        // (its descriptors), but only a minority of the cap
+        // (MAX_VOUCHED_UNCONFIRMED_LINKS). The node holding most of it is
+        // blamed; if that is not `from`, its events here are dropped (they
+        // go with it anyway; no port was created from them) to make room.
+        const NodeName top = TopBufferingNode(*port, from);
+        if (top != from) {
+          std::erase_if(port->buffered_events,
+                        [&](const Port::BufferedEvent& b) { return b.from == top; });
+          out->bad_nodes.emplace_back(
+              top, Error(ErrorCode::kLimitExceeded,
+                         ::moat::internal::Concat(
+                             "port ", ref.name().ToString(), " buffers ",
+                             limits::MAX_PORT_BUFFERED_EVENTS,
+                             " events not from its previous hop in order, most of them from node ",
+                             top.ToString(), ", MAX_PORT_BUFFERED_EVENTS ",
+                             limits::MAX_PORT_BUFFERED_EVENTS)));
+        }
+      }
       MOAT_REQUIRE(from == name_ ||
                        port->buffered_events.size() < limits::MAX_PORT_BUFFERED_EVENTS,
                    ErrorCode::kLimitExceeded, "port ", ref.name().ToString(), " buffers ",
                    port->buffered_events.size(),
                    " events not from its previous hop in order, MAX_PORT_BUFFERED_EVENTS ",
                    limits::MAX_PORT_BUFFERED_EVENTS);
+      if (from == name_ && event->origin.is_valid()) {
+        // Attack (PRT-16): this node's own events that another node caused
+        // (from ports its descriptors created) piling up at one port; that
+        // node (the origin) is blamed and the event discarded.
+        Status local = CheckLocalBuffer(*port, ref.name(), *event);
+        if (!local.ok()) {
+          const NodeName origin = event->origin;
+          port->mu.Unlock();
+          (void)DiscardEvent(from, std::move(event), out);
+          port->mu.Lock();
+          out->bad_nodes.emplace_back(origin, std::move(local).error());
+          return OkStatus();
+        }
+      }
       port->buffered_events.push_back({from, std::move(event)});
       return OkStatus();
     }
@@ -1127,6 +1195,57 @@ Status Node::AcceptEventFrom(const NodeName& from, std::unique_ptr<Event> event,
     }
   }
   return result;
+}
+
+// The other node with the most events buffered at `port`, counting one more
+// for `from` (ties go to `from`).
+NodeName Node::TopBufferingNode(const Port& port, const NodeName& from) const {
+  std::map<NodeName, size_t> counts;
+  counts[from] = 1;
+  for (const Port::BufferedEvent& b : port.buffered_events) {
+    if (b.from != name_) ++counts[b.from];
+  }
+  NodeName top = from;
+  for (const auto& [node, count] : counts) {
+    if (count > counts[top]) top = node;
+  }
+  return top;
+}
+
+// PRT-16: the bounds on this node's own buffered events that node
+// event.origin caused (limits::MAX_PORT_BUFFERED_LOCAL_*).
+Status Node::CheckLocalBuffer(const Port& port, const PortName& self, const Event& event) const {
+  size_t control = 0, messages = 0, bytes = 0;
+  auto size_of = [](const Event& e) {
+    return e.type() == EventType::kUserMessage
+               ? static_cast<const UserMessageEvent&>(e).message->size_in_bytes()
+               : size_t{0};
+  };
+  for (const Port::BufferedEvent& b : port.buffered_events) {
+    if (b.from != name_ || b.event->origin != event.origin) continue;
+    if (b.event->type() == EventType::kUserMessage) {
+      ++messages;
+      bytes += size_of(*b.event);
+    } else {
+      ++control;
+    }
+  }
+  if (event.type() != EventType::kUserMessage) {
+    MOAT_REQUIRE(control < limits::MAX_PORT_BUFFERED_LOCAL_CONTROL_EVENTS,
+                 ErrorCode::kLimitExceeded, "port ", self.ToString(), " buffers ", control,
+                 " control events its own node sent for ports node ", event.origin.ToString(),
+                 " created, MAX_PORT_BUFFERED_LOCAL_CONTROL_EVENTS ",
+                 limits::MAX_PORT_BUFFERED_LOCAL_CONTROL_EVENTS);
+    return OkStatus();
+  }
+  MOAT_REQUIRE(messages < limits::MAX_PORT_BUFFERED_LOCAL_MESSAGES &&
+                   bytes + size_of(event) <= limits::MAX_PORT_BUFFERED_LOCAL_BYTES,
+               ErrorCode::kLimitExceeded, "port ", self.ToString(), " buffers ", messages,
+               " messages (", bytes, " bytes) its own node sent for ports node ",
+               event.origin.ToString(), " created, MAX_PORT_BUFFERED_LOCAL_MESSAGES ",
+               limits::MAX_PORT_BUFFERED_LOCAL_MESSAGES, ", MAX_PORT_BUFFERED_LOCAL_BYTES ",
+               limits::MAX_PORT_BUFFERED_LOCAL_BYTES);
+  return OkStatus();
 }
 
 Status Node::DispatchEvent(const PortRef& ref, const NodeName& from, std::unique_ptr<Event> event,
@@ -1210,9 +1329,17 @@ Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDe
     // travels from another node: PRT-11.
     port->peer_confirmed = desc.peer_node == name_;
     port->origin = from == name_ ? NodeName() : from;
+    port->vouched = from != name_ && desc.peer_node != name_ && desc.peer_node != from;
   }
   std::shared_ptr<Port> keep = port;
   MOAT_TRY(AddPort(name, std::move(port)));
+  if (from != name_ && desc.peer_node != name_ && desc.peer_node != from &&
+      IsReachable(desc.peer_node)) {  // else closed at once (PRT-14): nothing waits there
+    MutexLock lock(&ports_mu_);
+    const VouchKey key{from, desc.peer_node, desc.peer_port};
+    vouched_[key].insert(name);
+    vouched_by_port_.emplace(name, key);
+  }
   out->Send(desc.referring_node,
             std::make_unique<PortAcceptedEvent>(desc.referring_port, name));
   out->check_reachable.emplace_back(PortRef(name, std::move(keep)), desc.peer_node);
@@ -1244,6 +1371,7 @@ Status Node::ValidateAttachedPorts(const NodeName& from, const UserMessageEvent&
 // descriptors name.
 Status Node::AcceptPorts(const NodeName& from, UserMessageEvent* event, Pending* out) {
   Status valid = ValidateAttachedPorts(from, *event);
+  if (valid.ok()) valid = CheckVouched(from, *event);
   if (!valid.ok()) {
     event->message->ports.clear();
     event->port_descriptors.clear();
@@ -1263,6 +1391,75 @@ Status Node::AcceptPorts(const NodeName& from, UserMessageEvent* event, Pending*
   }
   event->port_descriptors.clear();
   return OkStatus();
+}
+
+// PRT-13: node `from` may have at most MAX_VOUCHED_UNCONFIRMED_LINKS ports
+// made here whose peer is one port P on a third node and that P has not
+// confirmed yet: beyond that its descriptors would only make this node send
+// P events that wait there forever, and get this node blamed for the flood.
+Status Node::CheckVouched(const NodeName& from, const UserMessageEvent& event) {
+  std::map<VouchKey, size_t> adding;
+  for (const PortDescriptor& d : event.port_descriptors) {
+    if (d.peer_node != name_ && d.peer_node != from) ++adding[{from, d.peer_node, d.peer_port}];
+  }
+  for (const auto& [key, count] : adding) {
+    if (!IsReachable(std::get<1>(key))) continue;  // closed at once (PRT-14)
+    std::vector<PortName> names;
+    {
+      MutexLock lock(&ports_mu_);
+      auto it = vouched_.find(key);
+      if (it != vouched_.end()) names.assign(it->second.begin(), it->second.end());
+    }
+    // Links left before anything was sent on them need no confirmation.
+    std::vector<PortName> unused;
+    for (const PortName& n : names) {
+      PortRef r = Lookup(n);
+      if (!r.is_valid()) continue;  // gone after sending: its events may wait at the peer
+      MutexLock lock(&r.port()->mu);
+      if (!r.port()->vouched) unused.push_back(n);
+    }
+    size_t tracked;
+    {
+      MutexLock lock(&ports_mu_);
+      auto& set = vouched_[key];
+      for (const PortName& n : unused) {
+        auto one = set.find(n);
+        if (one != set.end()) set.erase(one);
+        auto [lo, hi] = vouched_by_port_.equal_range(n);
+        for (auto it = lo; it != hi; ++it) {
+          if (it->second == key) {
+            vouched_by_port_.erase(it);
+            break;
+          }
+        }
+      }
+      tracked = set.size();
+      if (set.empty()) vouched_.erase(key);
+    }
+    // Attack: see limits::MAX_VOUCHED_UNCONFIRMED_LINKS (a descriptor flood
+    // naming one port on a third node, to get this node blamed there).
+    MOAT_REQUIRE(tracked + count <= limits::MAX_VOUCHED_UNCONFIRMED_LINKS,
+                 ErrorCode::kLimitExceeded, "node ", from.ToString(), " sends ", count,
+                 " descriptors whose peer is ", Describe(std::get<1>(key), std::get<2>(key)),
+                 " while ", tracked, " such ports are unconfirmed, MAX_VOUCHED_UNCONFIRMED_LINKS ",
+                 limits::MAX_VOUCHED_UNCONFIRMED_LINKS);
+  }
+  return OkStatus();
+}
+
+void Node::ForgetVouched(const NodeName& node) {
+  MutexLock lock(&ports_mu_);
+  for (auto it = vouched_.begin(); it != vouched_.end();) {
+    if (std::get<0>(it->first) == node || std::get<1>(it->first) == node) {
+      for (const PortName& n : it->second) {
+        auto [lo, hi] = vouched_by_port_.equal_range(n);
+        for (auto p = lo; p != hi;) p = p->second == it->first ? vouched_by_port_.erase(p) : ++p;
+      }
+      it = vouched_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 Status Node::OnUserMessage(const PortRef& ref, const NodeName& from,
@@ -1308,6 +1505,22 @@ Status Node::OnUserMessage(const PortRef& ref, const NodeName& from,
 // MaybeConfirmLink) for the current peer or a retired link.
 Status Node::OnPortAccepted(const PortRef& ref, const NodeName& from,
                             const PortAcceptedEvent& event, Pending* out) {
+  {
+    // PRT-13: the peer confirmed a vouched link (also after the port went).
+    MutexLock lock(&ports_mu_);
+    auto [lo, hi] = vouched_by_port_.equal_range(event.port_name);
+    for (auto it = lo; it != hi; ++it) {
+      if (std::get<1>(it->second) != from || std::get<2>(it->second) != event.from_port) continue;
+      auto set = vouched_.find(it->second);
+      if (set != vouched_.end()) {
+        auto one = set->second.find(event.port_name);
+        if (one != set->second.end()) set->second.erase(one);
+        if (set->second.empty()) vouched_.erase(set);
+      }
+      vouched_by_port_.erase(it);
+      break;
+    }
+  }
   if (!ref.is_valid()) return OkStatus();  // lost (or removed) meanwhile
   bool remove = false, became_proxy = false, erase = false, bypass_sent = false;
   {
@@ -1626,6 +1839,7 @@ void Node::LostConnectionToNode(const NodeName& node) {
     for (auto& [name, port] : ports_) all.emplace_back(name, port);
   }
   for (const PortRef& ref : all) LosePortTo(ref, node, &pending);
+  ForgetVouched(node);
   Flush(&pending);
 }
 

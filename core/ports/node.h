@@ -59,6 +59,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <tuple>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -123,7 +124,10 @@ class Node {
   // R12: fuses two pipes on this node. a and b must be distinct receiving
   // ports, not each other's peer, that never sent or read a message;
   // otherwise kFailedPrecondition and nothing changes. Afterwards the peers
-  // of a and b are one pipe; a and b no longer exist.
+  // of a and b are one pipe; a and b no longer exist. A message a (or b)
+  // still holds that carries (transitively) the port it now goes to, b's
+  // peer (or a's), would put that port into its own queue: the port it
+  // carries is closed instead of moved (see ForwardQueuedFromProxy).
   Status MergeLocalPorts(const PortRef& a, const PortRef& b);
 
   // Fuses local port `local` with port `remote` on node `node` (which makes
@@ -184,7 +188,15 @@ class Node {
   Status OnUpdatePreviousPeer(const PortRef& port, const NodeName& from,
                               const UpdatePreviousPeerEvent& event, Pending* out);
 
+  NodeName TopBufferingNode(const Port& port, const NodeName& from) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(port.mu);
+  Status CheckLocalBuffer(const Port& port, const PortName& self, const Event& event) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(port.mu);
   Status AcceptPorts(const NodeName& from, UserMessageEvent* event, Pending* out);
+  // PRT-13: MAX_VOUCHED_UNCONFIRMED_LINKS for the descriptors of `event`.
+  Status CheckVouched(const NodeName& from, const UserMessageEvent& event)
+      ABSL_LOCKS_EXCLUDED(ports_mu_);
+  void ForgetVouched(const NodeName& node) ABSL_LOCKS_EXCLUDED(ports_mu_);
   Status DiscardEvent(const NodeName& from, std::unique_ptr<Event> event, Pending* out);
   void DiscardBuffered(std::vector<Port::BufferedEvent> buffered, Pending* out);
   Status ValidateAttachedPorts(const NodeName& from, const UserMessageEvent& event) const;
@@ -195,6 +207,9 @@ class Node {
                     Pending* out);
   void ClosePortsByName(const std::vector<PortName>& names, Pending* out);
   Status ClosePortInternal(const PortRef& port, Pending* out);
+  // See node.cc; `held`: a port whose lock the caller holds (not searched).
+  bool Carries(std::vector<PortName> names, const PortName& target,
+               const PortName& held = PortName()) const ABSL_LOCKS_EXCLUDED(ports_mu_);
   Status MergePortsInternal(const PortRef& a, const PortRef& b, bool close_on_failure,
                             Pending* out);
   void ForwardQueuedFromProxy(const PortRef& port, Pending* out);
@@ -241,7 +256,8 @@ class Node {
 
   // Lock order: Port::mu (several only in ascending PortName order, as in
   // MergeLocalPorts and sends with attachments; or a proxy's lock, then the
-  // not-yet-reachable ports attached to messages it forwards) -> ports_mu_.
+  // not-yet-reachable ports attached to messages it forwards, one at a time,
+  // and those attached to messages queued at them: Node::Carries) -> ports_mu_.
   // ports_mu_ is a leaf: nothing is locked while holding it.
   // No lock is held while calling the delegate. A port's send turn
   // (Port::sending, see DrainOutbox) is not a lock: it is taken and given
@@ -252,6 +268,14 @@ class Node {
   // Nodes LostConnectionToNode named (the latest MAX_REMEMBERED_LOST_NODES):
   // their late events are dropped and no port may be re-pointed at them.
   std::set<NodeName> lost_nodes_ ABSL_GUARDED_BY(ports_mu_);
+  // PRT-13: ports made here from descriptors of node `origin` whose peer is
+  // a port on a third node, by (origin, peer node, peer port), until the
+  // peer confirms them (a PortAccepted; even after the port is gone, its
+  // events may wait at the peer) or either node is lost. Multisets: the
+  // origin chooses the names, and may reuse one once its port is gone.
+  using VouchKey = std::tuple<NodeName, NodeName, PortName>;
+  std::map<VouchKey, std::multiset<PortName>> vouched_ ABSL_GUARDED_BY(ports_mu_);
+  std::multimap<PortName, VouchKey> vouched_by_port_ ABSL_GUARDED_BY(ports_mu_);
   std::deque<NodeName> lost_order_ ABSL_GUARDED_BY(ports_mu_);
 
   // Threads inside AcceptEvent/LostConnectionToNode: their events may belong

@@ -143,6 +143,79 @@ TEST_F(NodeHostileTest, RelayedDescriptorNamingAnotherPortsHopBlamesNoHonestNode
   EXPECT_EQ(net.node(3).port_count(), 0u);
 }
 
+// PRT-13 (issue 11 class 2, floods): 300 forged messages for a missing port
+// on node 3, each with a descriptor whose peer is port a on node 0. Before:
+// node 3 created and closed 300 ports, their closures piled up at a until
+// node 0 blamed node 3 for overflowing MAX_PORT_BUFFERED_EVENTS. Now node 3
+// creates at most MAX_VOUCHED_UNCONFIRMED_LINKS such ports and blames the
+// attacker for the next one; a's pipe keeps working.
+TEST_F(NodeHostileTest, DescriptorFloodThroughAnHonestNodeBlamesTheOriginator) {
+  auto [a, b] = net.CreatePipe(0, 1);
+  size_t refused = 0;
+  for (int i = 0; i < 300 && !net.is_lost(kAttacker); ++i) {
+    auto event = std::make_unique<UserMessageEvent>(PortName::Random(), PortName::Random(), 1, 1,
+                                                    std::make_unique<UserMessage>());
+    PortDescriptor desc;
+    desc.peer_node = net.node(0).name();
+    desc.peer_port = a.name();
+    desc.referring_node = net.node(kAttacker).name();
+    desc.referring_port = PortName::Random();
+    event->message->ports.push_back(PortName::Random());
+    event->port_descriptors.push_back(desc);
+    if (!net.Inject(kAttacker, 3, std::move(event)).ok()) ++refused;
+    ASSERT_TRUE(net.Pump());
+  }
+  EXPECT_GE(refused, 1u);
+  ExpectOnlyAttackerBlamed();
+  EXPECT_FALSE(net.is_lost(3));
+  {
+    Port* p = a.port();
+    MutexLock lock(&p->mu);
+    EXPECT_LE(p->buffered_events.size(), limits::MAX_VOUCHED_UNCONFIRMED_LINKS);
+  }
+  ASSERT_TRUE(net.node(1).SendUserMessage(b, Msg("to a")).ok());
+  ASSERT_TRUE(net.node(0).SendUserMessage(a, Msg("to b")).ok());
+  ASSERT_TRUE(net.Pump());
+  EXPECT_EQ(Read(net.node(0), a), "to a");
+  EXPECT_EQ(Read(net.node(1), b), "to b");
+}
+
+// PRT-13: the node whose event overflows a port's buffer need not be the one
+// that filled it. The attacker fills a's buffer to MAX_PORT_BUFFERED_EVENTS
+// from links of its own; one event from an honest
+// node's unknown link (as a descriptor flood makes it send) tips it over.
+// Before: the honest node was blamed. Now the node holding most of the
+// buffer is, its events there are dropped and the honest one is kept.
+TEST_F(NodeHostileTest, BufferOverflowBlamesTheNodeHoldingMostOfIt) {
+  auto [a, b] = net.CreatePipe(0, 1);
+  for (uint32_t i = 0; i < limits::MAX_PORT_BUFFERED_EVENTS; ++i) {
+    ASSERT_TRUE(net.Inject(kAttacker, 0,
+                           std::make_unique<UserMessageReadAckEvent>(a.name(), PortName::Random(),
+                                                                     1, 0))
+                    .ok());
+  }
+  {
+    Port* p = a.port();
+    MutexLock lock(&p->mu);
+    ASSERT_EQ(p->buffered_events.size(), limits::MAX_PORT_BUFFERED_EVENTS);
+  }
+  Status s = net.Inject(3, 0,
+                        std::make_unique<UserMessageReadAckEvent>(a.name(), PortName::Random(), 1, 0));
+  EXPECT_TRUE(s.ok()) << s.error().ToString();
+  ASSERT_TRUE(net.Pump());
+  ExpectOnlyAttackerBlamed();
+  EXPECT_TRUE(net.is_lost(kAttacker));
+  EXPECT_FALSE(net.is_lost(3));
+  {
+    Port* p = a.port();
+    MutexLock lock(&p->mu);
+    EXPECT_EQ(p->buffered_events.size(), 1u);  // node 3's
+  }
+  ASSERT_TRUE(net.node(1).SendUserMessage(b, Msg("to a")).ok());
+  ASSERT_TRUE(net.Pump());
+  EXPECT_EQ(Read(net.node(0), a), "to a");
+}
+
 // Class 2: one bad descriptor among good ones. Before: the good ones were
 // created, then closed again (sending closures to the ports they name under
 // the honest node's name). Now nothing is created and the sender is blamed.

@@ -5,6 +5,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
 #include <string>
 
 #include "core/ports/test_network.h"
@@ -282,6 +286,34 @@ TEST_F(PortsTest, MergeAcrossNodesFusesPipes) {
   EXPECT_TRUE(st.peer_remote);
   ASSERT_TRUE(n0.ClosePort(a).ok());
   ASSERT_TRUE(n2.ClosePort(c).ok());
+  ExpectClean();
+}
+
+// Issue 11 (merge self-forwarding loop): b holds an unread message carrying
+// d; merging b with c hands that message to c's peer, d itself. Before the
+// fix the node forwarded it into d's own queue forever (MergeLocalPorts never
+// returned); now the carried port is closed instead, so its peer a sees
+// PEER_CLOSED and nothing is left behind.
+TEST_F(PortsTest, MergeThatWouldDeliverAPortIntoItselfClosesIt) {
+  Node& n = net.AddNode();
+  auto [a, b] = net.CreatePipe(0, 0);
+  auto [c, d] = net.CreatePipe(0, 0);
+  ASSERT_TRUE(n.SendUserMessage(a, Msg("carries d", {d.name()})).ok());
+  PortRef pb = b, pc = c;
+  auto merged = std::async(std::launch::async, [&] { return n.MergeLocalPorts(pb, pc); });
+  if (merged.wait_for(std::chrono::seconds(20)) != std::future_status::ready) {
+    ADD_FAILURE() << "MergeLocalPorts forwards the message into its own port forever";
+    std::fflush(nullptr);
+    std::_Exit(1);
+  }
+  ASSERT_TRUE(merged.get().ok());
+  ASSERT_TRUE(net.Pump());
+  PortStatus st;
+  ASSERT_TRUE(n.GetStatus(a, &st).ok());
+  EXPECT_TRUE(st.peer_closed);
+  std::unique_ptr<UserMessage> m;
+  EXPECT_EQ(n.GetMessage(a, &m).error().code(), ErrorCode::kPeerClosed);
+  ASSERT_TRUE(n.ClosePort(a).ok());
   ExpectClean();
 }
 

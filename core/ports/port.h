@@ -156,6 +156,14 @@ class Port {
   // here). Its events to ports of this node carry it (Event::origin).
   NodeName origin ABSL_GUARDED_BY(mu);
 
+  // PRT-13: the port was made from a descriptor of another node (origin)
+  // naming a peer on a third node, and the node tracks that link until the
+  // peer confirms it (Node::vouched_); `vouch_sent`: it sent on that link.
+  // A link left before anything was sent on it needs no confirmation:
+  // RetireLink clears `vouched` and the node forgets it.
+  bool vouched ABSL_GUARDED_BY(mu) = false;
+  bool vouch_sent ABSL_GUARDED_BY(mu) = false;
+
   bool HasParkedEvents() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   size_t OutboxCount(std::thread::id owner) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void AddOutboxCount(std::thread::id owner, int delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
