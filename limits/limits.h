@@ -140,6 +140,13 @@ inline constexpr size_t MAX_PORT_RETIRED_LINKS = 16;
 // that memory without bound.
 inline constexpr size_t MAX_REMEMBERED_LOST_NODES = 4096;
 
+// Proxies a ports::Node remembers after removing them (their peer's node and
+// previous hop), so that losing that node right after still tells the
+// previous hop that the proxy's last events may be lost (PRT-23).
+// Attack: bouncing a port to make proxy after proxy, growing that memory; the
+// oldest is forgotten (its last events are by then long delivered).
+inline constexpr size_t MAX_REMEMBERED_REMOVED_PROXIES = 1024;
+
 // Ports one ports::Node holds.
 // Attack: a hostile node sends message after message carrying
 // MAX_MESSAGE_HANDLE_COUNT ports each to exhaust our memory with ports.

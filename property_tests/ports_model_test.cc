@@ -610,5 +610,94 @@ RC_GTEST_PROP(PortsModel, PipesBehaveAsIdealFifoQueues, ()) {
   }
 }
 
+// Issue 12 item 4 (PRT-23): after any history, with events still in flight,
+// the link between two nodes breaks and only one of them is told (the third
+// stays connected to both). The ideal model cannot say which pipes survive,
+// so the check is the invariant: every pipe whose both ends are open either
+// keeps working in both directions or reports PEER_CLOSED on both ends, and
+// nobody is blamed. (With one node told, only pipes between the untold node
+// and the third are checked; see the residual below and PRT-23.)
+//
+// DISABLED: PRT-23 is only partly closed. This property finds the open
+// residual within ~120-320 cases (seeds 20240601, 1, 2): a pipe end bounced
+// through the told node (e.g. CreatePipe(n0, n2), Bounce(e0 to n1 and back,
+// 33 times), LoseLink(n1, n2, one-sided)) leaves the end on the untold node
+// open while the other sees PEER_CLOSED. Enable once that is fixed.
+RC_GTEST_PROP(PortsModel, DISABLED_OneSidedLinkLossNeverLeavesAHalfDeadPipe, ()) {
+  Sut sut;
+  Model initial;
+  const auto commands = *rc::state::gen::commands(
+      initial, rc::state::gen::execOneOfWithArgs<CreatePipe, CreatePipe, Write, Write, Write,
+                                                 Write, Read, DeliverSome, DeliverSome,
+                                                 DeliverSome, Bounce>());
+  rc::state::runAll(commands, initial, sut);
+  Model m = initial;
+  rc::state::applyAll(commands, m);
+  const int i = *rc::gen::inRange(0, kNodes);
+  const int j = (i + *rc::gen::inRange(1, kNodes)) % kNodes;
+  const bool both_sides = *rc::gen::arbitrary<bool>();
+  RC_TAG(both_sides ? "both told" : "one told");
+  sut.net.LoseLink(i, j, both_sides);
+  if (!sut.net.Pump()) FailWith(m, "network did not settle after the cut");
+  CheckNoViolations(m, sut);
+  auto peer_closed = [&](int e) {
+    PortStatus st;
+    Status s = sut.net.node(m.ends[e].node).GetStatus(sut.refs[e], &st);
+    if (!s.ok()) FailWith(m, "GetStatus(e" + std::to_string(e) + "): " + s.error().ToString());
+    return st.peer_closed;
+  };
+  // Every message now readable at e; true if probe `id` is among them.
+  auto drain_finds = [&](int e, int id) {
+    bool found = false;
+    std::unique_ptr<UserMessage> msg;
+    while (sut.net.node(m.ends[e].node).GetMessage(sut.refs[e], &msg).ok() && msg) {
+      uint32_t v = 0;
+      if (msg->payload.size() == 4) std::memcpy(&v, msg->payload.data(), 4);
+      if (static_cast<int>(v) == id) found = true;
+    }
+    return found;
+  };
+  int probe = 1 << 20;
+  for (int a = 0; a < static_cast<int>(m.ends.size()); ++a) {
+    const int b = m.ends[a].peer;
+    if (b < a || m.ends[a].state != EState::kOpen || m.ends[b].state != EState::kOpen) continue;
+    // With only node i told, only the issue's shape is checked: one end on
+    // the untold node j, the other on the third node k (the route may have
+    // run through proxies on i). Others are open (PRT-23 residual): ends
+    // only on {i, j} may have had every route over the cut link, and an end
+    // on i whose route to k ran only through proxies on the untold j is not
+    // told either (e.g. CreatePipe(n0, n2), Bounce(e0 to n1 and back, 33
+    // times), LoseLink(n0, n1, one-sided)).
+    const auto on = [&](int e, int n) { return m.ends[e].node == n; };
+    const int k = 3 - i - j;
+    const bool issue_shape = (on(a, j) && on(b, k)) || (on(a, k) && on(b, j));
+    if (!both_sides && !issue_shape) continue;
+    const bool ca = peer_closed(a), cb = peer_closed(b);
+    const std::string pipe = "e" + std::to_string(a) + "@n" + std::to_string(m.ends[a].node) +
+                             " - e" + std::to_string(b) + "@n" + std::to_string(m.ends[b].node);
+    RC_TAG(ca && cb ? "pipe closed" : (ca || cb ? "half-dead" : "pipe works"));
+    if (ca != cb) {
+      FailWith(m, "half-dead pipe after LoseLink(n" + std::to_string(i) + ", n" +
+                      std::to_string(j) + (both_sides ? ", both" : ", one-sided") + "): " + pipe +
+                      " peer_closed " + std::to_string(ca) + "/" + std::to_string(cb));
+    }
+    if (ca) continue;
+    const int pa = probe++, pb = probe++;
+    Status sa = sut.net.node(m.ends[a].node).SendUserMessage(sut.refs[a], MakeMessage(pa));
+    Status sb = sut.net.node(m.ends[b].node).SendUserMessage(sut.refs[b], MakeMessage(pb));
+    if (!sa.ok() || !sb.ok()) FailWith(m, "write on open pipe " + pipe + " failed");
+    if (!sut.net.Pump()) FailWith(m, "network did not settle");
+    const bool got_b = drain_finds(b, pa), got_a = drain_finds(a, pb);
+    const bool now_ca = peer_closed(a), now_cb = peer_closed(b);
+    if (!(got_a && got_b) && !(now_ca && now_cb)) {
+      FailWith(m, "pipe " + pipe + " neither works nor closed after LoseLink(n" +
+                      std::to_string(i) + ", n" + std::to_string(j) +
+                      (both_sides ? ", both" : ", one-sided") + "): a->b " +
+                      std::to_string(got_b) + " b->a " + std::to_string(got_a));
+    }
+  }
+  CheckNoViolations(m, sut);
+}
+
 }  // namespace
 }  // namespace moat::ports

@@ -26,6 +26,7 @@ std::string_view EventTypeName(EventType type) {
     case EventType::kUserMessageReadAckRequest: return "UserMessageReadAckRequest";
     case EventType::kUserMessageReadAck: return "UserMessageReadAck";
     case EventType::kUpdatePreviousPeer: return "UpdatePreviousPeer";
+    case EventType::kRouteLost: return "RouteLost";
   }
   return "Unknown";
 }

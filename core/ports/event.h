@@ -6,7 +6,8 @@
 // `control_sequence_num`; the receiver processes them strictly in that order
 // and only from its known previous hop (see Port::prev_*). PortAccepted and
 // MergePort are not ring events (from_port invalid, control_sequence_num
-// kInvalidSequenceNum).
+// kInvalidSequenceNum); nor is RouteLost, which travels backwards (to the
+// port's previous hop) and, like PortAccepted, carries from_port unsequenced.
 //
 //   auto e = std::make_unique<ObserveClosureEvent>(peer, self, seq, last_seq);
 //   delegate->ForwardEvent(peer_node, std::move(e));
@@ -39,8 +40,9 @@ enum class EventType : uint32_t {
   kUserMessageReadAckRequest = 6,
   kUserMessageReadAck = 7,
   kUpdatePreviousPeer = 8,
+  kRouteLost = 9,
 };
-inline constexpr uint32_t kMaxEventType = 8;
+inline constexpr uint32_t kMaxEventType = 9;
 std::string_view EventTypeName(EventType type);
 
 // The state of a port that moves to another node (inside a UserMessage or a
@@ -67,7 +69,8 @@ class Event {
   EventType type() const { return type_; }
   // True for events that travel along peer pointers and are sequenced per link.
   bool is_ring_event() const {
-    return type_ != EventType::kPortAccepted && type_ != EventType::kMergePort;
+    return type_ != EventType::kPortAccepted && type_ != EventType::kMergePort &&
+           type_ != EventType::kRouteLost;
   }
 
   // In memory only, never serialized: for an event this node sends to one
@@ -197,6 +200,28 @@ class UpdatePreviousPeerEvent : public Event {
         new_prev_port(new_prev_port) {}
   NodeName new_prev_node;
   PortName new_prev_port;
+};
+
+// Sent backwards, by a port to its previous hop (the port that sends to it):
+// "my onward route to the rest of the pipe is gone" (the node it forwarded
+// to, or this port's own peer's node, was lost, while the previous hop's node
+// may still be connected to both; PRT-23). The receiver closes as if its peer
+// had been lost (peer_lost_unexpectedly) and passes it on to its own previous
+// hop, so both ends report PEER_CLOSED. Honoured only from the receiving
+// port's current peer (from_port at the sending node): nobody else is on its
+// route. Not sequenced (control_sequence_num kInvalidSequenceNum).
+// far_port@far_node, if valid, is the port the sender forwarded to when that
+// port never confirmed (so the receiver may not know it): the receiver tells
+// it too (it honours that only if the receiver is its peer).
+class RouteLostEvent : public Event {
+ public:
+  RouteLostEvent(const PortName& target, const PortName& from, const NodeName& far_node = {},
+                 const PortName& far_port = {})
+      : Event(EventType::kRouteLost, target, from, kInvalidSequenceNum),
+        far_node(far_node),
+        far_port(far_port) {}
+  NodeName far_node;  // both valid or both invalid
+  PortName far_port;
 };
 
 }  // namespace moat::ports

@@ -141,6 +141,12 @@ std::vector<uint8_t> Serialize(const Event& event, std::vector<UniqueFd>* moved_
     }
     case EventType::kPortAccepted:
       break;
+    case EventType::kRouteLost: {
+      const auto& e = static_cast<const RouteLostEvent&>(event);
+      WriteName(enc, e.far_node);
+      WriteName(enc, e.far_port);
+      break;
+    }
     case EventType::kObserveProxy: {
       const auto& e = static_cast<const ObserveProxyEvent&>(event);
       WriteName(enc, e.proxy_node);
@@ -231,6 +237,16 @@ Result<std::unique_ptr<Event>> DecodeBody(Decoder& dec, EventType type, const Po
     }
     case EventType::kPortAccepted:
       return std::unique_ptr<Event>(std::make_unique<PortAcceptedEvent>(target, from));
+    case EventType::kRouteLost: {
+      NodeName n;
+      PortName p;
+      MOAT_READ(n, ReadName<NodeName>(dec, "far_node"), "");
+      MOAT_READ(p, ReadName<PortName>(dec, "far_port"), "");
+      // Attack: half a name, which no sender produces (non-canonical).
+      MOAT_REQUIRE(n.is_valid() == p.is_valid(), ErrorCode::kMalformed,
+                   "RouteLost far_node and far_port must be both valid or both invalid");
+      return std::unique_ptr<Event>(std::make_unique<RouteLostEvent>(target, from, n, p));
+    }
     case EventType::kObserveProxy: {
       NodeName pn, tn;
       PortName pp, tp;
@@ -336,7 +352,8 @@ Result<std::unique_ptr<Event>> DeserializeEvent(std::span<const uint8_t> bytes,
   MOAT_READ(control_seq, dec.ReadU64(), "Event.control_sequence_num");
   // Attack: an event addressed to no port.
   MOAT_REQUIRE(target.is_valid(), ErrorCode::kMalformed, "Event.port_name is invalid");
-  const bool ring = type != EventType::kPortAccepted && type != EventType::kMergePort;
+  const bool ring = type != EventType::kPortAccepted && type != EventType::kMergePort &&
+                    type != EventType::kRouteLost;
   if (ring) {
     // Attack: an unsequenced ring event slipping past in-order processing.
     MOAT_REQUIRE(from.is_valid() && control_seq >= kInitialSequenceNum &&
@@ -346,7 +363,9 @@ Result<std::unique_ptr<Event>> DeserializeEvent(std::span<const uint8_t> bytes,
   } else {
     // Attack: non-canonical encodings of unsequenced events.
     MOAT_REQUIRE(control_seq == kInvalidSequenceNum &&
-                     (type == EventType::kPortAccepted ? from.is_valid() : !from.is_valid()),
+                     (type == EventType::kPortAccepted || type == EventType::kRouteLost
+                          ? from.is_valid()
+                          : !from.is_valid()),
                  ErrorCode::kMalformed, "Event.control_sequence_num/from_port must be unset for ",
                  EventTypeName(type));
   }

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/ports/test_network.h"
@@ -45,6 +46,8 @@ std::vector<std::unique_ptr<Event>> AllEvents() {
   out.push_back(std::make_unique<UserMessageReadAckEvent>(t, f, 1, 10));
   out.push_back(std::make_unique<UpdatePreviousPeerEvent>(t, f, 6, NodeName::Random(),
                                                           PortName::Random()));
+  out.push_back(std::make_unique<RouteLostEvent>(t, f));
+  out.push_back(std::make_unique<RouteLostEvent>(t, f, NodeName::Random(), PortName::Random()));
   return out;
 }
 
@@ -102,10 +105,22 @@ TEST(EventCodecTest, RejectsMalformedEvents) {
   ASSERT_TRUE(Decode(good).ok());
 
   auto unknown = good;
-  unknown[0] = 9;
+  unknown[0] = 10;
   Status s = Decode(unknown);
   EXPECT_EQ(s.error().code(), ErrorCode::kMalformed);
-  EXPECT_NE(s.error().ToString().find("unknown type 9"), std::string::npos) << s.error().ToString();
+  EXPECT_NE(s.error().ToString().find("unknown type 10"), std::string::npos) << s.error().ToString();
+
+  // RouteLost: unsequenced, and its far end is all or nothing.
+  auto half = Bytes(RouteLostEvent(t, f, NodeName::Random(), PortName::Random()));
+  ASSERT_TRUE(Decode(half).ok());
+  std::fill(half.end() - 16, half.end(), 0);  // far_port invalid, far_node valid
+  s = Decode(half);
+  EXPECT_EQ(s.error().code(), ErrorCode::kMalformed);
+  EXPECT_NE(s.error().ToString().find("far_node and far_port"), std::string::npos)
+      << s.error().ToString();
+  auto sequenced = Bytes(RouteLostEvent(t, f));
+  sequenced[36] = 1;  // control_sequence_num (after type, port_name, from_port)
+  EXPECT_FALSE(Decode(sequenced).ok());
 
   auto trailing = good;
   trailing.push_back(0);

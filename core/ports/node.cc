@@ -1037,6 +1037,15 @@ void Node::TryRemoveProxy(const PortRef& ref, Pending* out) {
                  std::make_unique<UpdatePreviousPeerEvent>(kInvalidPortName, kInvalidPortName, 0,
                                                            port->prev_node, port->prev_port),
                  out);
+      if (port->peer_node != name_ && port->prev_node != port->peer_node) {
+        // Lock order: port lock, then ports_mu_.
+        MutexLock nodes_lock(&ports_mu_);
+        removed_proxies_.push_back({ref.name(), port->peer_node, port->prev_node, port->prev_port});
+        // Attack: proxy after proxy (a bouncing port) growing this memory.
+        if (removed_proxies_.size() > limits::MAX_REMEMBERED_REMOVED_PROXIES) {
+          removed_proxies_.pop_front();
+        }
+      }
     }
     port->state = State::kClosed;
     buffered = std::move(port->buffered_events);
@@ -1278,6 +1287,8 @@ Status Node::DispatchEvent(const PortRef& ref, const NodeName& from, std::unique
     case EventType::kUpdatePreviousPeer:
       return OnUpdatePreviousPeer(ref, from, *static_cast<UpdatePreviousPeerEvent*>(event.get()),
                                   out);
+    case EventType::kRouteLost:
+      return OnRouteLost(ref, from, *static_cast<RouteLostEvent*>(event.get()), out);
   }
   MOAT_UNREACHABLE("event type ", static_cast<uint32_t>(event->type()));
 }
@@ -1594,6 +1605,8 @@ Status Node::OnObserveProxy(const PortRef& ref, std::unique_ptr<ObserveProxyEven
                                                           port->next_sequence_num_to_send - 1),
                    out);
         RetireLink(port, name_);
+        port->bypassed_node = port->peer_node;  // PRT-23: its RouteLost still counts
+        port->bypassed_port = port->peer_port;
         port->peer_node = event->proxy_target_node;
         port->peer_port = event->proxy_target_port;
         port->next_control_sequence_num_to_send = kInitialSequenceNum;
@@ -1825,6 +1838,89 @@ Status Node::OnUpdatePreviousPeer(const PortRef& ref, const NodeName& from,
   return OkStatus();
 }
 
+// PRT-23: our peer (the next hop on our route) lost its own onward route, e.g.
+// a proxy whose target's node it lost while we stay connected to both. We
+// close as if our peer's node had been lost (what is already queued stays
+// readable, in order) and tell our previous hop, so the far end, whose route
+// to us may be intact, reports PEER_CLOSED too instead of writing into a
+// pipe that never delivers.
+Status Node::OnRouteLost(const PortRef& ref, const NodeName& from, const RouteLostEvent& event,
+                         Pending* out) {
+  if (!ref.is_valid()) return OkStatus();  // closed or removed meanwhile
+  bool erase = false;
+  std::vector<std::unique_ptr<UserMessageEvent>> dropped;
+  std::vector<Port::BufferedEvent> buffered;
+  {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    // Attack: a forged RouteLost to cut someone else's pipe. Only the port's
+    // current next hop (node and port) is on its route and could drop its
+    // events anyway; anything else is ignored, not blamed: an honest proxy's
+    // RouteLost can cross our bypass of it (ObserveProxy) and arrive once our
+    // peer has changed, which a forgery cannot be told apart from (PRT-13).
+    // Nothing is stored for it, so a flood costs only its processing.
+    const bool from_peer = from == port->peer_node && event.from_port == port->peer_port;
+    // The proxy we just bypassed is still on our route until the new peer
+    // confirms the link (its switch to us travels through that proxy).
+    const bool from_bypassed = !port->peer_confirmed && from == port->bypassed_node &&
+                               event.from_port == port->bypassed_port;
+    if (!from_peer && !from_bypassed) return OkStatus();
+    if (event.far_node.is_valid() && event.far_port.is_valid() &&
+        !(event.far_node == from && event.far_port == event.from_port)) {
+      // The port our peer was moving to, which we may never have heard of
+      // (nothing it sent us is processed yet) and which waits for a switch
+      // that was lost: it honours this only if we are its peer, so a hostile
+      // sender gains nothing over closing our own pipe.
+      out->Send(event.far_node, std::make_unique<RouteLostEvent>(event.far_port, ref.name()));
+    }
+    if (port->state == State::kReceiving) {
+      if (port->peer_closed) return OkStatus();  // already closed: a second notice carries nothing
+      port->peer_closed = true;
+      port->peer_lost_unexpectedly = true;
+      port->send_cv.SignalAll();  // AwaitConfirmations
+      // Both our previous hop and (after a bypass) our new peer may be the
+      // far end, waiting for the proxy's events that will never come.
+      SendRouteLost(ref, from, event.from_port, out);
+      out->status_changed.push_back(ref);
+    } else if (port->state == State::kBuffering || port->state == State::kProxying) {
+      // A proxy on a dead route: its previous hop learns it, and it goes.
+      SendRouteLost(ref, from, event.from_port, out);
+      if (port->old_link_pending) SendOnOldLink(ref, /*closure=*/true, out);
+      port->old_link_pending = false;
+      port->state = State::kClosed;
+      dropped = port->message_queue.TakeAll();
+      buffered = std::move(port->buffered_events);
+      port->buffered_events.clear();
+      erase = MayEraseNow(port);
+    }
+  }
+  if (erase) ErasePort(ref.name());
+  DiscardBuffered(std::move(buffered), out);
+  for (auto& e : dropped) {
+    for (const PortName& p : e->message->ports) out->ports_to_close.push_back(p);
+  }
+  return OkStatus();
+}
+
+void Node::SendRouteLost(const PortRef& ref, const NodeName& skip_node,
+                         const PortName& skip_port, Pending* out) {
+  Port* port = ref.port();
+  port->mu.AssertHeld();
+  // Whoever sends to us (previous hop) and whoever we send to (peer) except
+  // the one that told us or lives on the lost node (`skip_*`): each checks
+  // that we are its peer, so a port that is neither ignores it. A hop on a
+  // lost node is not told (the event would be dropped anyway).
+  auto tell = [&](const NodeName& node, const PortName& p) {
+    if (!node.is_valid() || !p.is_valid()) return;
+    if (node == skip_node && (p == skip_port || !skip_port.is_valid())) return;
+    out->Send(node, std::make_unique<RouteLostEvent>(p, ref.name()));
+  };
+  tell(port->prev_node, port->prev_port);
+  if (!(port->peer_node == port->prev_node && port->peer_port == port->prev_port)) {
+    tell(port->peer_node, port->peer_port);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Node loss.
 
@@ -1837,6 +1933,15 @@ void Node::LostConnectionToNode(const NodeName& node) {
     MutexLock lock(&ports_mu_);
     RememberLost(node);
     for (auto& [name, port] : ports_) all.emplace_back(name, port);
+    // PRT-23: a proxy removed just before may have had its last events (the
+    // previous hop's switch, UpdatePreviousPeer) lost with the link; its
+    // previous hop, whose new link is then never confirmed, is told.
+    std::erase_if(removed_proxies_, [&](const RemovedProxy& r) {
+      if (r.prev_node == node) return true;
+      if (r.peer_node != node) return false;
+      pending.Send(r.prev_node, std::make_unique<RouteLostEvent>(r.prev_port, r.name));
+      return true;
+    });
   }
   for (const PortRef& ref : all) LosePortTo(ref, node, &pending);
   ForgetVouched(node);
@@ -1931,6 +2036,11 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
                                                          port->next_sequence_num_to_send - 1),
                    out);
       }
+      if (!was_closed && port->peer_node == node && port->prev_node != node) {
+        // Our outgoing side died, our incoming side may live (PRT-23): the
+        // far end must not keep writing into a pipe that never delivers.
+        SendRouteLost(ref, node, PortName(), out);
+      }
       out->status_changed.push_back(ref);
     } else if (port->state == State::kBuffering || port->state == State::kProxying) {
       if (port->peer_node != node && !port->peer_closed) {
@@ -1939,6 +2049,19 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
             kInvalidPortName, kInvalidPortName, 0, port->message_queue.next_sequence_num() - 1);
         port->StampForPeer(closure.get(), ref.name());
         Enqueue(ref, port->peer_node, std::move(closure), out);
+      }
+      if (port->peer_node == node && port->prev_node != node && !port->peer_closed) {
+        // Our onward route died, the hop sending to us lives (PRT-23). A
+        // port moving there that never confirmed may already exist and send
+        // to our old peer, who has not heard of it: named for it to tell.
+        if (port->state == State::kBuffering && port->prev_node.is_valid() &&
+            port->prev_port.is_valid()) {
+          out->Send(port->prev_node, std::make_unique<RouteLostEvent>(
+                                         port->prev_port, ref.name(), port->peer_node,
+                                         port->peer_port));
+        } else {
+          SendRouteLost(ref, node, PortName(), out);
+        }
       }
       // A moved port whose new port never confirmed: its old peer still
       // takes events from us only and must learn that nothing follows.

@@ -185,6 +185,8 @@ class Node {
   Status OnReadAckRequest(const PortRef& port, const UserMessageReadAckRequestEvent& event,
                           Pending* out);
   Status OnReadAck(const PortRef& port, const UserMessageReadAckEvent& event, Pending* out);
+  Status OnRouteLost(const PortRef& port, const NodeName& from, const RouteLostEvent& event,
+                     Pending* out);
   Status OnUpdatePreviousPeer(const PortRef& port, const NodeName& from,
                               const UpdatePreviousPeerEvent& event, Pending* out);
 
@@ -238,6 +240,11 @@ class Node {
 
   // Node loss (LostConnectionToNode) for one port; PRT-14 checks.
   void LosePortTo(const PortRef& port, const NodeName& node, Pending* out);
+  // PRT-23: tells the previous hop and the peer of `port` (except
+  // skip_port@skip_node; any port there if skip_port is invalid) that the
+  // pipe's route is gone. Requires the port's lock.
+  void SendRouteLost(const PortRef& port, const NodeName& skip_node, const PortName& skip_port,
+                     Pending* out);
   void CheckReachable(const PortRef& port, const NodeName& node, Pending* out)
       ABSL_LOCKS_EXCLUDED(ports_mu_);
   bool IsReachable(const NodeName& node) const ABSL_LOCKS_EXCLUDED(ports_mu_);
@@ -277,6 +284,16 @@ class Node {
   std::map<VouchKey, std::multiset<PortName>> vouched_ ABSL_GUARDED_BY(ports_mu_);
   std::multimap<PortName, VouchKey> vouched_by_port_ ABSL_GUARDED_BY(ports_mu_);
   std::deque<NodeName> lost_order_ ABSL_GUARDED_BY(ports_mu_);
+  // PRT-23: recently removed proxies (oldest first, at most
+  // MAX_REMEMBERED_REMOVED_PROXIES): if `peer_node` is lost, its last
+  // forwarded events may be lost with it, and the previous hop is told.
+  struct RemovedProxy {
+    PortName name;
+    NodeName peer_node;
+    NodeName prev_node;
+    PortName prev_port;
+  };
+  std::deque<RemovedProxy> removed_proxies_ ABSL_GUARDED_BY(ports_mu_);
 
   // Threads inside AcceptEvent/LostConnectionToNode: their events may belong
   // to ports already erased (a removed proxy's last events wait in its

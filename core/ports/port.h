@@ -148,6 +148,12 @@ class Port {
   // released: they include its last events (e.g. ObserveClosure).
   bool erase_when_unparked ABSL_GUARDED_BY(mu) = false;
 
+  // The proxy this port last bypassed (ObserveProxy): until the new peer
+  // confirms the link, that proxy is still on the route, and its RouteLost
+  // is honoured (PRT-23).
+  NodeName bypassed_node ABSL_GUARDED_BY(mu);
+  PortName bypassed_port ABSL_GUARDED_BY(mu);
+
   // The one node allowed to merge with this port (Node::OfferForMerge), or
   // invalid: a MergePort from any other node is a protocol violation (MRG-3).
   // Cleared when the merge is accepted (an offer is good for one merge).

@@ -57,6 +57,8 @@ void EventSeeds(corpus::SeedSink& sink) {
   Add(sink, "read_ack_request", UserMessageReadAckRequestEvent(P(1), P(2), 6, 4));
   Add(sink, "read_ack", UserMessageReadAckEvent(P(1), P(2), 7, 4));
   Add(sink, "update_previous_peer", UpdatePreviousPeerEvent(P(1), P(2), 8, N(3), P(8)));
+  Add(sink, "route_lost", RouteLostEvent(P(1), P(2)));
+  Add(sink, "route_lost_far", RouteLostEvent(P(1), P(2), N(3), P(9)));
 }
 MOAT_REGISTER_SEEDS(ports_event_fuzzer, EventSeeds);
 

@@ -14,12 +14,13 @@ struct TestNetwork::TestNode : public NodeDelegate {
     if (lost) return;
     size_t j = net->IndexOf(to);
     if (j == SIZE_MAX || net->nodes_[j]->lost) return;  // no transport: dropped
+    if (net->cut_.contains(Link{index, j})) return;
     net->queues_[Link{index, j}].push_back(std::move(event));
   }
   void PortStatusChanged(const PortRef&) override { ++status_changes; }
   bool IsNodeReachable(const NodeName& other) const override {
     size_t j = net->IndexOf(other);
-    return j != SIZE_MAX && !net->nodes_[j]->lost;
+    return j != SIZE_MAX && !net->nodes_[j]->lost && !net->cut_.contains(Link{index, j});
   }
   void BadEventFrom(const NodeName& from, const Error& error) override {
     size_t j = net->IndexOf(from);
@@ -114,6 +115,15 @@ void TestNetwork::LoseNode(size_t i) {
   for (size_t j = 0; j < nodes_.size(); ++j) {
     if (j != i && !nodes_[j]->lost) node(j).LostConnectionToNode(nodes_[i]->name);
   }
+}
+
+void TestNetwork::LoseLink(size_t i, size_t j, bool both_sides) {
+  cut_.insert(Link{i, j});
+  cut_.insert(Link{j, i});
+  queues_[Link{i, j}].clear();
+  queues_[Link{j, i}].clear();
+  node(i).LostConnectionToNode(nodes_[j]->name);
+  if (both_sides) node(j).LostConnectionToNode(nodes_[i]->name);
 }
 
 Status TestNetwork::Inject(size_t from, size_t to, std::unique_ptr<Event> event) {

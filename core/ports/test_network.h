@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -58,6 +59,10 @@ class TestNetwork {
   // Node i crashes: its events vanish, every other node is told.
   void LoseNode(size_t i);
   bool is_lost(size_t i) const;
+  // The link between nodes i and j breaks (both stay up and connected to
+  // everyone else): what is queued on it vanishes, nothing crosses it again,
+  // and node i is told it lost j (node j too if `both_sides`).
+  void LoseLink(size_t i, size_t j, bool both_sides);
 
   // Injects an event as if node `from` had sent it to node `to`; returns what
   // AcceptEvent returned (and, on error, disconnects `from` from `to`).
@@ -79,6 +84,7 @@ class TestNetwork {
 
   std::vector<std::unique_ptr<TestNode>> nodes_;
   std::map<Link, std::deque<std::unique_ptr<Event>>> queues_;
+  std::set<Link> cut_;  // LoseLink, both directions
   std::vector<std::pair<size_t, std::string>> violations_;
 };
 

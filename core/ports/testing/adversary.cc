@@ -803,6 +803,10 @@ std::unique_ptr<Event> Adversary::MakeForged(const ForgeSpec& f, uint32_t rep, s
     case EventType::kUpdatePreviousPeer:
       return std::make_unique<UpdatePreviousPeerEvent>(target, from, cseq, node_name(f.node_a),
                                                        body(f.port_a, f.node_a));
+    case EventType::kRouteLost:
+      return f.flags & 2 ? std::make_unique<RouteLostEvent>(target, from, node_name(f.node_a),
+                                                            body(f.port_a, f.node_a))
+                         : std::make_unique<RouteLostEvent>(target, from);
   }
   return nullptr;
 }

@@ -1,0 +1,133 @@
+// PRT-23 (issue 12 item 4): a link between two nodes breaks while both stay
+// connected to a third. A pipe whose route ran over that link must either
+// keep working or report PEER_CLOSED on both ends; never the half-dead pipe
+// where one end writes into nothing and nobody is told.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "core/ports/event.h"
+#include "core/ports/node.h"
+#include "core/ports/test_network.h"
+
+namespace moat::ports {
+namespace {
+
+using testing::TestNetwork;
+
+std::unique_ptr<UserMessage> Msg(const std::string& text, std::vector<PortName> ports = {}) {
+  auto m = std::make_unique<UserMessage>();
+  m->payload.assign(text.begin(), text.end());
+  m->ports = std::move(ports);
+  return m;
+}
+
+// Every message readable now, as text.
+std::vector<std::string> Drain(Node& node, const PortRef& port) {
+  std::vector<std::string> out;
+  std::unique_ptr<UserMessage> m;
+  while (node.GetMessage(port, &m).ok() && m) {
+    out.emplace_back(m->payload.begin(), m->payload.end());
+  }
+  return out;
+}
+
+bool PeerClosed(Node& node, const PortRef& port) {
+  PortStatus st;
+  EXPECT_TRUE(node.GetStatus(port, &st).ok());
+  return st.peer_closed;
+}
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// Param: (events delivered before the cut, whether node 2 is told as well).
+class RouteLostTest : public ::testing::TestWithParam<std::tuple<int, bool>> {};
+
+// E on node 0, its peer y on node 1 moves to node 2 (leaving a proxy on node
+// 1); at each step of the move the link 1-2 breaks.
+TEST_P(RouteLostTest, PipeOverCutLinkWorksOrClosesOnBothEnds) {
+  const auto [steps, both_sides] = GetParam();
+  TestNetwork net;
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  Node& n2 = net.AddNode();
+  auto [a, b] = net.CreatePipe(1, 2);  // carrier 1 -> 2
+  auto [e, y] = net.CreatePipe(0, 1);  // y moves to node 2
+  ASSERT_TRUE(n0.SendUserMessage(e, Msg("before")).ok());
+  ASSERT_TRUE(n1.SendUserMessage(a, Msg("carry", {y.name()})).ok());
+  for (int i = 0; i < steps; ++i) {
+    auto links = net.ActiveLinks();
+    if (links.empty()) break;
+    net.DeliverOne(links.front());
+  }
+  net.LoseLink(1, 2, both_sides);
+  ASSERT_TRUE(net.Pump());
+  PortRef f;
+  std::unique_ptr<UserMessage> m;
+  while (n2.GetMessage(b, &m).ok() && m) {
+    for (const PortName& p : m->ports) ASSERT_TRUE(n2.GetPort(p, &f).ok());
+  }
+  std::vector<std::string> at_f, at_e;
+  if (!f.is_valid()) {
+    // The moved end was lost with the link: E must be told.
+    EXPECT_TRUE(PeerClosed(n0, e)) << "E's peer never arrived, E is not told";
+  } else {
+    (void)n0.SendUserMessage(e, Msg("e2f"));
+    (void)n2.SendUserMessage(f, Msg("f2e"));
+    ASSERT_TRUE(net.Pump());
+    at_f = Drain(n2, f);
+    at_e = Drain(n0, e);
+    const bool closed_e = PeerClosed(n0, e), closed_f = PeerClosed(n2, f);
+    EXPECT_EQ(closed_e, closed_f) << "half-dead pipe: E peer_closed=" << closed_e
+                                  << " F peer_closed=" << closed_f;
+    if (!closed_e && !closed_f) {
+      EXPECT_TRUE(Contains(at_f, "before"));
+      EXPECT_TRUE(Contains(at_f, "e2f"));
+      EXPECT_TRUE(Contains(at_e, "f2e"));
+    }
+    // What arrived, arrived in order.
+    if (Contains(at_f, "e2f")) EXPECT_EQ(at_f.front(), "before");
+    ASSERT_TRUE(n2.ClosePort(f).ok());
+  }
+  ASSERT_TRUE(n0.ClosePort(e).ok());
+  ASSERT_TRUE(n1.ClosePort(a).ok());
+  ASSERT_TRUE(n2.ClosePort(b).ok());
+  ASSERT_TRUE(net.Pump());
+  EXPECT_TRUE(net.violations().empty()) << net.violations().front().second;
+  EXPECT_EQ(n0.port_count(), 0u) << net.Describe();
+  EXPECT_EQ(n2.port_count(), 0u) << net.Describe();
+}
+
+INSTANTIATE_TEST_SUITE_P(EachStep, RouteLostTest,
+                         ::testing::Combine(::testing::Range(0, 20), ::testing::Bool()));
+
+// A forged RouteLost (from a node that is not the port's next hop) changes
+// nothing and blames nobody; the real next hop's one closes.
+TEST(RouteLostDirectTest, ForgedRouteLostIsIgnored) {
+  TestNetwork net;
+  Node& n0 = net.AddNode();
+  Node& n1 = net.AddNode();
+  net.AddNode();
+  auto [e, f] = net.CreatePipe(0, 1);
+  ASSERT_TRUE(net.Inject(2, 0, std::make_unique<RouteLostEvent>(e.name(), f.name())).ok());
+  ASSERT_TRUE(net.Inject(2, 0, std::make_unique<RouteLostEvent>(e.name(), PortName::Random())).ok());
+  ASSERT_TRUE(net.Inject(1, 0, std::make_unique<RouteLostEvent>(e.name(), PortName::Random())).ok());
+  ASSERT_TRUE(net.Pump());
+  EXPECT_FALSE(PeerClosed(n0, e));
+  EXPECT_FALSE(PeerClosed(n1, f));
+  ASSERT_TRUE(n0.SendUserMessage(e, Msg("still")).ok());
+  ASSERT_TRUE(net.Pump());
+  EXPECT_EQ(Drain(n1, f), std::vector<std::string>{"still"});
+  // From the real next hop (f@node 1): both ends close.
+  ASSERT_TRUE(net.Inject(1, 0, std::make_unique<RouteLostEvent>(e.name(), f.name())).ok());
+  ASSERT_TRUE(net.Pump());
+  EXPECT_TRUE(PeerClosed(n0, e));
+  EXPECT_TRUE(net.violations().empty());
+}
+
+}  // namespace
+}  // namespace moat::ports
