@@ -380,7 +380,10 @@ size_t Trap::RunDispatch(TrapEvent event, size_t budget) {
     MutexLock lock(&mu_);
     in_flight_id_ = 0;
     in_flight_done_.SignalAll();
-    if (!t_dispatch.deferred.empty() || delivered >= budget || !PopLocked(&event)) {
+    // The budget bounds Dispatch() of an open pollable trap; once the trap
+    // is closed (e.g. by this handler) nobody else could deliver the rest.
+    const bool spent = delivered >= budget && !AutoDispatchLocked();
+    if (!t_dispatch.deferred.empty() || spent || !PopLocked(&event)) {
       // Give the dispatch back before doing what the handler deferred: a
       // deferred delivery may wait for another thread that needs this trap.
       dispatching_ = false;
@@ -389,12 +392,12 @@ size_t Trap::RunDispatch(TrapEvent event, size_t budget) {
     }
   }
   if (t_dispatch.deferred.empty()) return delivered;
-  DrainDeferred();
-  DispatchEvents();  // what was queued here meanwhile, unless taken already
+  delivered += DrainDeferred(this);
+  delivered += DispatchEvents();  // what was queued here meanwhile, unless taken already
   return delivered;
 }
 
-void Trap::DeliverCancelled(const TrapEvent& cancelled) {
+size_t Trap::DeliverCancelled(const TrapEvent& cancelled) {
   {
     MutexLock lock(&mu_);
     // Wait for the thread delivering this trap's events (if any) to finish
@@ -402,28 +405,28 @@ void Trap::DeliverCancelled(const TrapEvent& cancelled) {
     while (dispatching_) dispatch_free_.Wait(&mu_);
     dispatching_ = true;
   }
-  (void)RunDispatch(cancelled);
+  return RunDispatch(cancelled);
 }
 
-void Trap::DrainDeferred() {
+size_t Trap::DrainDeferred(const Trap* self) {
+  size_t own = 0;
   while (!t_dispatch.deferred.empty()) {
     Deferred next = std::move(t_dispatch.deferred.front());
     t_dispatch.deferred.erase(t_dispatch.deferred.begin());
-    if (next.cancelled.has_value()) {
-      next.trap->DeliverCancelled(*next.cancelled);
-    } else {
-      next.trap->DispatchEvents();
-    }
+    const size_t n = next.cancelled.has_value() ? next.trap->DeliverCancelled(*next.cancelled)
+                                                : next.trap->DispatchEvents();
+    if (next.trap.get() == self) own += n;
   }
+  return own;
 }
 
-void Trap::DispatchEvents() {
+size_t Trap::DispatchEvents() {
   TrapEvent first;
   {
     MutexLock lock(&mu_);
-    if (!ClaimDispatchLocked(&first)) return;
+    if (!ClaimDispatchLocked(&first)) return 0;
   }
-  RunDispatch(first);
+  return RunDispatch(first);
 }
 
 }  // namespace moat::system

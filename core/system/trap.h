@@ -230,7 +230,8 @@ class Trap : public std::enable_shared_from_this<Trap> {
   void MaybeFireLocked(const Trigger& trigger) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void QueueCancelledLocked(const Trigger& trigger) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Delivers queued events unless another thread is already doing so.
-  void DispatchEvents() ABSL_LOCKS_EXCLUDED(mu_);
+  // Returns the number of events delivered (by this thread).
+  size_t DispatchEvents() ABSL_LOCKS_EXCLUDED(mu_);
   // Becomes the dispatching thread if none is and an event is queued;
   // takes that event. Then RunDispatch (without mu_) delivers it and every
   // event queued meanwhile, and gives the role back. On a thread that is
@@ -241,10 +242,11 @@ class Trap : public std::enable_shared_from_this<Trap> {
   size_t RunDispatch(TrapEvent first, size_t budget = SIZE_MAX) ABSL_LOCKS_EXCLUDED(mu_);
   // Runs what this thread's handlers deferred (see trap.cc), with no
   // dispatch held.
-  static void DrainDeferred();
+  // dispatch held. Returns how many events of `self` it delivered.
+  static size_t DrainDeferred(const Trap* self);
   // Delivers a CANCELLED this thread caused inside a handler, once no other
   // thread is delivering this trap's events.
-  void DeliverCancelled(const TrapEvent& cancelled) ABSL_LOCKS_EXCLUDED(mu_);
+  size_t DeliverCancelled(const TrapEvent& cancelled) ABSL_LOCKS_EXCLUDED(mu_);
   // Takes the next event to deliver, dropping stale ones (of triggers
   // removed since they were queued), and marks it in flight.
   bool PopLocked(TrapEvent* event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -691,5 +691,53 @@ TEST(PollableTrapTest, DispatchIsRefusedForOrdinaryTrapsAndInsideHandlers) {
   EXPECT_EQ(*other->Dispatch(1), 1u) << "the refused dispatch left the event pending";
 }
 
+
+TEST(PollableTrapTest, HandlerClosingTheTrapGetsEveryCancelledDespiteTheBudget) {
+  std::vector<TrapEvent> events;
+  std::shared_ptr<Trap> trap;
+  trap = MakePollable([&](const TrapEvent& e) {
+    events.push_back(e);
+    if (events.size() == 1) trap->Close();
+  });
+  auto a = std::make_shared<FakeHandle>(kIdle);
+  auto b = std::make_shared<FakeHandle>(kIdle);
+  auto c = std::make_shared<FakeHandle>(kIdle);
+  ASSERT_TRUE(trap->AddTrigger(a, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+  ASSERT_TRUE(trap->AddTrigger(b, kSignalReadable, TriggerCondition::kSignalsSatisfied, 2).ok());
+  ASSERT_TRUE(trap->AddTrigger(c, kSignalReadable, TriggerCondition::kSignalsSatisfied, 3).ok());
+  ASSERT_TRUE(trap->RemoveTrigger(1).ok());  // one pending CANCELLED
+  // Budget 1: the handler closes the trap; the CANCELLED of 2 and 3 can only
+  // come from this call (a closed trap cannot be dispatched any more).
+  EXPECT_EQ(*trap->Dispatch(1), 3u);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[1].trigger_context, 2u);
+  EXPECT_EQ(events[1].result, TrapEventResult::kCancelled);
+  EXPECT_EQ(events[2].trigger_context, 3u);
+  trap.reset();
+}
+
+
+TEST(PollableTrapTest, CancelledQueuedBeforeAHandlerClosedTheTrapIsNotStranded) {
+  std::vector<TrapEvent> events;
+  std::shared_ptr<Trap> trap;
+  trap = MakePollable([&](const TrapEvent& e) {
+    events.push_back(e);
+    if (events.size() == 1) trap->Close();
+  });
+  auto a = std::make_shared<FakeHandle>(kIdle);
+  auto b = std::make_shared<FakeHandle>(kIdle);
+  ASSERT_TRUE(trap->AddTrigger(a, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+  ASSERT_TRUE(trap->AddTrigger(b, kSignalReadable, TriggerCondition::kSignalsSatisfied, 2).ok());
+  ASSERT_TRUE(trap->RemoveTrigger(1).ok());
+  ASSERT_TRUE(trap->RemoveTrigger(2).ok());  // two CANCELLED queued, no trigger left
+  // Budget 1, but the handler closes the trap: the second CANCELLED can only
+  // come from this call.
+  EXPECT_EQ(*trap->Dispatch(1), 2u);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].trigger_context, 2u);
+  EXPECT_EQ(events[1].result, TrapEventResult::kCancelled);
+  trap.reset();
+}
+
 }  // namespace
 }  // namespace moat::system
