@@ -67,6 +67,11 @@ cc -std=c99 -Wall -Wextra -Werror "$src/embed_process.c" -o embed_process \
   $(pkg-config --cflags --libs moat) -Wl,-rpath,"$lib"
 timeout 60 ./embed_process
 
+echo "--- C, shared, event loop: 64 children served from one epoll loop through a pollable trap"
+cc -std=c99 -Wall -Wextra -Werror -pthread "$src/embed_epoll.c" -o embed_epoll \
+  $(pkg-config --cflags --libs moat) -Wl,-rpath,"$lib"
+timeout 120 ./embed_epoll
+
 echo "--- C, static, cc + pkg-config --static"
 cc -std=c99 -Wall -Werror "$src/embed.c" -o embed_c_static $(pkg-config --cflags moat) \
   "$(pkg-config --variable=libdir moat)/libmoat.a" $(pkg-config --libs-only-l --static moat | sed 's/-lmoat//')

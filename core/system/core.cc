@@ -346,12 +346,22 @@ Result<QuotaState> Core::QueryQuota(Handle pipe, uint32_t type) {
   return ep->QueryQuota(t);
 }
 
-Result<Handle> Core::CreateTrap(Trap::Handler handler) {
+Result<Handle> Core::CreateTrap(Trap::Handler handler, Trap::Delivery delivery) {
   MOAT_REQUIRE(handler != nullptr, ErrorCode::kInvalidArgument, "create trap: null handler");
-  std::shared_ptr<Trap> trap = Trap::Create(std::move(handler));
+  MOAT_ASSIGN_OR_RETURN(std::shared_ptr<Trap> trap, Trap::Create(std::move(handler), delivery));
   Result<Handle> h = AddHandle(trap);
   if (!h.ok()) trap->Close();
   return h;
+}
+
+Result<int> Core::TrapDescriptor(Handle trap) const {
+  MOAT_ASSIGN_OR_RETURN(std::shared_ptr<Trap> t, LookupTrap(trap));
+  return t->descriptor();
+}
+
+Result<size_t> Core::DispatchTrap(Handle trap, size_t max_events) {
+  MOAT_ASSIGN_OR_RETURN(std::shared_ptr<Trap> t, LookupTrap(trap));
+  return t->Dispatch(max_events);
 }
 
 Status Core::AddTrigger(Handle trap, Handle handle, SignalSet signals, uint32_t condition,

@@ -130,7 +130,11 @@ class Core : public ports::NodeDelegate {
   Status SetQuota(Handle pipe, uint32_t type, uint64_t limit);
   Result<QuotaState> QueryQuota(Handle pipe, uint32_t type);
 
-  Result<Handle> CreateTrap(Trap::Handler handler);
+  Result<Handle> CreateTrap(Trap::Handler handler,
+                            Trap::Delivery delivery = Trap::Delivery::kAnyThread);
+  // Pollable traps (see Trap::descriptor, Trap::Dispatch).
+  Result<int> TrapDescriptor(Handle trap) const;
+  Result<size_t> DispatchTrap(Handle trap, size_t max_events);
   Status AddTrigger(Handle trap, Handle handle, SignalSet signals, uint32_t condition,
                     uintptr_t context);
   Status RemoveTrigger(Handle trap, uintptr_t context);

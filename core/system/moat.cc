@@ -369,17 +369,44 @@ MoatResult MoatQueryQuota(MoatHandle pipe, MoatQuotaType type,
 
 MoatResult MoatCreateTrap(MoatTrapEventHandler handler, const struct MoatCreateTrapOptions* options,
                           MoatHandle* trap) {
-  MOAT_C_CHECK_OPTIONS(options, "MoatCreateTrapOptions");
+  Trap::Delivery delivery = Trap::Delivery::kAnyThread;
+  if (options != nullptr && options->struct_size >= sizeof(uint32_t) * 2 &&
+      options->flags == MOAT_CREATE_TRAP_FLAG_POLLABLE) {
+    delivery = Trap::Delivery::kPollable;
+  } else {
+    MOAT_C_CHECK_OPTIONS(options, "MoatCreateTrapOptions");
+  }
   if (handler == nullptr || trap == nullptr) {
     return Fail(MOAT_RESULT_INVALID_ARGUMENT, "handler/trap: NULL");
   }
-  auto h = C().CreateTrap([handler](const TrapEvent& e) {
-    MoatTrapEvent event;
-    FillEvent(e, &event);
-    handler(&event);
-  });
+  auto h = C().CreateTrap(
+      [handler](const TrapEvent& e) {
+        MoatTrapEvent event;
+        FillEvent(e, &event);
+        handler(&event);
+      },
+      delivery);
   if (!h.ok()) return Fail(h.error());
   *trap = *h;
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatGetTrapDescriptor(MoatHandle trap, int* descriptor) {
+  if (descriptor == nullptr) return Fail(MOAT_RESULT_INVALID_ARGUMENT, "descriptor: NULL");
+  auto fd = C().TrapDescriptor(trap);
+  if (!fd.ok()) return Fail(fd.error());
+  *descriptor = *fd;
+  return Done(moat::OkStatus());
+}
+
+MoatResult MoatDispatchTrapEvents(MoatHandle trap,
+                                  const struct MoatDispatchTrapEventsOptions* options,
+                                  uint32_t max_events, uint32_t* num_dispatched) {
+  MOAT_C_CHECK_OPTIONS(options, "MoatDispatchTrapEventsOptions");
+  if (num_dispatched != nullptr) *num_dispatched = 0;
+  auto n = C().DispatchTrap(trap, max_events);
+  if (!n.ok()) return Fail(n.error());
+  if (num_dispatched != nullptr) *num_dispatched = static_cast<uint32_t>(*n);
   return Done(moat::OkStatus());
 }
 

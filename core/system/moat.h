@@ -117,7 +117,9 @@ struct MoatReadMessageOptions { uint32_t struct_size; uint32_t flags; };
 struct MoatFuseMessagePipesOptions { uint32_t struct_size; uint32_t flags; };
 struct MoatSetQuotaOptions { uint32_t struct_size; uint32_t flags; };
 struct MoatQueryQuotaOptions { uint32_t struct_size; uint32_t flags; };
+/* MoatCreateTrapOptions.flags: MOAT_CREATE_TRAP_FLAG_POLLABLE (see Traps). */
 struct MoatCreateTrapOptions { uint32_t struct_size; uint32_t flags; };
+#define MOAT_CREATE_TRAP_FLAG_POLLABLE ((uint32_t)1)
 struct MoatAddTriggerOptions { uint32_t struct_size; uint32_t flags; };
 struct MoatRemoveTriggerOptions { uint32_t struct_size; uint32_t flags; };
 struct MoatArmTrapOptions { uint32_t struct_size; uint32_t flags; };
@@ -231,6 +233,41 @@ MOAT_EXPORT MoatResult MoatAddTrigger(MoatHandle trap, MoatHandle handle, MoatHa
                           const struct MoatAddTriggerOptions* options);
 MOAT_EXPORT MoatResult MoatRemoveTrigger(MoatHandle trap, uintptr_t context,
                              const struct MoatRemoveTriggerOptions* options);
+
+/* ---- Event-loop integration: pollable traps ---------------------------- */
+/*
+ * A trap created with MOAT_CREATE_TRAP_FLAG_POLLABLE never runs its handler
+ * on the thread that caused an event (moat's IO threads, a writer): events
+ * wait in the trap's queue, and its descriptor is readable exactly while
+ * the queue holds events (level-triggered: poll/epoll/select report it until
+ * MoatDispatchTrapEvents delivered them; a stale event dropped at delivery
+ * can make it readable once for nothing). The embedder's loop waits on the
+ * descriptor and calls MoatDispatchTrapEvents on its own thread, where the
+ * handler then runs, with every guarantee of an ordinary trap.
+ *
+ *   MoatCreateTrapOptions o = {sizeof o, MOAT_CREATE_TRAP_FLAG_POLLABLE};
+ *   MoatCreateTrap(on_event, &o, &trap);  MoatGetTrapDescriptor(trap, &fd);
+ *   epoll_ctl(ep, EPOLL_CTL_ADD, fd, &(struct epoll_event){EPOLLIN, ...});
+ *   ... epoll_wait -> MoatDispatchTrapEvents(trap, NULL, 64, &n);
+ */
+struct MoatDispatchTrapEventsOptions { uint32_t struct_size; uint32_t flags; };
+
+/* *descriptor: the trap's eventfd, owned by the trap; never read or close
+ * it. It is closed by MoatClose(trap): remove it from your loop first. The
+ * CANCELLED events still pending then are delivered by MoatClose itself.
+ * FAILED_PRECONDITION: the trap is not pollable. */
+MOAT_EXPORT MoatResult MoatGetTrapDescriptor(MoatHandle trap, int* descriptor);
+
+/* Delivers up to max_events pending events of a pollable trap on this
+ * thread (events its handler causes for this trap count too); *num_dispatched
+ * (may be NULL) is how many. OK with 0: nothing pending, or another thread
+ * is dispatching this trap (that thread delivers them). The bound keeps a
+ * flood on one trap from starving the rest of the loop: what remains keeps
+ * the descriptor readable. FAILED_PRECONDITION: not pollable, or called
+ * from inside a trap handler (handlers never nest). */
+MOAT_EXPORT MoatResult MoatDispatchTrapEvents(MoatHandle trap,
+                                              const struct MoatDispatchTrapEventsOptions* options,
+                                              uint32_t max_events, uint32_t* num_dispatched);
 
 /* Arms the trap: OK, or FAILED_PRECONDITION if some trigger is already
  * satisfied or unsatisfiable. Then up to *num_blocking_events (in) such

@@ -3,6 +3,7 @@
 #include "core/system/moat.h"
 
 #include <fcntl.h>
+#include <sys/epoll.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -268,6 +269,91 @@ TEST(MoatApiTest, TriggersRemoveEachOtherWithinEventHandlers) {
   EXPECT_EQ(MoatClose(t.a), MOAT_RESULT_OK);
   EXPECT_EQ(MoatClose(t.b), MOAT_RESULT_OK);
   g_reo = nullptr;
+}
+
+
+// ---- Pollable traps: dispatch on the embedder's thread (issue 15 item 4) ----
+
+std::atomic<int> g_poll_events{0};
+std::atomic<bool> g_poll_wrong_thread{false};
+std::thread::id g_poll_loop_thread;
+
+void OnPollableEvent(const MoatTrapEvent* event) {
+  if (std::this_thread::get_id() != g_poll_loop_thread) g_poll_wrong_thread = true;
+  if (event->result == MOAT_RESULT_OK) g_poll_events.fetch_add(1);
+}
+
+TEST(MoatApiTest, PollableTrapDeliversOnlyInTheEmbeddersEpollLoop) {
+  g_poll_loop_thread = std::this_thread::get_id();
+  MoatHandle a, b, trap;
+  ASSERT_EQ(MoatCreateMessagePipe(nullptr, &a, &b), MOAT_RESULT_OK);
+  MoatCreateTrapOptions options = {sizeof(options), MOAT_CREATE_TRAP_FLAG_POLLABLE};
+  ASSERT_EQ(MoatCreateTrap(&OnPollableEvent, &options, &trap), MOAT_RESULT_OK);
+  ASSERT_EQ(MoatAddTrigger(trap, b, MOAT_HANDLE_SIGNAL_READABLE,
+                           MOAT_TRIGGER_CONDITION_SIGNALS_SATISFIED, 1, nullptr),
+            MOAT_RESULT_OK);
+  int fd = -1;
+  ASSERT_EQ(MoatGetTrapDescriptor(trap, &fd), MOAT_RESULT_OK);
+  int ep = ::epoll_create1(EPOLL_CLOEXEC);
+  ASSERT_GE(ep, 0);
+  epoll_event ev{};
+  ev.events = EPOLLIN;  // level-triggered
+  ASSERT_EQ(::epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+
+  constexpr int kMessages = 50;
+  uint32_t no_events = 0;
+  // Armed before the writer starts, so at least the first message is an event.
+  ASSERT_EQ(MoatArmTrap(trap, nullptr, &no_events, nullptr), MOAT_RESULT_OK);
+  std::thread writer([&] {
+    for (int i = 0; i < kMessages; ++i) {
+      ASSERT_EQ(MoatWriteMessage(a, "x", 1, nullptr, 0, nullptr, 0, nullptr), MOAT_RESULT_OK);
+    }
+  });
+  int read = 0;
+  bool armed = true;
+  int dispatched = 0;
+  while (read < kMessages) {
+    if (armed) {
+      epoll_event out{};
+      ASSERT_EQ(::epoll_wait(ep, &out, 1, 10000), 1) << "no event within 10 s";
+      uint32_t n = 0;
+      ASSERT_EQ(MoatDispatchTrapEvents(trap, nullptr, 16, &n), MOAT_RESULT_OK);
+      dispatched += static_cast<int>(n);
+    }
+    char byte;
+    uint32_t nb = 1, nh = 0, nf = 0;
+    while (MoatReadMessage(b, nullptr, &byte, &nb, nullptr, &nh, nullptr, &nf) == MOAT_RESULT_OK) {
+      ++read;
+      nb = 1;
+    }
+    // FAILED_PRECONDITION: more arrived meanwhile, read again.
+    if (read < kMessages) armed = MoatArmTrap(trap, nullptr, &no_events, nullptr) == MOAT_RESULT_OK;
+  }
+  writer.join();
+  EXPECT_GE(g_poll_events.load(), 1);
+  EXPECT_EQ(dispatched, g_poll_events.load());
+  EXPECT_FALSE(g_poll_wrong_thread.load()) << "a handler ran off the epoll thread";
+  // Nothing pending: the descriptor is quiet (level-triggered, drained).
+  epoll_event out{};
+  EXPECT_EQ(::epoll_wait(ep, &out, 1, 0), 0);
+
+  // Ordinary traps have no descriptor; unknown flags are refused.
+  MoatHandle ordinary;
+  ASSERT_EQ(MoatCreateTrap(&OnPollableEvent, nullptr, &ordinary), MOAT_RESULT_OK);
+  int none = -1;
+  EXPECT_EQ(MoatGetTrapDescriptor(ordinary, &none), MOAT_RESULT_FAILED_PRECONDITION);
+  EXPECT_EQ(MoatDispatchTrapEvents(ordinary, nullptr, 1, nullptr), MOAT_RESULT_FAILED_PRECONDITION);
+  MoatCreateTrapOptions unknown = {sizeof(unknown), 2};
+  MoatHandle refused;
+  EXPECT_EQ(MoatCreateTrap(&OnPollableEvent, &unknown, &refused), MOAT_RESULT_UNIMPLEMENTED);
+
+  ASSERT_EQ(::epoll_ctl(ep, EPOLL_CTL_DEL, fd, nullptr), 0);
+  ::close(ep);
+  EXPECT_EQ(MoatClose(trap), MOAT_RESULT_OK);
+  EXPECT_EQ(::fcntl(fd, F_GETFD), -1) << "MoatClose closes the trap's descriptor";
+  EXPECT_EQ(MoatClose(ordinary), MOAT_RESULT_OK);
+  EXPECT_EQ(MoatClose(a), MOAT_RESULT_OK);
+  EXPECT_EQ(MoatClose(b), MOAT_RESULT_OK);
 }
 
 }  // namespace

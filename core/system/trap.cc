@@ -1,6 +1,10 @@
 #include "core/system/trap.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <utility>
 
 #include "core/check.h"
@@ -72,7 +76,58 @@ void WatcherList::NotifyClosed(const Entries& watchers) {
 
 std::shared_ptr<Trap> Trap::Create(Handler handler) {
   MOAT_ASSERT(handler != nullptr, "a trap needs an event handler");
-  return std::shared_ptr<Trap>(new Trap(std::move(handler)));
+  return std::shared_ptr<Trap>(new Trap(std::move(handler), Delivery::kAnyThread));
+}
+
+Result<std::shared_ptr<Trap>> Trap::Create(Handler handler, Delivery delivery) {
+  MOAT_ASSERT(handler != nullptr, "a trap needs an event handler");
+  std::shared_ptr<Trap> trap(new Trap(std::move(handler), delivery));
+  if (delivery == Delivery::kPollable) {
+    UniqueFd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!fd.valid()) return IoError("eventfd (pollable trap)", errno);
+    MutexLock lock(&trap->mu_);
+    trap->event_fd_ = std::move(fd);
+  }
+  return trap;
+}
+
+void Trap::SyncDescriptorLocked() {
+  if (!event_fd_.valid()) return;  // not pollable, or closed
+  const bool want = !pending_events_.empty();
+  if (want == event_fd_readable_) return;
+  uint64_t value = 1;
+  // The count is only ever 0 or 1: write cannot overflow it, and read of a
+  // non-zero count cannot block. Either failing is a bug here.
+  const ssize_t n = want ? ::write(event_fd_.get(), &value, sizeof(value))
+                         : ::read(event_fd_.get(), &value, sizeof(value));
+  MOAT_ASSERT(n == static_cast<ssize_t>(sizeof(value)), "pollable trap eventfd ",
+              want ? "write" : "read", " failed: errno ", errno);
+  event_fd_readable_ = want;
+}
+
+Result<int> Trap::descriptor() const {
+  MOAT_REQUIRE(pollable(), ErrorCode::kFailedPrecondition,
+               "trap descriptor: the trap was not created pollable "
+               "(MOAT_CREATE_TRAP_FLAG_POLLABLE)");
+  MutexLock lock(&mu_);
+  MOAT_REQUIRE(!closed_, ErrorCode::kClosed, "trap descriptor: trap is closed");
+  return event_fd_.get();
+}
+
+Result<size_t> Trap::Dispatch(size_t max_events) {
+  MOAT_REQUIRE(pollable(), ErrorCode::kFailedPrecondition,
+               "dispatch trap events: the trap was not created pollable "
+               "(MOAT_CREATE_TRAP_FLAG_POLLABLE)");
+  MOAT_REQUIRE(!t_dispatch.in_handler, ErrorCode::kFailedPrecondition,
+               "dispatch trap events: called inside a trap handler (handlers never nest)");
+  TrapEvent first;
+  {
+    MutexLock lock(&mu_);
+    MOAT_REQUIRE(!closed_, ErrorCode::kClosed, "dispatch trap events: trap is closed");
+    if (max_events == 0 || dispatching_ || !PopLocked(&first)) return size_t{0};
+    dispatching_ = true;
+  }
+  return RunDispatch(first, max_events);
 }
 
 Trap::~Trap() {
@@ -107,15 +162,19 @@ void Trap::MaybeFireLocked(const Trigger& trigger) {
   armed_ = false;
   pending_events_.push_back(
       Queued{TrapEvent{trigger.context, *result, trigger.last.state}, trigger.id});
+  SyncDescriptorLocked();
 }
 
 void Trap::QueueCancelledLocked(const Trigger& trigger) {
   TrapEvent cancelled{trigger.context, TrapEventResult::kCancelled, HandleSignalsState{}};
-  if (t_dispatch.in_handler) {
+  // An open pollable trap is delivered only by Dispatch(): its CANCELLED
+  // waits in the queue like any event (after those queued before it).
+  if (t_dispatch.in_handler && AutoDispatchLocked()) {
     t_dispatch.deferred.push_back(Deferred{shared_from_this(), cancelled});
     return;
   }
   pending_events_.push_back(Queued{cancelled, trigger.id});
+  SyncDescriptorLocked();
 }
 
 void Trap::WaitForInFlightLocked(uint64_t trigger_id) {
@@ -227,6 +286,11 @@ void Trap::Close() {
     context_by_id_.clear();  // every queued OK/FAILED_PRECONDITION is stale now
     for (const auto& [context, trigger] : triggers) QueueCancelledLocked(trigger);
     WaitForInFlightLocked(0);
+    // Pollable: nobody can dispatch through a closed handle, so the
+    // CANCELLED events go the ordinary way (DispatchEvents below), and the
+    // descriptor is closed before Close returns.
+    event_fd_.reset();
+    event_fd_readable_ = false;
   }
   for (auto& [context, trigger] : triggers) trigger.handle->RemoveWatcher(this, trigger.id);
   DispatchEvents();
@@ -285,13 +349,16 @@ bool Trap::PopLocked(TrapEvent* event) {
     if (!cancelled && context_by_id_.find(q.trigger_id) == context_by_id_.end()) continue;
     in_flight_id_ = cancelled ? 0 : q.trigger_id;
     *event = q.event;
+    SyncDescriptorLocked();
     return true;
   }
+  SyncDescriptorLocked();
   return false;
 }
 
 bool Trap::ClaimDispatchLocked(TrapEvent* first) {
   if (dispatching_ || pending_events_.empty()) return false;
+  if (!AutoDispatchLocked()) return false;  // waits for Dispatch() (descriptor readable)
   if (t_dispatch.in_handler) {
     // Never nest: this thread dispatches the trap once its handler returned.
     t_dispatch.deferred.push_back(Deferred{shared_from_this(), std::nullopt});
@@ -302,16 +369,21 @@ bool Trap::ClaimDispatchLocked(TrapEvent* first) {
   return true;
 }
 
-void Trap::RunDispatch(TrapEvent event) {
+size_t Trap::RunDispatch(TrapEvent event, size_t budget) {
   MOAT_ASSERT(!t_dispatch.in_handler, "trap handlers nested on one thread");
+  size_t delivered = 0;
   for (;;) {
     t_dispatch.in_handler = true;
     handler_(event);
     t_dispatch.in_handler = false;
+    ++delivered;
     MutexLock lock(&mu_);
     in_flight_id_ = 0;
     in_flight_done_.SignalAll();
-    if (!t_dispatch.deferred.empty() || !PopLocked(&event)) {
+    // The budget bounds Dispatch() of an open pollable trap; once the trap
+    // is closed (e.g. by this handler) nobody else could deliver the rest.
+    const bool spent = delivered >= budget && !AutoDispatchLocked();
+    if (!t_dispatch.deferred.empty() || spent || !PopLocked(&event)) {
       // Give the dispatch back before doing what the handler deferred: a
       // deferred delivery may wait for another thread that needs this trap.
       dispatching_ = false;
@@ -319,12 +391,13 @@ void Trap::RunDispatch(TrapEvent event) {
       break;
     }
   }
-  if (t_dispatch.deferred.empty()) return;
-  DrainDeferred();
-  DispatchEvents();  // what was queued here meanwhile, unless taken already
+  if (t_dispatch.deferred.empty()) return delivered;
+  delivered += DrainDeferred(this);
+  delivered += DispatchEvents();  // what was queued here meanwhile, unless taken already
+  return delivered;
 }
 
-void Trap::DeliverCancelled(const TrapEvent& cancelled) {
+size_t Trap::DeliverCancelled(const TrapEvent& cancelled) {
   {
     MutexLock lock(&mu_);
     // Wait for the thread delivering this trap's events (if any) to finish
@@ -332,28 +405,28 @@ void Trap::DeliverCancelled(const TrapEvent& cancelled) {
     while (dispatching_) dispatch_free_.Wait(&mu_);
     dispatching_ = true;
   }
-  RunDispatch(cancelled);
+  return RunDispatch(cancelled);
 }
 
-void Trap::DrainDeferred() {
+size_t Trap::DrainDeferred(const Trap* self) {
+  size_t own = 0;
   while (!t_dispatch.deferred.empty()) {
     Deferred next = std::move(t_dispatch.deferred.front());
     t_dispatch.deferred.erase(t_dispatch.deferred.begin());
-    if (next.cancelled.has_value()) {
-      next.trap->DeliverCancelled(*next.cancelled);
-    } else {
-      next.trap->DispatchEvents();
-    }
+    const size_t n = next.cancelled.has_value() ? next.trap->DeliverCancelled(*next.cancelled)
+                                                : next.trap->DispatchEvents();
+    if (next.trap.get() == self) own += n;
   }
+  return own;
 }
 
-void Trap::DispatchEvents() {
+size_t Trap::DispatchEvents() {
   TrapEvent first;
   {
     MutexLock lock(&mu_);
-    if (!ClaimDispatchLocked(&first)) return;
+    if (!ClaimDispatchLocked(&first)) return 0;
   }
-  RunDispatch(first);
+  return RunDispatch(first);
 }
 
 }  // namespace moat::system

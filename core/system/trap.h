@@ -40,6 +40,15 @@
 // notifies after releasing it. Stale notifications (overtaken by a newer one
 // on another thread) are recognised by the snapshot's sequence number.
 //
+// Pollable traps (issue 15 item 4): Create(handler, kPollable) makes a trap
+// whose handler runs only on a thread that calls Dispatch(), never on the
+// thread that caused the event (an IO thread, a writer). Its events wait in
+// the queue, and an eventfd (descriptor()) is readable exactly while the
+// queue is not empty (level-triggered; a stale event dropped at delivery can
+// make it readable once for nothing). Once closed, the trap's remaining
+// CANCELLED events are delivered by Close() itself as for any trap (nobody
+// could dispatch them any more) and the descriptor is closed.
+//
 //   auto trap = Trap::Create([](const TrapEvent& e) { Wake(e.trigger_context); });
 //   MOAT_TRY(trap->AddTrigger(endpoint, kSignalReadable,
 //                             TriggerCondition::kSignalsSatisfied, /*context=*/7));
@@ -60,6 +69,7 @@
 #include "core/error.h"
 #include "core/mutex.h"
 #include "core/system/signals.h"
+#include "core/unique_fd.h"
 
 namespace moat::system {
 
@@ -136,7 +146,13 @@ class WatcherList {
 class Trap : public std::enable_shared_from_this<Trap> {
  public:
   using Handler = std::function<void(const TrapEvent&)>;
+  enum class Delivery : uint8_t {
+    kAnyThread,  // the thread that caused the event delivers it (Mojo)
+    kPollable,   // only Dispatch() delivers; descriptor() signals pending events
+  };
 
+  // kPollable: kIo if no eventfd could be created.
+  static Result<std::shared_ptr<Trap>> Create(Handler handler, Delivery delivery);
   static std::shared_ptr<Trap> Create(Handler handler);
   ~Trap();
 
@@ -167,6 +183,20 @@ class Trap : public std::enable_shared_from_this<Trap> {
 
   bool armed() const ABSL_LOCKS_EXCLUDED(mu_);
   size_t trigger_count() const ABSL_LOCKS_EXCLUDED(mu_);
+  bool pollable() const { return delivery_ == Delivery::kPollable; }
+
+  // Pollable traps: the eventfd, readable while events are pending; owned by
+  // the trap, closed by Close(). kFailedPrecondition for other traps,
+  // kClosed once closed.
+  Result<int> descriptor() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Pollable traps: delivers up to `max_events` pending events on this
+  // thread (events the handler causes for this trap count too) and returns
+  // how many were delivered. 0 if none is pending or another thread is
+  // dispatching this trap (it delivers them). kFailedPrecondition for other
+  // traps and inside any trap handler (handlers never nest); kClosed once
+  // closed.
+  Result<size_t> Dispatch(size_t max_events) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Called by Watchables (WatcherList::Notify*), never with their lock held.
   void OnStateChanged(uint64_t trigger_id, const SignalsSnapshot& snapshot)
@@ -183,7 +213,16 @@ class Trap : public std::enable_shared_from_this<Trap> {
     SignalsSnapshot last;
   };
 
-  explicit Trap(Handler handler) : handler_(std::move(handler)) {}
+  Trap(Handler handler, Delivery delivery)
+      : handler_(std::move(handler)), delivery_(delivery) {}
+
+  // Whether the thread that queues an event may deliver it (every trap but
+  // an open pollable one).
+  bool AutoDispatchLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return delivery_ == Delivery::kAnyThread || closed_;
+  }
+  // Pollable traps: makes the eventfd readable iff events are pending.
+  void SyncDescriptorLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The event this trigger would produce now, if its condition is met.
   static std::optional<TrapEventResult> Evaluate(const Trigger& trigger);
@@ -191,20 +230,23 @@ class Trap : public std::enable_shared_from_this<Trap> {
   void MaybeFireLocked(const Trigger& trigger) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void QueueCancelledLocked(const Trigger& trigger) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Delivers queued events unless another thread is already doing so.
-  void DispatchEvents() ABSL_LOCKS_EXCLUDED(mu_);
+  // Returns the number of events delivered (by this thread).
+  size_t DispatchEvents() ABSL_LOCKS_EXCLUDED(mu_);
   // Becomes the dispatching thread if none is and an event is queued;
   // takes that event. Then RunDispatch (without mu_) delivers it and every
   // event queued meanwhile, and gives the role back. On a thread that is
   // running a handler (of any trap) it only remembers the trap, which that
   // thread dispatches after its outermost handler returned (DrainDeferred).
   bool ClaimDispatchLocked(TrapEvent* first) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void RunDispatch(TrapEvent first) ABSL_LOCKS_EXCLUDED(mu_);
+  // Returns the number of events delivered; stops after `budget`.
+  size_t RunDispatch(TrapEvent first, size_t budget = SIZE_MAX) ABSL_LOCKS_EXCLUDED(mu_);
   // Runs what this thread's handlers deferred (see trap.cc), with no
   // dispatch held.
-  static void DrainDeferred();
+  // dispatch held. Returns how many events of `self` it delivered.
+  static size_t DrainDeferred(const Trap* self);
   // Delivers a CANCELLED this thread caused inside a handler, once no other
   // thread is delivering this trap's events.
-  void DeliverCancelled(const TrapEvent& cancelled) ABSL_LOCKS_EXCLUDED(mu_);
+  size_t DeliverCancelled(const TrapEvent& cancelled) ABSL_LOCKS_EXCLUDED(mu_);
   // Takes the next event to deliver, dropping stale ones (of triggers
   // removed since they were queued), and marks it in flight.
   bool PopLocked(TrapEvent* event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -214,6 +256,7 @@ class Trap : public std::enable_shared_from_this<Trap> {
   void WaitForInFlightLocked(uint64_t trigger_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Handler handler_;
+  const Delivery delivery_;
 
   // Lock order: Core table lock -> mu_ -> endpoint locks. Never held while
   // the handler runs.
@@ -236,6 +279,10 @@ class Trap : public std::enable_shared_from_this<Trap> {
   uint64_t in_flight_id_ ABSL_GUARDED_BY(mu_) = 0;
   CondVar in_flight_done_;
   CondVar dispatch_free_;  // dispatching_ became false
+  // Pollable traps: the eventfd (invalid once closed) and whether it holds a
+  // count now (readable).
+  UniqueFd event_fd_ ABSL_GUARDED_BY(mu_);
+  bool event_fd_readable_ ABSL_GUARDED_BY(mu_) = false;
   // Where the next Arm starts looking for blocking events (rotation).
   std::optional<uintptr_t> last_reported_ ABSL_GUARDED_BY(mu_);
 };

@@ -12,6 +12,9 @@
 #include <thread>
 #include <vector>
 
+#include <poll.h>
+#include <fcntl.h>
+
 #include "core/check.h"
 #include "core/mutex.h"
 
@@ -543,6 +546,197 @@ TEST(TrapTest, EventsCausedInAHandlerForAnotherTrapRunAfterItReturns) {
   EXPECT_EQ(order, (std::vector<std::string>{"a", "a-end", "b-cancel"}));
   trap_a->Close();
   trap_b->Close();
+}
+
+
+// ---- Pollable traps (issue 15 item 4) --------------------------------------
+
+bool Readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLIN) != 0;
+}
+
+std::shared_ptr<Trap> MakePollable(Trap::Handler handler) {
+  auto trap = Trap::Create(std::move(handler), Trap::Delivery::kPollable);
+  MOAT_ASSERT(trap.ok(), trap.error().ToString());
+  return *trap;
+}
+
+TEST(PollableTrapTest, HandlerRunsOnlyOnTheDispatchingThread) {
+  Mutex mu;
+  std::vector<std::thread::id> threads;
+  auto trap = MakePollable([&](const TrapEvent&) {
+    MutexLock lock(&mu);
+    threads.push_back(std::this_thread::get_id());
+  });
+  auto h = std::make_shared<FakeHandle>(kIdle);
+  ASSERT_TRUE(trap->AddTrigger(h, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+  ASSERT_TRUE(trap->Arm(nullptr).ok());
+  Result<int> fd = trap->descriptor();
+  ASSERT_TRUE(fd.ok());
+  EXPECT_FALSE(Readable(*fd));
+  // The event is caused on another thread (as an IO thread would): it is
+  // queued there, not delivered.
+  std::thread([&] { h->SetState(kReadableState); }).join();
+  {
+    MutexLock lock(&mu);
+    EXPECT_TRUE(threads.empty());
+  }
+  EXPECT_TRUE(Readable(*fd));
+  EXPECT_TRUE(Readable(*fd)) << "level-triggered: readable until dispatched";
+  Result<size_t> n = trap->Dispatch(SIZE_MAX);
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 1u);
+  EXPECT_FALSE(Readable(*fd));
+  MutexLock lock(&mu);
+  ASSERT_EQ(threads.size(), 1u);
+  EXPECT_EQ(threads[0], std::this_thread::get_id());
+}
+
+TEST(PollableTrapTest, DispatchIsBoundedAndTheRestKeepsTheDescriptorReadable) {
+  Recorder rec;
+  auto trap = MakePollable(rec.handler());
+  auto a = std::make_shared<FakeHandle>(kIdle);
+  auto b = std::make_shared<FakeHandle>(kIdle);
+  ASSERT_TRUE(trap->AddTrigger(a, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+  ASSERT_TRUE(trap->AddTrigger(b, kSignalReadable, TriggerCondition::kSignalsSatisfied, 2).ok());
+  const int fd = *trap->descriptor();
+  // Removals outside a dispatch queue their CANCELLED, as any event.
+  ASSERT_TRUE(trap->RemoveTrigger(1).ok());
+  ASSERT_TRUE(trap->RemoveTrigger(2).ok());
+  EXPECT_TRUE(rec.Take().empty());
+  EXPECT_TRUE(Readable(fd));
+  EXPECT_EQ(*trap->Dispatch(1), 1u);
+  EXPECT_TRUE(Readable(fd));
+  EXPECT_EQ(*trap->Dispatch(10), 1u);
+  EXPECT_FALSE(Readable(fd));
+  EXPECT_EQ(*trap->Dispatch(10), 0u);
+  auto events = rec.Take();
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].trigger_context, 1u);
+  EXPECT_EQ(events[0].result, TrapEventResult::kCancelled);
+  EXPECT_EQ(events[1].trigger_context, 2u);
+}
+
+TEST(PollableTrapTest, StaleEventIsDroppedAndCancelledStaysLast) {
+  Recorder rec;
+  auto trap = MakePollable(rec.handler());
+  auto h = std::make_shared<FakeHandle>(kIdle);
+  ASSERT_TRUE(trap->AddTrigger(h, kSignalReadable, TriggerCondition::kSignalsSatisfied, 5).ok());
+  ASSERT_TRUE(trap->Arm(nullptr).ok());
+  h->SetState(kReadableState);  // queued OK
+  ASSERT_TRUE(trap->RemoveTrigger(5).ok());  // OK now stale, CANCELLED queued
+  EXPECT_EQ(*trap->Dispatch(SIZE_MAX), 1u);
+  auto events = rec.Take();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].result, TrapEventResult::kCancelled);
+  EXPECT_FALSE(Readable(*trap->descriptor()));
+}
+
+TEST(PollableTrapTest, HandlerRemovingItsTriggerGetsCancelledInTheSameDispatch) {
+  std::vector<TrapEvent> events;
+  std::shared_ptr<Trap> trap;
+  trap = MakePollable([&](const TrapEvent& e) {
+    events.push_back(e);
+    if (e.result == TrapEventResult::kOk) ASSERT_TRUE(trap->RemoveTrigger(3).ok());
+  });
+  auto h = std::make_shared<FakeHandle>(kIdle);
+  ASSERT_TRUE(trap->AddTrigger(h, kSignalReadable, TriggerCondition::kSignalsSatisfied, 3).ok());
+  ASSERT_TRUE(trap->Arm(nullptr).ok());
+  h->SetState(kReadableState);
+  EXPECT_TRUE(events.empty());
+  EXPECT_EQ(*trap->Dispatch(SIZE_MAX), 2u);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].result, TrapEventResult::kOk);
+  EXPECT_EQ(events[1].result, TrapEventResult::kCancelled);
+  trap->Close();
+  trap.reset();
+}
+
+TEST(PollableTrapTest, CloseDeliversPendingCancelledAndClosesTheDescriptor) {
+  Recorder rec;
+  auto trap = MakePollable(rec.handler());
+  auto h = std::make_shared<FakeHandle>(kIdle);
+  ASSERT_TRUE(trap->AddTrigger(h, kSignalReadable, TriggerCondition::kSignalsSatisfied, 9).ok());
+  const int fd = *trap->descriptor();
+  trap->Close();
+  auto events = rec.Take();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].result, TrapEventResult::kCancelled);
+  EXPECT_EQ(trap->descriptor().error().code(), ErrorCode::kClosed);
+  EXPECT_EQ(trap->Dispatch(1).error().code(), ErrorCode::kClosed);
+  EXPECT_EQ(::fcntl(fd, F_GETFD), -1) << "the eventfd is closed by Close()";
+}
+
+TEST(PollableTrapTest, DispatchIsRefusedForOrdinaryTrapsAndInsideHandlers) {
+  Recorder rec;
+  auto ordinary = Trap::Create(rec.handler());
+  EXPECT_EQ(ordinary->Dispatch(1).error().code(), ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(ordinary->descriptor().error().code(), ErrorCode::kFailedPrecondition);
+
+  std::optional<ErrorCode> inside;
+  auto other = MakePollable([&](const TrapEvent&) {});
+  auto h = std::make_shared<FakeHandle>(kIdle);
+  ASSERT_TRUE(other->AddTrigger(h, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+  ASSERT_TRUE(other->RemoveTrigger(1).ok());  // `other` has an event pending
+  // A handler calling Dispatch of another pollable trap: refused, never nested.
+  auto nesting = MakePollable([&](const TrapEvent&) {
+    Result<size_t> n = other->Dispatch(1);
+    inside = n.ok() ? std::nullopt : std::optional<ErrorCode>(n.error().code());
+  });
+  ASSERT_TRUE(nesting->AddTrigger(h, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+  ASSERT_TRUE(nesting->RemoveTrigger(1).ok());
+  EXPECT_EQ(*nesting->Dispatch(1), 1u);
+  EXPECT_EQ(inside, ErrorCode::kFailedPrecondition);
+  EXPECT_EQ(*other->Dispatch(1), 1u) << "the refused dispatch left the event pending";
+}
+
+
+TEST(PollableTrapTest, HandlerClosingTheTrapGetsEveryCancelledDespiteTheBudget) {
+  std::vector<TrapEvent> events;
+  std::shared_ptr<Trap> trap;
+  trap = MakePollable([&](const TrapEvent& e) {
+    events.push_back(e);
+    if (events.size() == 1) trap->Close();
+  });
+  auto a = std::make_shared<FakeHandle>(kIdle);
+  auto b = std::make_shared<FakeHandle>(kIdle);
+  auto c = std::make_shared<FakeHandle>(kIdle);
+  ASSERT_TRUE(trap->AddTrigger(a, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+  ASSERT_TRUE(trap->AddTrigger(b, kSignalReadable, TriggerCondition::kSignalsSatisfied, 2).ok());
+  ASSERT_TRUE(trap->AddTrigger(c, kSignalReadable, TriggerCondition::kSignalsSatisfied, 3).ok());
+  ASSERT_TRUE(trap->RemoveTrigger(1).ok());  // one pending CANCELLED
+  // Budget 1: the handler closes the trap; the CANCELLED of 2 and 3 can only
+  // come from this call (a closed trap cannot be dispatched any more).
+  EXPECT_EQ(*trap->Dispatch(1), 3u);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[1].trigger_context, 2u);
+  EXPECT_EQ(events[1].result, TrapEventResult::kCancelled);
+  EXPECT_EQ(events[2].trigger_context, 3u);
+  trap.reset();
+}
+
+
+TEST(PollableTrapTest, CancelledQueuedBeforeAHandlerClosedTheTrapIsNotStranded) {
+  std::vector<TrapEvent> events;
+  std::shared_ptr<Trap> trap;
+  trap = MakePollable([&](const TrapEvent& e) {
+    events.push_back(e);
+    if (events.size() == 1) trap->Close();
+  });
+  auto a = std::make_shared<FakeHandle>(kIdle);
+  auto b = std::make_shared<FakeHandle>(kIdle);
+  ASSERT_TRUE(trap->AddTrigger(a, kSignalReadable, TriggerCondition::kSignalsSatisfied, 1).ok());
+  ASSERT_TRUE(trap->AddTrigger(b, kSignalReadable, TriggerCondition::kSignalsSatisfied, 2).ok());
+  ASSERT_TRUE(trap->RemoveTrigger(1).ok());
+  ASSERT_TRUE(trap->RemoveTrigger(2).ok());  // two CANCELLED queued, no trigger left
+  // Budget 1, but the handler closes the trap: the second CANCELLED can only
+  // come from this call.
+  EXPECT_EQ(*trap->Dispatch(1), 2u);
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].trigger_context, 2u);
+  EXPECT_EQ(events[1].result, TrapEventResult::kCancelled);
+  trap.reset();
 }
 
 }  // namespace
