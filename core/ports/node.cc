@@ -465,6 +465,25 @@ static bool MayEraseNow(Port* port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
   return false;
 }
 
+Node::ClosedPortRemains Node::MarkClosedLocked(Port* port) {
+  port->state = Port::State::kClosed;
+  ClosedPortRemains remains;
+  remains.dropped = port->message_queue.TakeAll();
+  remains.buffered = std::move(port->buffered_events);
+  port->buffered_events.clear();
+  remains.erase = MayEraseNow(port);
+  return remains;
+}
+
+void Node::FinishClosing(const PortRef& ref, ClosedPortRemains remains, Pending* out) {
+  if (remains.erase) ErasePort(ref.name());
+  DiscardBuffered(std::move(remains.buffered), out);
+  // Ports that travelled in unread messages are nobody's now.
+  for (auto& event : remains.dropped) {
+    for (const PortName& p : event->message->ports) out->ports_to_close.push_back(p);
+  }
+}
+
 // Sends a moved port's last events on its old link (see Port::old_link_pending),
 // behind whatever of that link is still parked. `closure`: the new port's node
 // was lost before it confirmed; the old peer learns that our side is closed.
@@ -715,9 +734,7 @@ Status Node::GetMessage(const PortRef& ref, std::unique_ptr<UserMessage>* msg) {
 }
 
 Status Node::ClosePortInternal(const PortRef& ref, Pending* out) {
-  std::vector<std::unique_ptr<UserMessageEvent>> dropped;
-  std::vector<Port::BufferedEvent> buffered;
-  bool erase = false;
+  ClosedPortRemains remains;
   {
     Port* port = ref.port();
     MutexLock lock(&port->mu);
@@ -729,17 +746,9 @@ Status Node::ClosePortInternal(const PortRef& ref, Pending* out) {
                std::make_unique<ObserveClosureEvent>(kInvalidPortName, kInvalidPortName, 0,
                                                      port->next_sequence_num_to_send - 1),
                out);
-    port->state = State::kClosed;
-    dropped = port->message_queue.TakeAll();
-    buffered = std::move(port->buffered_events);
-    port->buffered_events.clear();
-    erase = MayEraseNow(port);
+    remains = MarkClosedLocked(port);
   }
-  if (erase) ErasePort(ref.name());
-  for (auto& event : dropped) {
-    for (const PortName& p : event->message->ports) out->ports_to_close.push_back(p);
-  }
-  DiscardBuffered(std::move(buffered), out);
+  FinishClosing(ref, std::move(remains), out);
   return OkStatus();
 }
 
@@ -1847,9 +1856,7 @@ Status Node::OnUpdatePreviousPeer(const PortRef& ref, const NodeName& from,
 Status Node::OnRouteLost(const PortRef& ref, const NodeName& from, const RouteLostEvent& event,
                          Pending* out) {
   if (!ref.is_valid()) return OkStatus();  // closed or removed meanwhile
-  bool erase = false;
-  std::vector<std::unique_ptr<UserMessageEvent>> dropped;
-  std::vector<Port::BufferedEvent> buffered;
+  ClosedPortRemains remains;
   {
     Port* port = ref.port();
     MutexLock lock(&port->mu);
@@ -1887,18 +1894,10 @@ Status Node::OnRouteLost(const PortRef& ref, const NodeName& from, const RouteLo
       SendRouteLost(ref, from, event.from_port, out);
       if (port->old_link_pending) SendOnOldLink(ref, /*closure=*/true, out);
       port->old_link_pending = false;
-      port->state = State::kClosed;
-      dropped = port->message_queue.TakeAll();
-      buffered = std::move(port->buffered_events);
-      port->buffered_events.clear();
-      erase = MayEraseNow(port);
+      remains = MarkClosedLocked(port);
     }
   }
-  if (erase) ErasePort(ref.name());
-  DiscardBuffered(std::move(buffered), out);
-  for (auto& e : dropped) {
-    for (const PortName& p : e->message->ports) out->ports_to_close.push_back(p);
-  }
+  FinishClosing(ref, std::move(remains), out);
   return OkStatus();
 }
 
@@ -1982,8 +1981,7 @@ void Node::CheckReachable(const PortRef& ref, const NodeName& node, Pending* out
 void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
   Port* port = ref.port();
   bool erase = false;
-  std::vector<std::unique_ptr<UserMessageEvent>> dropped;
-  std::vector<Port::BufferedEvent> buffered, own_dead;
+  std::vector<Port::BufferedEvent> own_dead;
   {
     MutexLock lock(&port->mu);
     // Events from the dead node can never become processable, nor can our
@@ -2018,6 +2016,7 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
     ErasePort(ref.name());
     return;
   }
+  ClosedPortRemains remains;
   {
     MutexLock lock(&port->mu);
     if (port->peer_node != node && port->prev_node != node) return;
@@ -2069,18 +2068,10 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
         SendOnOldLink(ref, /*closure=*/true, out);
       }
       port->old_link_pending = false;
-      port->state = State::kClosed;
-      dropped = port->message_queue.TakeAll();
-      buffered = std::move(port->buffered_events);
-      port->buffered_events.clear();
-      erase = MayEraseNow(port);
+      remains = MarkClosedLocked(port);
     }
   }
-  if (erase) ErasePort(ref.name());
-  DiscardBuffered(std::move(buffered), out);
-  for (auto& event : dropped) {
-    for (const PortName& p : event->message->ports) out->ports_to_close.push_back(p);
-  }
+  FinishClosing(ref, std::move(remains), out);
 }
 
 }  // namespace moat::ports

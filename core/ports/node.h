@@ -209,6 +209,17 @@ class Node {
                     Pending* out);
   void ClosePortsByName(const std::vector<PortName>& names, Pending* out);
   Status ClosePortInternal(const PortRef& port, Pending* out);
+  // What a port closed under its lock still held: unread messages (their
+  // attached ports are closed) and buffered events, handled after the lock
+  // by FinishClosing; `erase`: the port may be erased now.
+  struct ClosedPortRemains {
+    std::vector<std::unique_ptr<UserMessageEvent>> dropped;
+    std::vector<Port::BufferedEvent> buffered;
+    bool erase = false;
+  };
+  // Closes `port` and takes what it holds (call FinishClosing after unlocking).
+  static ClosedPortRemains MarkClosedLocked(Port* port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu);
+  void FinishClosing(const PortRef& ref, ClosedPortRemains remains, Pending* out);
   // See node.cc; `held`: a port whose lock the caller holds (not searched).
   bool Carries(std::vector<PortName> names, const PortName& target,
                const PortName& held = PortName()) const ABSL_LOCKS_EXCLUDED(ports_mu_);

@@ -17,14 +17,9 @@
 namespace moat::ports {
 namespace {
 
+using testing::Msg;
 using testing::TestNetwork;
 
-std::unique_ptr<UserMessage> Msg(const std::string& text, std::vector<PortName> ports = {}) {
-  auto m = std::make_unique<UserMessage>();
-  m->payload.assign(text.begin(), text.end());
-  m->ports = std::move(ports);
-  return m;
-}
 
 std::string Text(const UserMessage& m) { return std::string(m.payload.begin(), m.payload.end()); }
 

@@ -88,6 +88,15 @@ class TestNetwork {
   std::vector<std::pair<size_t, std::string>> violations_;
 };
 
+// A message carrying `text` (and `ports`, moved with it), for tests.
+inline std::unique_ptr<UserMessage> Msg(const std::string& text,
+                                        std::vector<PortName> ports = {}) {
+  auto m = std::make_unique<UserMessage>();
+  m->payload.assign(text.begin(), text.end());
+  m->ports = std::move(ports);
+  return m;
+}
+
 }  // namespace moat::ports::testing
 
 #endif  // MOAT_CORE_PORTS_TEST_NETWORK_H_
