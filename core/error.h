@@ -41,6 +41,7 @@ enum class ErrorCode : uint8_t {
   kResourceExhausted,       // Allocation or OS resource failure.
   kIo,                      // An OS call failed.
   kAlreadyExists,           // The name/key is already taken (e.g. a trigger context).
+  kDeadlineExceeded,        // A peer did not answer in time (stopped, hung or hostile).
 };
 
 // Short stable name of an error code, e.g. "LIMIT_EXCEEDED".

@@ -178,6 +178,47 @@ inline constexpr uint32_t RING_MAX_DOORBELL_DRAIN = 64;
 // reads its socket) would otherwise keep this process from ever exiting.
 inline constexpr uint32_t NODE_SHUTDOWN_FLUSH_TIMEOUT_MS = 5000;
 
+// ---- Writes that never block by surprise (issue 15 item 3) ----
+
+// Unsent bytes one transport queues before a thread that may wait (a writer
+// outside any IO thread) waits for the socket to drain. IO threads and the
+// broker's relay never wait: they keep the hard cap MAX_UNPROCESSED_BYTES
+// (NOD-6). Small, so a slow peer costs this process ~1 MiB per connection,
+// not 128 MiB, and a queue that fits in cache drains fast.
+inline constexpr size_t SEND_HIGH_WATER_BYTES = 1 * MiB;
+static_assert(SEND_HIGH_WATER_BYTES < MAX_UNPROCESSED_BYTES);
+
+// How long a writer waits for a peer that takes nothing from its socket
+// (not one byte drained) before the connection is failed, and how long a
+// writer waits for a peer port to confirm a new link (PRT-11) before the
+// peer's node is cut off. A peer process that is stopped, hung or hostile
+// must not hold a writer forever; an honest one drains or confirms within
+// a scheduling hiccup. NodeControllerOptions may shorten (tests) or lengthen
+// them.
+inline constexpr uint32_t PEER_STALL_TIMEOUT_MS = 30'000;
+
+// A pipe end's unread-bytes window: once the messages it wrote that its peer
+// has not acknowledged reading (read acks, requested every half window) add
+// up to this many bytes, the end stops being WRITABLE and a non-blocking
+// write gets SHOULD_WAIT. A blocking write goes on (a burst written before
+// it is read must keep working) until half of MAX_PIPE_UNREAD_BYTES, where
+// it waits for the reader. Only while the peer is on another node: a local
+// reader may be the writer's own thread.
+inline constexpr size_t PIPE_UNREAD_BYTES_WINDOW = 8 * MiB;
+
+// Unread bytes one receiving port holds from a writer on another node. An
+// honest writer stops at the window above (plus the one message that crossed
+// it, plus writes from threads that may not wait, such as trap handlers on an
+// IO thread); a writer past this ignores read acks. The pipe is then broken:
+// what was queued can still be read, then PEER_CLOSED; nobody is blamed (an
+// honest relay forwards whatever the writer sends).
+// Attack: a peer writing into a pipe whose reader is slow or stopped until
+// this process runs out of memory (1.5 GB measured before this limit).
+inline constexpr size_t MAX_PIPE_UNREAD_BYTES = 128 * MiB;
+static_assert(MAX_PIPE_UNREAD_BYTES >= PIPE_UNREAD_BYTES_WINDOW + 16 * MiB +
+                                           size_t{MAX_MESSAGE_PAYLOAD_SIZE},
+              "an honest writer's window, a largest message and non-waiting writes must fit");
+
 // Bytes of the reason a node gives the peer it cuts off (node channel
 // kDisconnect: "why you were disconnected", issue 15 item 2). Longer reasons
 // are cut on a character boundary by the sender.

@@ -209,6 +209,9 @@ Transport::Transport(UniqueFd socket, TransportOptions options)
     : limits_(options.limits),
       on_message_(std::move(options.on_message)),
       on_disconnect_(std::move(options.on_disconnect)),
+      on_send_space_(std::move(options.on_send_space)),
+      send_high_water_bytes_(std::min(options.send_high_water_bytes, limits_.max_unprocessed_bytes)),
+      send_stall_timeout_(options.send_stall_timeout),
       socket_(std::move(socket)),
       reassembler_(std::make_unique<StreamReassembler>(limits_, CloseMode::kDeferred)),
       acks_(std::max<uint32_t>(limits_.max_unprocessed_fds, 1), CloseMode::kDeferred) {}
@@ -358,6 +361,49 @@ Status Transport::Send(std::vector<uint8_t>&& payload, std::vector<UniqueFd> fds
   return SendFrame(payload, &payload, std::move(fds), !OnAnyIoThread());
 }
 
+Status Transport::SendWithoutWaiting(std::vector<uint8_t>&& payload, std::vector<UniqueFd> fds) {
+  return SendFrame(payload, &payload, std::move(fds), /*may_wait=*/false);
+}
+
+bool Transport::WouldWaitToSend() {
+  MutexLock lock(&mu_);
+  if (send_queue_bytes_ <= send_high_water_bytes_ || disconnect_ || write_error_ || released_) {
+    return false;
+  }
+  send_space_wanted_ = true;
+  return true;
+}
+
+bool Transport::TakeSendSpaceNoticeLocked() {
+  if (!send_space_wanted_ || send_queue_bytes_ > send_high_water_bytes_) return false;
+  send_space_wanted_ = false;
+  return true;
+}
+
+void Transport::WaitForSendSpaceLocked() {
+  uint64_t seen = queue_bytes_written_;
+  auto deadline = std::chrono::steady_clock::now() + send_stall_timeout_;
+  while (send_queue_bytes_ > send_high_water_bytes_ && !disconnect_ && !write_error_ &&
+         !stopping_ && !released_) {
+    const auto now = std::chrono::steady_clock::now();
+    if (queue_bytes_written_ != seen) {
+      seen = queue_bytes_written_;
+      deadline = now + send_stall_timeout_;
+    } else if (now >= deadline) {
+      // A peer that is stopped, hung or hostile must not hold this writer
+      // (and every writer behind it) forever: the connection fails.
+      DisconnectLocked(Error(
+          ErrorCode::kDeadlineExceeded,
+          ::moat::internal::Concat("the peer took no byte from its socket in ",
+                                   send_stall_timeout_.count(), " ms with ", send_queue_bytes_,
+                                   " bytes queued (send high-water mark ",
+                                   send_high_water_bytes_, ")")));
+      return;
+    }
+    cv_.WaitFor(&mu_, deadline - now);
+  }
+}
+
 Status Transport::SendWithoutWaiting(std::span<const uint8_t> payload, std::vector<UniqueFd> fds) {
   return SendFrame(payload, nullptr, std::move(fds), /*may_wait=*/false);
 }
@@ -428,9 +474,19 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
       while (sent < frame_size) {
         mu_.Unlock();
         pollfd pfd{socket_.get(), POLLOUT, 0};
-        while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+        int ready;
+        while ((ready = ::poll(&pfd, 1, static_cast<int>(send_stall_timeout_.count()))) < 0 &&
+               errno == EINTR) {
         }
         mu_.Lock();
+        if (ready == 0 && !disconnect_ && !released_ && !write_error_) {
+          // As WaitForSendSpaceLocked: a peer that takes nothing fails the connection.
+          DisconnectLocked(Error(ErrorCode::kDeadlineExceeded,
+                                 ::moat::internal::Concat("the peer took no byte from its socket in ",
+                                                          send_stall_timeout_.count(),
+                                                          " ms in the middle of a ", frame_size,
+                                                          "-byte frame")));
+        }
         if (disconnect_ || released_ || write_error_) {
           status = Error(ErrorCode::kPeerClosed,
                          ::moat::internal::Concat("send on a disconnected transport: ",
@@ -476,12 +532,10 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
   } else {
     FlushLocked();
   }
-  // Bound our own memory against a peer that stops reading: wait (never
-  // without may_wait: checked above) until the queue drains or the peer is gone.
-  while (may_wait && send_queue_bytes_ > limits_.max_unprocessed_bytes && !disconnect_ &&
-         !write_error_ && !stopping_) {
-    cv_.Wait(&mu_);
-  }
+  // Bound our own memory against a peer that stops reading: a thread that
+  // may wait waits (up to send_stall_timeout_ without progress) until the
+  // queue is back at the high-water mark or the peer is gone.
+  if (may_wait) WaitForSendSpaceLocked();
   if (disconnect_ && !send_queue_.empty()) {
     return Error(ErrorCode::kPeerClosed,
                  ::moat::internal::Concat("send on a disconnected transport: ", disconnect_->ToString()));
@@ -545,6 +599,7 @@ void Transport::FlushLocked() {
     frame.fds.clear();
     frame.sent += *n;
     send_queue_bytes_ -= *n;
+    queue_bytes_written_ += *n;
     if (frame.sent == frame.size()) {
       send_queue_.pop_front();
       cv_.SignalAll();  // senders waiting for queue space
@@ -552,6 +607,10 @@ void Transport::FlushLocked() {
   }
   if (send_queue_.empty()) want_write_ = false;
   UpdateInterestLocked();
+  // A sender drained the queue: the IO thread reports the space it owes.
+  if (send_space_wanted_ && send_queue_bytes_ <= send_high_water_bytes_ && !OnIoThread()) {
+    WakeIoThread();
+  }
 }
 
 // --------------------------------------------------------------- receive
@@ -996,6 +1055,7 @@ void Transport::IoThreadMain() {
   while (true) {
     std::optional<Error> report;
     int timeout_ms;
+    bool send_space = false;
     {
       MutexLock lock(&mu_);
       if (stopping_) break;
@@ -1003,7 +1063,12 @@ void Transport::IoThreadMain() {
         reported_ = true;
         report = *disconnect_;
       }
+      send_space = !report && TakeSendSpaceNoticeLocked();
       timeout_ms = ParkTimerLocked(next_tick, turns_seen);
+    }
+    if (send_space && on_send_space_) {
+      on_send_space_();
+      continue;
     }
     if (report) {
       ReleaseReceiveStateAfterDisconnect();

@@ -86,6 +86,18 @@ struct TransportOptions {
   // closed, peer died, protocol violation, limit exceeded, IO error). Never
   // for local destruction or ReleaseForTransfer().
   std::function<void(const Error&)> on_disconnect;
+  // Unsent bytes past which Send() from a thread that may wait waits for the
+  // socket to drain (limits::SEND_HIGH_WATER_BYTES). Threads that may not
+  // wait (IO threads, SendWithoutWaiting) keep the hard cap
+  // limits.max_unprocessed_bytes.
+  size_t send_high_water_bytes = limits::SEND_HIGH_WATER_BYTES;
+  // A waiting sender fails the connection (kDeadlineExceeded, reported by
+  // on_disconnect) when the peer takes no byte for this long: it is stopped,
+  // hung or hostile (limits::PEER_STALL_TIMEOUT_MS).
+  std::chrono::milliseconds send_stall_timeout{limits::PEER_STALL_TIMEOUT_MS};
+  // Called on the IO thread once the send queue is at or below the
+  // high-water mark again after WouldWaitToSend() returned true.
+  std::function<void()> on_send_space;
 };
 
 class Transport;
@@ -181,6 +193,12 @@ class Transport {
   // max_unprocessed_bytes (the peer is not reading). For a relay, whose
   // thread serves one peer and must not wait for another (NOD-6).
   Status SendWithoutWaiting(std::span<const uint8_t> payload, std::vector<UniqueFd> fds = {});
+  Status SendWithoutWaiting(std::vector<uint8_t>&& payload, std::vector<UniqueFd> fds = {});
+
+  // Whether a Send() from a thread that may wait would wait now (the send
+  // queue is above the high-water mark). If so, on_send_space is called once
+  // it is not.
+  bool WouldWaitToSend() ABSL_LOCKS_EXCLUDED(mu_);
 
   // Queue mode only (no on_message; else MOAT_ASSERT). The next message;
   // kShouldWait after `timeout`; once the queue is drained after a
@@ -282,6 +300,12 @@ class Transport {
   int ParkTimerLocked(std::optional<std::chrono::steady_clock::time_point>& next_tick,
                       uint64_t& turns_seen) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WakeIoThread();
+  // IO thread: whether on_send_space is due (WouldWaitToSend said yes and
+  // the queue is back at or below the high-water mark); clears the request.
+  bool TakeSendSpaceNoticeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A sender waiting for the queue to drain: fails the connection once the
+  // peer took no byte for send_stall_timeout_.
+  void WaitForSendSpaceLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool OnIoThread() const;
   // True on any Transport's IO thread. Such a thread serves its own peer and
   // never waits for another transport's peer: Send from it refuses with
@@ -291,6 +315,9 @@ class Transport {
   const limits::ConnectionLimits limits_;
   const std::function<void(MessageView&)> on_message_;
   const std::function<void(const Error&)> on_disconnect_;
+  const std::function<void()> on_send_space_;
+  const size_t send_high_water_bytes_;
+  const std::chrono::milliseconds send_stall_timeout_;
   // Fixed after construction until ReleaseForTransfer() (after the join).
   UniqueFd socket_;
   UniqueFd epoll_;
@@ -344,7 +371,11 @@ class Transport {
   bool reader_busy_ ABSL_GUARDED_BY(mu_) = false;     // someone holds the reader role
   bool waiter_reading_ ABSL_GUARDED_BY(mu_) = false;  // ... and it is a Receive() waiter
   bool want_write_ ABSL_GUARDED_BY(mu_) = false;      // last write hit EAGAIN
-  bool writer_busy_ ABSL_GUARDED_BY(mu_) = false;     // a Send() caller owns a partial frame
+  bool writer_busy_ ABSL_GUARDED_BY(mu_) = false;
+  // Bytes of queued frames written so far (a waiting sender's progress).
+  uint64_t queue_bytes_written_ ABSL_GUARDED_BY(mu_) = 0;
+  // WouldWaitToSend() said yes: on_send_space is owed.
+  bool send_space_wanted_ ABSL_GUARDED_BY(mu_) = false;     // a Send() caller owns a partial frame
   bool in_epoll_ ABSL_GUARDED_BY(mu_) = false;
   // Input parking (see ParkInputLocked): input_parked_ implies io_ticking_,
   // i.e. the IO thread runs the park timer and will un-park. io_ticking_ goes

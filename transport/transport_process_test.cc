@@ -200,10 +200,12 @@ TEST(TransportProcessTest, PeerKilledWhileWeWaitAndSend) {
       EXPECT_EQ(s.error().code(), ErrorCode::kPeerClosed) << s.error().ToString();
     });
     while (!c.transport->stats().sender_waiting) std::this_thread::yield();
-    // Owned bytes queue behind it (for the IO thread), without blocking.
+    // Owned bytes queue behind it (for the IO thread), without blocking
+    // (past the send high-water mark only a sender that must not wait can).
     std::vector<UniqueFd> fds;
     fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    ASSERT_TRUE(c.transport->Send(std::vector<uint8_t>(16 << 20, 7), std::move(fds)).ok());
+    ASSERT_TRUE(
+        c.transport->SendWithoutWaiting(std::vector<uint8_t>(16 << 20, 7), std::move(fds)).ok());
     EXPECT_GT(c.transport->stats().send_queue_bytes, 0u);
     std::thread waiter([&] {
       auto m = c.transport->Receive();  // no timeout: must be woken by the death

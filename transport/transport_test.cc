@@ -357,7 +357,11 @@ TEST(TransportTest, ReleaseForTransferMovesQueuedStateWithoutPeerEof) {
   const ConnectionLimits tight =
       ConnectionLimits::Defaults().Tightened({.max_unprocessed_bytes = 64 * limits::KiB});
   DisconnectRecorder rec_a, rec_b_old, rec_b_new;
-  Pair p = MakePair(rec_a.Options(tight), rec_b_old.Options());
+  TransportOptions b_options = rec_b_old.Options();
+  // B queues 1.28 MiB for a peer that does not read: above the default
+  // high-water mark, where B's sender would wait.
+  b_options.send_high_water_bytes = 4 * limits::MiB;
+  Pair p = MakePair(rec_a.Options(tight), std::move(b_options));
 
   // Received but undelivered on B.
   ASSERT_TRUE(p.a->Send(Bytes("one")).ok());

@@ -74,6 +74,11 @@ class NodeController::Channel {
     if (t == nullptr) return Error(ErrorCode::kClosed, "node channel has no transport");
     return t->SendWithoutWaiting(payload, std::move(fds));
   }
+  Status SendWithoutWaiting(std::vector<uint8_t>&& payload, std::vector<UniqueFd> fds = {}) {
+    transport::Transport* t = transport();
+    if (t == nullptr) return Error(ErrorCode::kClosed, "node channel has no transport");
+    return t->SendWithoutWaiting(std::move(payload), std::move(fds));
+  }
 
  private:
   // Lock order: leaf.
@@ -89,13 +94,30 @@ class NodeController::Channel {
 // The system Core of this node, reporting bad buffered events to us.
 class NodeController::NodeCore : public system::Core {
  public:
-  NodeCore(NodeController* controller, const ports::NodeName& name)
+  NodeCore(NodeController* controller, const ports::NodeName& name,
+           const NodeControllerOptions& options)
       : system::Core(
             [controller](const ports::NodeName& node, std::unique_ptr<ports::Event> event) {
               controller->ForwardEvent(node, std::move(event));
             },
-            name),
+            name, PortsOptionsFor(options)),
         controller_(controller) {}
+
+  static ports::NodeOptions PortsOptionsFor(const NodeControllerOptions& options) {
+    ports::NodeOptions o;
+    o.unread_bytes_window = options.unread_bytes_window;
+    o.max_unread_bytes = options.max_unread_bytes;
+    o.confirm_timeout = options.peer_stall_timeout;
+    return o;
+  }
+
+  bool WouldWaitToSend(const ports::NodeName& node) const override {
+    return controller_->WouldWaitToSend(node);
+  }
+
+  void PeerUnresponsive(const ports::NodeName& node, const Error& why) override {
+    controller_->DisconnectNode(node, why);
+  }
 
   void BadEventFrom(const ports::NodeName& node, const Error& error) override {
     controller_->BadEventFrom(node, error);
@@ -201,7 +223,7 @@ void NodeController::ReaperMain() {
 std::unique_ptr<NodeController> NodeController::CreateBroker(NodeControllerOptions options) {
   std::unique_ptr<NodeController> c(new NodeController(/*is_broker=*/true, std::move(options)));
   c->name_ = ports::NodeName::Random();
-  c->core_ = std::make_unique<NodeCore>(c.get(), c->name_);
+  c->core_ = std::make_unique<NodeCore>(c.get(), c->name_, c->options_);
   return c;
 }
 
@@ -222,6 +244,17 @@ transport::TransportOptions NodeController::TransportOptionsFor(Channel* channel
   // destruction joins the IO thread these run on.
   o.on_message = [this, channel](transport::MessageView& m) { OnMessage(channel, m); };
   o.on_disconnect = [this, channel](const Error& e) { OnDisconnect(channel, e); };
+  o.send_stall_timeout = options_.peer_stall_timeout;
+  // Writers that saw WRITABLE unsatisfied because this transport was full
+  // hear that it has room (on a child every remote node is behind it).
+  o.on_send_space = [this, channel] {
+    if (!core_) return;
+    if (is_broker_) {
+      core_->node().OnSendSpace(&channel->peer);
+    } else {
+      core_->node().OnSendSpace(nullptr);
+    }
+  };
   return o;
 }
 
@@ -408,7 +441,7 @@ Status NodeController::HandleHello(Channel* channel, const NodeChannelMessage& m
   name_ = h.target;
   broker_name_ = h.sender;
   channel->peer = h.sender;
-  core_ = std::make_unique<NodeCore>(this, name_);
+  core_ = std::make_unique<NodeCore>(this, name_, options_);
   MOAT_ASSIGN_OR_RETURN(auto pipe, core_->CreateMessagePipe());
   channel->state = Channel::State::kReady;
 
@@ -624,10 +657,31 @@ void NodeController::ForwardEvent(const ports::NodeName& node,
   // or on the broker another child's, forwarding through a proxy), which must
   // not wait (NOD-6). The event would be lost and the pipe stall silently
   // (the receiver waits for it forever): fail the connection loudly instead.
-  Status sent = channel->Send(std::move(wire), std::move(fds));
+  // A non-blocking write (ports::ScopedNoWait) never waits here either: it
+  // checked WouldWaitToSend first, so it adds at most one message past the
+  // high-water mark, within the hard cap.
+  Status sent = ports::ThreadMayWait() ? channel->Send(std::move(wire), std::move(fds))
+                                       : channel->SendWithoutWaiting(std::move(wire), std::move(fds));
   if (Refused(sent)) {
     DropChannel(channel.get(), StoppedReading(channel->peer, sent));
   }
+}
+
+bool NodeController::WouldWaitToSend(const ports::NodeName& node) {
+  ChannelPtr channel;
+  {
+    MutexLock lock(&mu_);
+    if (shutting_down_) return false;
+    if (is_broker_) {
+      auto it = channels_.find(node);
+      if (it != channels_.end()) channel = it->second;
+    } else {
+      channel = broker_channel_;
+    }
+  }
+  if (!channel || channel->closed) return false;
+  transport::Transport* t = channel->transport();
+  return t != nullptr && t->WouldWaitToSend();
 }
 
 void NodeController::BadEventFrom(const ports::NodeName& node, const Error& error) {

@@ -76,6 +76,13 @@ struct NodeControllerOptions {
   // broke the protocol (the precise Error), or the broker reported it lost.
   // Runs on an IO thread; must not destroy the controller.
   std::function<void(const ports::NodeName&, const Error&)> on_node_lost;
+  // How long a writer waits for a peer that takes nothing from its socket, or
+  // never confirms a new link, before that peer is cut off
+  // (limits::PEER_STALL_TIMEOUT_MS; issue 15 item 3).
+  std::chrono::milliseconds peer_stall_timeout{limits::PEER_STALL_TIMEOUT_MS};
+  // A pipe's unread-bytes window and receive cap (ports::NodeOptions).
+  size_t unread_bytes_window = limits::PIPE_UNREAD_BYTES_WINDOW;
+  size_t max_unread_bytes = limits::MAX_PIPE_UNREAD_BYTES;
 };
 
 // What InviteChild returns: hand `child_socket` to the child process; the
@@ -180,6 +187,9 @@ class NodeController {
   void ForwardEvent(const ports::NodeName& node, std::unique_ptr<ports::Event> event)
       ABSL_LOCKS_EXCLUDED(mu_);
   void BadEventFrom(const ports::NodeName& node, const Error& error) ABSL_LOCKS_EXCLUDED(mu_);
+  // NodeDelegate::WouldWaitToSend: the transport to `node` is above its
+  // high-water mark.
+  bool WouldWaitToSend(const ports::NodeName& node) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Removes a direct connection and tells everyone who needs to know.
   void DropChannel(Channel* channel, const Error& why) ABSL_LOCKS_EXCLUDED(mu_);

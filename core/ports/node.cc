@@ -32,6 +32,8 @@
 #include "core/ports/node.h"
 
 #include <algorithm>
+#include <chrono>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -90,7 +92,14 @@ std::string Describe(const NodeName& node, const PortName& port) {
 
 }  // namespace
 
-Node::Node(const NodeName& name, NodeDelegate* delegate) : name_(name), delegate_(delegate) {
+Node::Node(const NodeName& name, NodeDelegate* delegate, NodeOptions options)
+    : name_(name), delegate_(delegate), options_(options) {
+  MOAT_ASSERT(options.unread_bytes_window > 0 &&
+                  options.max_unread_bytes <= limits::MAX_PIPE_UNREAD_BYTES &&
+                  options.unread_bytes_window <= options.max_unread_bytes,
+              "NodeOptions: unread window ", options.unread_bytes_window, " and cap ",
+              options.max_unread_bytes, " (the cap may only be tightened, below ",
+              limits::MAX_PIPE_UNREAD_BYTES, ")");
   MOAT_ASSERT(name.is_valid(), "a node needs a valid name");
   MOAT_ASSERT(delegate != nullptr, "a node needs a delegate");
 }
@@ -187,19 +196,21 @@ struct LocalDrain {
 };
 thread_local LocalDrain* t_local_drain = nullptr;
 
-// > 0 while this thread is inside AcceptEvent or LostConnectionToNode. Such a
-// thread may be a transport's IO thread, which must never wait for another
+// > 0 while this thread is inside AcceptEvent, LostConnectionToNode or a
+// ScopedNoWait (a non-blocking write). The first two may run on a
+// transport's IO thread, which must never wait for another
 // sender: that sender may itself be waiting for this very thread to drain
 // its socket. Its outbox events are orphans (see Port::Outgoing).
 thread_local int t_no_wait_depth = 0;
 
-class NoWaitScope {
- public:
-  NoWaitScope() { ++t_no_wait_depth; }
-  ~NoWaitScope() { --t_no_wait_depth; }
-  NoWaitScope(const NoWaitScope&) = delete;
-  NoWaitScope& operator=(const NoWaitScope&) = delete;
-};
+}  // namespace
+
+ScopedNoWait::ScopedNoWait() { ++t_no_wait_depth; }
+ScopedNoWait::~ScopedNoWait() { --t_no_wait_depth; }
+bool ThreadMayWait() { return t_no_wait_depth == 0; }
+
+namespace {
+using NoWaitScope = ScopedNoWait;
 
 // Counts the threads between receiving an event and handing everything it
 // caused to the delegate (Node::HasEventsInFlight).
@@ -392,11 +403,30 @@ void Node::AwaitConfirmations(const std::vector<PortRef>& refs) {
   }
   for (const PortRef& ref : refs) {
     Port* port = ref.port();
-    MutexLock lock(&port->mu);
-    // A closed peer may never confirm (e.g. the proxy before it was lost,
-    // so it never switches to us): nothing more is sent then anyway.
-    while (port->HasParkedEvents() && !port->peer_closed && port->state != State::kClosed) {
-      port->send_cv.Wait(&port->mu);
+    std::optional<NodeName> unresponsive;
+    {
+      MutexLock lock(&port->mu);
+      const auto deadline = std::chrono::steady_clock::now() + options_.confirm_timeout;
+      // A closed peer may never confirm (e.g. the proxy before it was lost,
+      // so it never switches to us): nothing more is sent then anyway.
+      while (port->HasParkedEvents() && !port->peer_closed && port->state != State::kClosed) {
+        const auto left = deadline - std::chrono::steady_clock::now();
+        if (left <= std::chrono::steady_clock::duration::zero()) {
+          unresponsive = port->peer_node;
+          break;
+        }
+        port->send_cv.WaitFor(&port->mu, left);
+      }
+    }
+    if (unresponsive) {
+      // A peer that never confirms (stopped, hung or hostile) must not hold
+      // this writer forever: its node is cut off, which closes the pipe.
+      delegate_->PeerUnresponsive(
+          *unresponsive,
+          Error(ErrorCode::kDeadlineExceeded,
+                ::moat::internal::Concat("port ", ref.name().ToString(), "'s peer on node ",
+                                         unresponsive->ToString(), " did not confirm a new link in ",
+                                         options_.confirm_timeout.count(), " ms")));
     }
   }
 }
@@ -416,6 +446,8 @@ void Node::ReleaseParked(const PortRef& ref, const NodeName& to,
   parked->clear();
   out->outboxes.push_back(ref);
   port->send_cv.SignalAll();
+  // A non-blocking writer saw send_would_wait (WRITABLE unsatisfied).
+  out->status_changed.push_back(ref);
 }
 
 void Node::MaybeConfirmLink(const NodeName& from, const Event& event, Pending* out) {
@@ -467,6 +499,7 @@ static bool MayEraseNow(Port* port) ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu) {
 
 Node::ClosedPortRemains Node::MarkClosedLocked(Port* port) {
   port->state = Port::State::kClosed;
+  port->send_cv.SignalAll();  // AwaitConfirmations, AwaitUnreadWindow
   ClosedPortRemains remains;
   remains.dropped = port->message_queue.TakeAll();
   remains.buffered = std::move(port->buffered_events);
@@ -573,7 +606,49 @@ Status Node::GetStatus(const PortRef& ref, PortStatus* out) {
   out->unacknowledged_message_count =
       port->peer_closed ? 0
                         : port->next_sequence_num_to_send - 1 - port->last_sequence_num_acknowledged;
+  out->unacknowledged_bytes = port->peer_closed ? 0 : port->unacknowledged_bytes();
+  out->send_would_wait = !port->peer_closed && SendWouldWaitLocked(port);
+  if (out->send_would_wait || port->peer_closed || !out->peer_remote) return OkStatus();
+  // The transport last: asked without the port lock (it locks the delegate's
+  // own state), and noted so that OnSendSpace reports this port.
+  const NodeName peer_node = port->peer_node;
+  port->mu.Unlock();
+  const bool transport_full = delegate_->WouldWaitToSend(peer_node);
+  port->mu.Lock();
+  if (transport_full) {
+    port->waits_for_send_space = true;
+    out->send_would_wait = true;
+  }
   return OkStatus();
+}
+
+// Whether a write on `port` would wait, apart from the transport (GetStatus).
+bool Node::SendWouldWaitLocked(const Port* port) const {
+  if (port->peer_node == name_) return false;  // local peer: nothing to wait for
+  if (port->HasParkedEvents()) return true;
+  if (!port->peer_confirmed &&
+      port->next_control_sequence_num_to_send > limits::MAX_UNCONFIRMED_LINK_EVENTS) {
+    return true;  // the next event would be parked
+  }
+  return port->unacknowledged_bytes() >= options_.unread_bytes_window;
+}
+
+void Node::OnSendSpace(const NodeName* node) {
+  std::vector<PortRef> all;
+  {
+    MutexLock lock(&ports_mu_);
+    all.reserve(ports_.size());
+    for (const auto& [name, port] : ports_) all.emplace_back(name, port);
+  }
+  Pending pending;
+  for (const PortRef& ref : all) {
+    Port* port = ref.port();
+    MutexLock lock(&port->mu);
+    if (!port->waits_for_send_space || (node != nullptr && port->peer_node != *node)) continue;
+    port->waits_for_send_space = false;
+    pending.status_changed.push_back(ref);
+  }
+  Flush(&pending);
 }
 
 // Turns a receiving port (locked) into a kBuffering port that will forward to
@@ -625,6 +700,7 @@ void Node::ConvertToProxy(const PortRef& ref, const NodeName& to_node, PortName*
   // Confirmed by the new port's PortAccepted, which also ends kBuffering.
   port->peer_confirmed = to_node == self_node;
   port->state = State::kBuffering;
+  port->send_cv.SignalAll();  // a writer waiting on this end: it moved
   // A read-ack request the writer is waiting on moves with the reader (Mojo
   // forwards it): otherwise the writer's unread count never falls and a
   // writer blocked on WRITABLE under its unread quota waits forever. Held
@@ -645,6 +721,7 @@ Status Node::SendUserMessage(const PortRef& ref, std::unique_ptr<UserMessage> ms
               msg->ports.size(), " ports, MAX_MESSAGE_HANDLE_COUNT ",
               limits::MAX_MESSAGE_HANDLE_COUNT);
   Pending pending;
+  bool unread_full = false;
   std::vector<PortRef> attached;
   std::vector<PortRef> all = {ref};
   for (const PortName& name : msg->ports) {
@@ -686,6 +763,7 @@ Status Node::SendUserMessage(const PortRef& ref, std::unique_ptr<UserMessage> ms
     }
     // Validated: from here on nothing fails.
     const NodeName dest = port->peer_node;
+    port->bytes_sent += msg->size_in_bytes();
     auto event = std::make_unique<UserMessageEvent>(kInvalidPortName, kInvalidPortName, 0,
                                                     port->next_sequence_num_to_send++,
                                                     std::move(msg));
@@ -697,9 +775,52 @@ Status Node::SendUserMessage(const PortRef& ref, std::unique_ptr<UserMessage> ms
       event->port_descriptors.push_back(desc);
     }
     SendToPeer(ref, std::move(event), &pending);
+    MaybeRequestWindowAck(ref, &pending);
+    unread_full = dest != name_ && port->unacknowledged_bytes() >= BlockingWriteLimit();
   }
   Flush(&pending);
+  if (unread_full) AwaitUnreadWindow(ref);
   return OkStatus();
+}
+
+// The writer's half of the unread-bytes window: once half a window is
+// unacknowledged, ask the reader to acknowledge the last message sent; its
+// answer credits everything up to it (OnReadAck). One request at a time, so
+// a writer past the window always has one outstanding.
+void Node::MaybeRequestWindowAck(const PortRef& ref, Pending* out) {
+  Port* port = ref.port();
+  port->mu.AssertHeld();
+  if (port->window_ack_seq != 0 || port->peer_closed ||
+      port->next_sequence_num_to_send == kInitialSequenceNum ||
+      port->unacknowledged_bytes() < options_.unread_bytes_window / 2) {
+    return;
+  }
+  port->window_ack_seq = port->next_sequence_num_to_send - 1;
+  port->window_ack_bytes = port->bytes_sent;
+  SendToPeer(ref,
+             std::make_unique<UserMessageReadAckRequestEvent>(kInvalidPortName, kInvalidPortName,
+                                                              0, port->window_ack_seq),
+             out);
+}
+
+// Past the window a pipe is not WRITABLE, and a non-blocking writer sees
+// SHOULD_WAIT (PortStatus::send_would_wait); a blocking writer goes on, so
+// that writing a burst and then reading it (Mojo programs do) keeps working.
+// It waits for the reader only at half the reader's cap, where the next
+// (largest) message could otherwise break the pipe; never where waiting
+// could deadlock (see AwaitConfirmations).
+size_t Node::BlockingWriteLimit() const { return options_.max_unread_bytes / 2; }
+
+void Node::AwaitUnreadWindow(const PortRef& ref) {
+  if (t_no_wait_depth > 0 || t_local_drain != nullptr || !delegate_->SendersMayWaitForPeers()) {
+    return;
+  }
+  Port* port = ref.port();
+  MutexLock lock(&port->mu);
+  while (port->state == State::kReceiving && !port->peer_closed && port->peer_node != name_ &&
+         port->unacknowledged_bytes() >= BlockingWriteLimit()) {
+    port->send_cv.Wait(&port->mu);
+  }
 }
 
 Status Node::GetMessage(const PortRef& ref, std::unique_ptr<UserMessage>* msg) {
@@ -1333,6 +1454,7 @@ Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDe
                         Pending* out) {
   MOAT_TRY(ValidateDescriptor(from, name, desc));
   auto port = std::make_shared<Port>(State::kReceiving);
+  bool window_ack = false;
   {
     MutexLock lock(&port->mu);
     port->peer_node = desc.peer_node;
@@ -1345,6 +1467,16 @@ Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDe
     port->last_sequence_num_to_receive = desc.last_sequence_num_to_receive;
     // Acks are counted from where the port is now.
     port->last_sequence_num_acknowledged = desc.next_sequence_num_to_send - 1;
+    // The unread-bytes window: what the port wrote before it moved may all
+    // be unread, and the descriptor does not say how much. Assume a full
+    // window until the reader acknowledges everything written before the
+    // move, so that moving a writer again and again never multiplies it.
+    if (desc.next_sequence_num_to_send != kInitialSequenceNum && !desc.peer_closed) {
+      port->bytes_sent = options_.unread_bytes_window;
+      port->window_ack_seq = desc.next_sequence_num_to_send - 1;
+      port->window_ack_bytes = port->bytes_sent;
+      window_ack = true;
+    }
     // The peer switches to us on the proxy's UpdatePreviousPeer, which
     // travels from another node: PRT-11.
     port->peer_confirmed = desc.peer_node == name_;
@@ -1362,6 +1494,16 @@ Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDe
   }
   out->Send(desc.referring_node,
             std::make_unique<PortAcceptedEvent>(desc.referring_port, name));
+  if (window_ack) {
+    PortRef ref(name, keep);
+    MutexLock lock(&ref.port()->mu);
+    if (ref.port()->state == State::kReceiving) {
+      SendToPeer(ref,
+                 std::make_unique<UserMessageReadAckRequestEvent>(
+                     kInvalidPortName, kInvalidPortName, 0, ref.port()->window_ack_seq),
+                 out);
+    }
+  }
   out->check_reachable.emplace_back(PortRef(name, std::move(keep)), desc.peer_node);
   return OkStatus();
 }
@@ -1490,8 +1632,24 @@ Status Node::OnUserMessage(const PortRef& ref, const NodeName& from,
   {
     Port* port = ref.port();
     MutexLock lock(&port->mu);
-    if (!port->CanAcceptMoreMessages()) {
+    if (!port->CanAcceptMoreMessages() || port->unread_cap_exceeded) {
       // Late message for a port that is done: drop (its ports closed below).
+    } else if (from != name_ && port->state == State::kReceiving &&
+               port->message_queue.queued_num_bytes() + event->message->size_in_bytes() >
+                   options_.max_unread_bytes) {
+      // Attack: a writer that ignores read acks and fills a slow reader's
+      // queue until this process runs out of memory. The pipe breaks: what
+      // is queued stays readable, then PEER_CLOSED; the writer learns it by
+      // our closure. Nobody is blamed: `from` may be an honest relay.
+      port->unread_cap_exceeded = true;
+      port->peer_closed = true;
+      port->peer_lost_unexpectedly = true;
+      port->send_cv.SignalAll();
+      SendToPeer(ref,
+                 std::make_unique<ObserveClosureEvent>(kInvalidPortName, kInvalidPortName, 0,
+                                                       port->next_sequence_num_to_send - 1),
+                 out);
+      out->status_changed.push_back(ref);
     } else if (port->peer_closed || port->remove_proxy_on_last_message) {
       // Attack: messages claimed to follow the sender's announced last one.
       if (event->sequence_num > port->last_sequence_num_to_receive) {
@@ -1784,6 +1942,8 @@ Status Node::OnReadAckRequest(const PortRef& ref, const UserMessageReadAckReques
                                                            last_read),
                  out);
     } else {
+      // The latest wins (as in Mojo); a writer whose earlier request this
+      // replaces asks again when it hears the answer (OnReadAck).
       port->sequence_num_to_acknowledge = event.sequence_num_to_acknowledge;
     }
   } else if (port->state == State::kBuffering || port->state == State::kProxying) {
@@ -1807,8 +1967,21 @@ Status Node::OnReadAck(const PortRef& ref, const UserMessageReadAckEvent& event,
                    ErrorCode::kProtocolViolation, "read ack for sequence_num ",
                    event.sequence_num_acknowledged, " but only ",
                    port->next_sequence_num_to_send - 1, " were sent");
-      if (event.sequence_num_acknowledged > port->last_sequence_num_acknowledged) {
-        port->last_sequence_num_acknowledged = event.sequence_num_acknowledged;
+      const uint64_t acked = event.sequence_num_acknowledged;
+      const uint64_t unacked_before = port->unacknowledged_bytes();
+      if (acked == port->next_sequence_num_to_send - 1) {
+        port->bytes_acknowledged = port->bytes_sent;  // everything was read
+        port->window_ack_seq = 0;
+      } else if (port->window_ack_seq != 0 && acked >= port->window_ack_seq) {
+        port->bytes_acknowledged = std::max(port->bytes_acknowledged, port->window_ack_bytes);
+        port->window_ack_seq = 0;
+      }
+      if (port->unacknowledged_bytes() != unacked_before) {
+        notify = true;
+        port->send_cv.SignalAll();  // AwaitUnreadWindow
+      }
+      if (acked > port->last_sequence_num_acknowledged) {
+        port->last_sequence_num_acknowledged = acked;
         notify = true;
         if (port->sequence_num_acknowledge_interval != 0 && !port->peer_closed) {
           SendToPeer(ref,
@@ -1818,6 +1991,16 @@ Status Node::OnReadAck(const PortRef& ref, const UserMessageReadAckEvent& event,
                              port->sequence_num_acknowledge_interval),
                      out);
         }
+      }
+      // The window's request may have been replaced by a later interval
+      // request (the reader keeps one): ask again, after it.
+      if (port->window_ack_seq != 0 && !port->peer_closed) {
+        SendToPeer(ref,
+                   std::make_unique<UserMessageReadAckRequestEvent>(
+                       kInvalidPortName, kInvalidPortName, 0, port->window_ack_seq),
+                   out);
+      } else {
+        MaybeRequestWindowAck(ref, out);
       }
     } else if (port->state == State::kBuffering || port->state == State::kProxying) {
       SendToPeer(ref,

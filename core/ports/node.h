@@ -54,6 +54,7 @@
 #define MOAT_CORE_PORTS_NODE_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -72,6 +73,7 @@
 #include "core/ports/port.h"
 #include "core/ports/port_ref.h"
 #include "core/ports/user_message.h"
+#include "limits/limits.h"
 
 namespace moat::ports {
 
@@ -85,11 +87,45 @@ struct PortStatus {
   // Messages this port sent that the peer has not acknowledged reading
   // (only meaningful after SetAcknowledgeRequestInterval).
   size_t unacknowledged_message_count = 0;
+  // Payload bytes this port sent that the peer has not acknowledged reading
+  // (the unread-bytes window; 0 once the peer closed).
+  uint64_t unacknowledged_bytes = 0;
+  // A SendUserMessage now would wait (or, without waiting, would overrun a
+  // bound the writer keeps): the peer is on another node and its link is
+  // unconfirmed past MAX_UNCONFIRMED_LINK_EVENTS, or the unread window is
+  // full, or the transport to it is above its high-water mark. The port is
+  // reported (PortStatusChanged) when this may have become false.
+  bool send_would_wait = false;
 };
+
+// Limits a Node applies; the defaults are limits/limits.h.
+struct NodeOptions {
+  // See limits::PIPE_UNREAD_BYTES_WINDOW and MAX_PIPE_UNREAD_BYTES.
+  size_t unread_bytes_window = limits::PIPE_UNREAD_BYTES_WINDOW;
+  size_t max_unread_bytes = limits::MAX_PIPE_UNREAD_BYTES;
+  // How long a writer waits for a new link's confirmation (PRT-11) before
+  // the peer's node is reported unresponsive (NodeDelegate::PeerUnresponsive).
+  std::chrono::milliseconds confirm_timeout{limits::PEER_STALL_TIMEOUT_MS};
+};
+
+// While one lives on a thread, ports calls on that thread never wait: not for
+// a link confirmation, the unread window or another thread's send turn (the
+// events are left for the thread holding the turn). A delegate's
+// ForwardEvent must then not wait either (see ThreadMayWait). Non-blocking
+// writes run inside one; so do AcceptEvent and LostConnectionToNode.
+class ScopedNoWait {
+ public:
+  ScopedNoWait();
+  ~ScopedNoWait();
+  ScopedNoWait(const ScopedNoWait&) = delete;
+  ScopedNoWait& operator=(const ScopedNoWait&) = delete;
+};
+// False inside a ScopedNoWait on this thread.
+bool ThreadMayWait();
 
 class Node {
  public:
-  Node(const NodeName& name, NodeDelegate* delegate);
+  Node(const NodeName& name, NodeDelegate* delegate, NodeOptions options = {});
   ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
@@ -149,6 +185,10 @@ class Node {
   // An event that arrived from node `from`. An Error means `from` broke the
   // protocol: the embedder must disconnect it.
   Status AcceptEvent(const NodeName& from, std::unique_ptr<Event> event);
+
+  // The transport to `node` (every node, if null) has room again: ports that
+  // reported send_would_wait because of it are reported (PortStatusChanged).
+  void OnSendSpace(const NodeName* node);
 
   // The transport to `node` died: every port whose peer or previous hop lives
   // there is closed cleanly (receiving ports report peer_closed after the
@@ -246,6 +286,10 @@ class Node {
   // it) and forwards its outbox in order. No lock held.
   void DrainOutbox(const PortRef& port) ABSL_LOCKS_EXCLUDED(ports_mu_);
   void AwaitConfirmations(const std::vector<PortRef>& ports) ABSL_LOCKS_EXCLUDED(ports_mu_);
+  void MaybeRequestWindowAck(const PortRef& port, Pending* out);
+  void AwaitUnreadWindow(const PortRef& port) ABSL_LOCKS_EXCLUDED(ports_mu_);
+  size_t BlockingWriteLimit() const;
+  bool SendWouldWaitLocked(const Port* port) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(port->mu);
   void TryRemoveProxy(const PortRef& port, Pending* out);
   void InitiateProxyRemoval(const PortRef& port, Pending* out);
 
@@ -271,6 +315,7 @@ class Node {
 
   const NodeName name_;
   NodeDelegate* const delegate_;
+  const NodeOptions options_;
 
   // Lock order: Port::mu (several only in ascending PortName order, as in
   // MergeLocalPorts and sends with attachments; or a proxy's lock, then the

@@ -58,6 +58,17 @@ class NodeDelegate {
   // loss would ever be reported for it. Called without locks held. The
   // default (true) suits embedders that report every loss.
   virtual bool IsNodeReachable(const NodeName& node) const { return true; }
+
+  // Whether a send to `node` now would wait for its transport (above the
+  // high-water mark). If true, the delegate later calls Node::OnSendSpace
+  // once it has room. Called without port locks held; must be cheap.
+  virtual bool WouldWaitToSend(const NodeName& node) const { return false; }
+
+  // A writer waited NodeOptions::confirm_timeout for a port on `node` to
+  // confirm a new link and it never did: `node` is stopped, hung or
+  // hostile. The delegate should disconnect it (the waiting writer resumes
+  // when its peer is then closed). The default does nothing.
+  virtual void PeerUnresponsive(const NodeName& node, const Error& why) {}
 };
 
 }  // namespace moat::ports

@@ -79,6 +79,20 @@ class Port {
   uint64_t sequence_num_acknowledge_interval ABSL_GUARDED_BY(mu) = 0;
   uint64_t last_sequence_num_acknowledged ABSL_GUARDED_BY(mu) = kInitialSequenceNum - 1;
   uint64_t sequence_num_to_acknowledge ABSL_GUARDED_BY(mu) = 0;
+  // Unread-bytes window (limits::PIPE_UNREAD_BYTES_WINDOW), as sender:
+  // payload bytes sent, and the part the reader acknowledged. One read-ack
+  // request for it is outstanding at a time: at sequence number
+  // `window_ack_seq` (0: none), crediting `window_ack_bytes` when answered.
+  uint64_t bytes_sent ABSL_GUARDED_BY(mu) = 0;
+  uint64_t bytes_acknowledged ABSL_GUARDED_BY(mu) = 0;
+  uint64_t window_ack_seq ABSL_GUARDED_BY(mu) = 0;
+  uint64_t window_ack_bytes ABSL_GUARDED_BY(mu) = 0;
+  // As receiver: the writer overran limits::MAX_PIPE_UNREAD_BYTES, so the
+  // pipe is broken and its later messages are dropped.
+  bool unread_cap_exceeded ABSL_GUARDED_BY(mu) = false;
+  // GetStatus reported that a write would wait for the transport to the
+  // peer's node: Node::OnSendSpace reports this port when it drains.
+  bool waits_for_send_space ABSL_GUARDED_BY(mu) = false;
 
   // Ring events a kBuffering port must send to its (not yet existing) new
   // location, released when proxying begins.
@@ -170,6 +184,9 @@ class Port {
   bool vouched ABSL_GUARDED_BY(mu) = false;
   bool vouch_sent ABSL_GUARDED_BY(mu) = false;
 
+  uint64_t unacknowledged_bytes() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return bytes_sent - bytes_acknowledged;
+  }
   bool HasParkedEvents() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   size_t OutboxCount(std::thread::id owner) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
   void AddOutboxCount(std::thread::id owner, int delta) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);

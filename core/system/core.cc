@@ -37,10 +37,10 @@ Mutex g_process_core_mu;
 
 }  // namespace
 
-Core::Core(EventForwarder forwarder, ports::NodeName name)
+Core::Core(EventForwarder forwarder, ports::NodeName name, ports::NodeOptions node_options)
     : forwarder_(std::move(forwarder)),
       table_tag_(NewTableTag()),
-      node_(std::make_unique<ports::Node>(name, this)) {
+      node_(std::make_unique<ports::Node>(name, this, node_options)) {
   MutexLock lock(&table_mu_);
   slots_.emplace_back();  // index 0: handle 0 is never valid
 }
@@ -234,6 +234,20 @@ Status Core::WriteMessage(Handle pipe, std::span<const uint8_t> payload,
     }
   }
   return s;
+}
+
+Status Core::TryWriteMessage(Handle pipe, std::span<const uint8_t> payload,
+                             std::span<const Handle> handles, std::vector<UniqueFd>* fds) {
+  MOAT_ASSIGN_OR_RETURN(std::shared_ptr<MessagePipeEndpoint> sender, LookupPipe(pipe));
+  MOAT_ASSIGN_OR_RETURN(bool would_wait, sender->WouldWaitToWrite());
+  if (would_wait) {
+    return Error(ErrorCode::kShouldWait,
+                 "write would wait: the pipe is not WRITABLE (its peer's node has not confirmed "
+                 "a new link, its unread-bytes window is full, or the connection's send queue is "
+                 "above its high-water mark)");
+  }
+  ports::ScopedNoWait no_wait;
+  return WriteMessage(pipe, payload, handles, std::move(*fds));
 }
 
 Result<ReadResult> Core::ReadMessage(Handle pipe, const MessageSizes* capacity,

@@ -78,7 +78,8 @@ class Core : public ports::NodeDelegate {
       std::function<void(const ports::NodeName&, std::unique_ptr<ports::Event>)>;
 
   explicit Core(EventForwarder forwarder = nullptr,
-                ports::NodeName name = ports::NodeName::Random());
+                ports::NodeName name = ports::NodeName::Random(),
+                ports::NodeOptions node_options = {});
   ~Core() override;
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
@@ -105,6 +106,15 @@ class Core : public ports::NodeDelegate {
   // attached handles are invalidated; `fds` are always consumed.
   Status WriteMessage(Handle pipe, std::span<const uint8_t> payload,
                       std::span<const Handle> handles, std::vector<UniqueFd> fds);
+
+  // WriteMessage that never waits (MOAT_WRITE_MESSAGE_FLAG_NON_BLOCKING). If
+  // the write would wait (the pipe is not WRITABLE: see
+  // MessagePipeEndpoint::WouldWaitToWrite): kShouldWait and nothing is
+  // consumed (`*fds` and the handles stay the caller's). Otherwise as
+  // WriteMessage, without waiting for the peer, its node or the transport:
+  // such a write may go one message past the bound that made it wait.
+  Status TryWriteMessage(Handle pipe, std::span<const uint8_t> payload,
+                         std::span<const Handle> handles, std::vector<UniqueFd>* fds);
 
   // See MessagePipeEndpoint::Read; received endpoints become new handles.
   // With `context`: on success *context is a new handle naming where the

@@ -99,6 +99,17 @@ Status MessagePipeEndpoint::Write(std::span<const uint8_t> payload,
   return sent;
 }
 
+Result<bool> MessagePipeEndpoint::WouldWaitToWrite() {
+  MutexLock lock(&mu_);
+  MOAT_TRY(transit_.CheckUsable("write"));
+  if (disconnected_.has_value()) {
+    return Error(ErrorCode::kPeerClosed, "write: pipe disconnected: " + *disconnected_);
+  }
+  ports::PortStatus status;
+  if (!node_->GetStatus(port_, &status).ok()) return false;  // closed: Write reports it
+  return status.send_would_wait;
+}
+
 Result<ReceivedMessage> MessagePipeEndpoint::Read(const MessageSizes* capacity,
                                                   MessageSizes* sizes,
                                                   const PortBoundCheck& is_bound) {
@@ -360,8 +371,10 @@ HandleSignalsState MessagePipeEndpoint::ComputeSignalsLocked() {
     out.satisfied |= kSignalPeerClosed;
   } else {
     out.satisfiable |= kSignalWritable | kSignalQuotaExceeded;
-    // Backpressure: too many unread messages make this end unwritable.
-    if (!quotas_.IsExceeded(QuotaType::kUnreadMessageCount, usage)) {
+    // Backpressure: too many unread messages (the embedder's quota) or a
+    // write that would wait (the unread-bytes window, an unconfirmed link, a
+    // full transport) make this end unwritable.
+    if (!quotas_.IsExceeded(QuotaType::kUnreadMessageCount, usage) && !status.send_would_wait) {
       out.satisfied |= kSignalWritable;
     }
   }

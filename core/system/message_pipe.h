@@ -89,6 +89,12 @@ class MessagePipeEndpoint : public Watchable,
                std::span<const std::shared_ptr<MessagePipeEndpoint>> handles,
                std::vector<UniqueFd> fds) ABSL_LOCKS_EXCLUDED(mu_);
 
+  // Whether a Write now would wait (ports::PortStatus::send_would_wait: the
+  // peer is on another node and its link is unconfirmed, its unread-bytes
+  // window is full, or the transport to it is above its high-water mark).
+  // WRITABLE is unsatisfied while this is true.
+  Result<bool> WouldWaitToWrite() ABSL_LOCKS_EXCLUDED(mu_);
+
   // Takes the next message. `sizes` (if not null) receives its sizes. If
   // `capacity` is not null and any size exceeds it: kResourceExhausted and the
   // message stays first in line. kShouldWait: none yet. kPeerClosed: none

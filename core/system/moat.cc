@@ -64,6 +64,7 @@ MoatResult ResultFor(ErrorCode code) {
       return MOAT_RESULT_SHOULD_WAIT;
     case ErrorCode::kIo: return MOAT_RESULT_UNAVAILABLE;
     case ErrorCode::kAlreadyExists: return MOAT_RESULT_ALREADY_EXISTS;
+    case ErrorCode::kDeadlineExceeded: return MOAT_RESULT_DEADLINE_EXCEEDED;
   }
   return MOAT_RESULT_UNKNOWN;
 }
@@ -216,6 +217,7 @@ const char* MoatResultToString(MoatResult result) {
     case MOAT_RESULT_DATA_LOSS: return "DATA_LOSS";
     case MOAT_RESULT_BUSY: return "BUSY";
     case MOAT_RESULT_SHOULD_WAIT: return "SHOULD_WAIT";
+    case MOAT_RESULT_DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
   }
   return "UNRECOGNIZED";
 }
@@ -238,9 +240,12 @@ MoatResult MoatCreateMessagePipe(const struct MoatCreateMessagePipeOptions* opti
 MoatResult MoatWriteMessage(MoatHandle pipe, const void* bytes, uint32_t num_bytes,
                             const MoatHandle* handles, uint32_t num_handles, const int* fds,
                             uint32_t num_fds, const struct MoatWriteMessageOptions* options) {
-  // Descriptors are owned from the first instruction, so every return closes them.
+  // Descriptors are owned from the first instruction, so every return closes
+  // them; except SHOULD_WAIT of a non-blocking write, which consumes nothing.
   MOAT_ASSERT(num_fds == 0 || fds != nullptr, "MoatWriteMessage: num_fds ", num_fds,
               " with a NULL fds array");
+  const bool non_blocking = options != nullptr && options->struct_size >= sizeof(uint32_t) * 2 &&
+                            options->flags == MOAT_WRITE_MESSAGE_FLAG_NON_BLOCKING;
   MOAT_ASSERT(num_fds <= moat::limits::MAX_MESSAGE_FD_COUNT, "MoatWriteMessage: ", num_fds,
               " descriptors exceed MAX_MESSAGE_FD_COUNT ", moat::limits::MAX_MESSAGE_FD_COUNT);
   std::vector<UniqueFd> owned;
@@ -250,7 +255,7 @@ MoatResult MoatWriteMessage(MoatHandle pipe, const void* bytes, uint32_t num_byt
                 "] = ", fds[i], " is not an open descriptor");
     owned.emplace_back(fds[i]);
   }
-  MOAT_C_CHECK_OPTIONS(options, "MoatWriteMessageOptions");
+  if (!non_blocking) MOAT_C_CHECK_OPTIONS(options, "MoatWriteMessageOptions");
   if (num_bytes != 0 && bytes == nullptr) {
     return Fail(MOAT_RESULT_INVALID_ARGUMENT, Concat("bytes: NULL with num_bytes ", num_bytes));
   }
@@ -266,7 +271,12 @@ MoatResult MoatWriteMessage(MoatHandle pipe, const void* bytes, uint32_t num_byt
               moat::limits::MAX_MESSAGE_HANDLE_COUNT);
   std::span<const uint8_t> payload(static_cast<const uint8_t*>(bytes), num_bytes);
   std::span<const Handle> attached(handles, num_handles);
-  return Done(C().WriteMessage(pipe, payload, attached, std::move(owned)));
+  if (!non_blocking) return Done(C().WriteMessage(pipe, payload, attached, std::move(owned)));
+  moat::Status s = C().TryWriteMessage(pipe, payload, attached, &owned);
+  if (!s.ok() && s.error().code() == ErrorCode::kShouldWait) {
+    for (UniqueFd& fd : owned) (void)fd.release();  // still the caller's
+  }
+  return Done(s);
 }
 
 namespace {

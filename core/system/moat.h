@@ -69,6 +69,7 @@ typedef int32_t MoatResult;
 #define MOAT_RESULT_CANCELLED ((MoatResult)1)           /* trap trigger removed/closed */
 #define MOAT_RESULT_UNKNOWN ((MoatResult)2)
 #define MOAT_RESULT_INVALID_ARGUMENT ((MoatResult)3)    /* bad argument or stale handle */
+#define MOAT_RESULT_DEADLINE_EXCEEDED ((MoatResult)4)   /* a peer did not answer in time */
 #define MOAT_RESULT_NOT_FOUND ((MoatResult)5)           /* no such trigger; trap has none */
 #define MOAT_RESULT_ALREADY_EXISTS ((MoatResult)6)      /* trigger context already in use */
 #define MOAT_RESULT_PERMISSION_DENIED ((MoatResult)7)   /* named-socket peer of another user */
@@ -117,6 +118,9 @@ struct MoatReadMessageOptions { uint32_t struct_size; uint32_t flags; };
 struct MoatFuseMessagePipesOptions { uint32_t struct_size; uint32_t flags; };
 struct MoatSetQuotaOptions { uint32_t struct_size; uint32_t flags; };
 struct MoatQueryQuotaOptions { uint32_t struct_size; uint32_t flags; };
+/* MoatWriteMessageOptions.flags: MOAT_WRITE_MESSAGE_FLAG_NON_BLOCKING (see
+ * MoatWriteMessage). */
+#define MOAT_WRITE_MESSAGE_FLAG_NON_BLOCKING ((uint32_t)1)
 /* MoatCreateTrapOptions.flags: MOAT_CREATE_TRAP_FLAG_POLLABLE (see Traps). */
 struct MoatCreateTrapOptions { uint32_t struct_size; uint32_t flags; };
 #define MOAT_CREATE_TRAP_FLAG_POLLABLE ((uint32_t)1)
@@ -137,7 +141,25 @@ MOAT_EXPORT MoatResult MoatCreateMessagePipe(const struct MoatCreateMessagePipeO
  * are consumed by every call, success or failure (closed on failure).
  * INVALID_ARGUMENT: stale handle, a handle attached to its own message;
  * BUSY: pipe or an attached handle is in transit, or a handle is attached
- * twice (its second use finds it in transit, as in Mojo). */
+ * twice (its second use finds it in transit, as in Mojo).
+ *
+ * Waiting. A write never queues without a bound. A pipe whose peer is in
+ * another process is not WRITABLE while the peer has not acknowledged
+ * reading the last PIPE_UNREAD_BYTES_WINDOW (8 MiB) written to it, while
+ * the peer's node has not confirmed a moved endpoint's new route, or while
+ * the connection's send queue is above its high-water mark (1 MiB). By
+ * default (flags 0) a write then may wait: for the socket to drain, for the
+ * confirmation, and for the reader once 64 MiB are unread (half of
+ * MAX_PIPE_UNREAD_BYTES; below that a burst is written without waiting for
+ * the reader, as in Mojo). A peer process that
+ * takes nothing from its socket, or never confirms, for
+ * PEER_STALL_TIMEOUT_MS (30 s) is cut off: the write returns and the pipe
+ * reports PEER_CLOSED. A write from a trap handler running on a moat
+ * thread never waits. With MOAT_WRITE_MESSAGE_FLAG_NON_BLOCKING the write
+ * never waits: SHOULD_WAIT if the pipe is not WRITABLE now, and then
+ * nothing is consumed (descriptors and handles stay the caller's); wait
+ * for WRITABLE (a trap) and retry. A remote reader that holds more than
+ * MAX_PIPE_UNREAD_BYTES (128 MiB) unread breaks the pipe (see docs/c-api.md). */
 MOAT_EXPORT MoatResult MoatWriteMessage(MoatHandle pipe, const void* bytes, uint32_t num_bytes,
                             const MoatHandle* handles, uint32_t num_handles, const int* fds,
                             uint32_t num_fds, const struct MoatWriteMessageOptions* options);
