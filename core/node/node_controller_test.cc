@@ -267,6 +267,121 @@ TEST_F(NodeControllerTest, ChildThatStopsReadingIsCutOffAndTheRelayKeepsServing)
   Quit(a);
 }
 
+// Issue 15 item 3: writes that never block by surprise. Each test hands a
+// child one end of a pipe that the child holds without reading.
+class WriteBackpressureTest : public NodeControllerTest {
+ protected:
+  // Our end of a pipe whose other end `c` holds and never reads.
+  system::Handle GiveHeldPipe(const LaunchedChild& c) {
+    auto pipe = core().CreateMessagePipe();
+    EXPECT_TRUE(pipe.ok());
+    Send(c, "hold-pipe", {pipe->second});
+    EXPECT_EQ(Text(Read(c).payload), "holding");
+    return pipe->first;
+  }
+  bool Writable(system::Handle h) {
+    auto st = core().QuerySignals(h);
+    return st.ok() && st->Satisfies(system::kSignalWritable);
+  }
+  const std::vector<uint8_t> chunk_ = std::vector<uint8_t>(64 * 1024, 0x42);
+};
+
+// A child that stops (SIGSTOP: hung, or hostile) does not hold a
+// non-blocking writer: SHOULD_WAIT with WRITABLE unsatisfied once the
+// connection's send queue passes its high-water mark, nothing consumed, and
+// WRITABLE again once the child drains it. Before: no such mode, and a
+// blocking write waited with WRITABLE set.
+TEST_F(WriteBackpressureTest, NonBlockingWriteToAStoppedChildGetsShouldWaitThenRecovers) {
+  LaunchedChild c = Launch("script");
+  const system::Handle pipe = GiveHeldPipe(c);
+  ASSERT_EQ(::kill(c.pid, SIGSTOP), 0);
+  size_t accepted = 0;
+  Status s = OkStatus();
+  for (; accepted < 4096; ++accepted) {
+    std::vector<UniqueFd> fds;
+    fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    const int fd = fds[0].get();
+    s = core().TryWriteMessage(pipe, chunk_, {}, &fds);
+    if (!s.ok()) {
+      // Nothing consumed: the descriptor is still ours and still open.
+      ASSERT_EQ(fds.size(), 1u);
+      EXPECT_EQ(fds[0].get(), fd);
+      EXPECT_NE(::fcntl(fd, F_GETFD), -1);
+      break;
+    }
+  }
+  ASSERT_FALSE(s.ok()) << "4096 x 64 KiB accepted without SHOULD_WAIT";
+  EXPECT_EQ(s.error().code(), ErrorCode::kShouldWait) << s.error().ToString();
+  EXPECT_FALSE(Writable(pipe));
+  // Bounded by the high-water mark plus what the sockets hold (a few MiB),
+  // far below the window (8 MiB) or the hard cap (128 MiB).
+  EXPECT_LT(accepted * chunk_.size(), limits::PIPE_UNREAD_BYTES_WINDOW);
+  EXPECT_GT(accepted, 0u);
+
+  ASSERT_EQ(::kill(c.pid, SIGCONT), 0);
+  auto st = WaitForSignals(core(), pipe, system::kSignalWritable, kTimeout);
+  ASSERT_TRUE(st.ok()) << st.error().ToString();
+  EXPECT_TRUE(st->Satisfies(system::kSignalWritable));
+  std::vector<UniqueFd> none;
+  EXPECT_TRUE(core().TryWriteMessage(pipe, chunk_, {}, &none).ok());
+  ASSERT_EQ(::kill(c.pid, SIGKILL), 0);
+  EXPECT_EQ(WaitExit(c.pid), 128 + SIGKILL);
+}
+
+// A child that never reads a pipe (its process runs, its IO thread drains
+// the socket): the writer is held at the unread-bytes window, WRITABLE
+// unsatisfied. Before: 1.5 GB queued in the child with WRITABLE set.
+TEST_F(WriteBackpressureTest, NonBlockingWriterIsHeldAtTheUnreadWindowOfAReaderThatNeverReads) {
+  LaunchedChild c = Launch("script");
+  const system::Handle pipe = GiveHeldPipe(c);
+  size_t accepted = 0;
+  const size_t limit = 4 * limits::PIPE_UNREAD_BYTES_WINDOW / chunk_.size();
+  while (accepted < limit) {
+    std::vector<UniqueFd> none;
+    Status s = core().TryWriteMessage(pipe, chunk_, {}, &none);
+    if (s.ok()) {
+      ++accepted;
+      continue;
+    }
+    ASSERT_EQ(s.error().code(), ErrorCode::kShouldWait) << s.error().ToString();
+    if (accepted * chunk_.size() >= limits::PIPE_UNREAD_BYTES_WINDOW) break;
+    // Below the window only the transport says wait: it drains.
+    auto st = WaitForSignals(core(), pipe, system::kSignalWritable, kTimeout);
+    ASSERT_TRUE(st.ok()) << st.error().ToString();
+  }
+  EXPECT_EQ(accepted * chunk_.size(), limits::PIPE_UNREAD_BYTES_WINDOW);
+  EXPECT_FALSE(Writable(pipe));
+  ASSERT_TRUE(core().Close(pipe).ok());
+  EXPECT_EQ(Text(Read(c).payload), "peer-closed-seen");
+  Quit(c);
+}
+
+// A blocking writer to a stopped child waits at the high-water mark only up
+// to the stall deadline; then the child is cut off (DEADLINE_EXCEEDED) and
+// the pipe reports PEER_CLOSED. Before: the writer waited forever.
+TEST_F(WriteBackpressureTest, BlockingWriteToAStoppedChildEndsAtTheStallDeadline) {
+  NodeControllerOptions options = log_.Options();
+  options.peer_stall_timeout = std::chrono::milliseconds(300);
+  broker_ = NodeController::CreateBroker(options);
+  LaunchedChild c = Launch("script");
+  const system::Handle pipe = GiveHeldPipe(c);
+  ASSERT_EQ(::kill(c.pid, SIGSTOP), 0);
+  size_t written = 0;
+  Status s = OkStatus();
+  while (written < 4096 && (s = core().WriteMessage(pipe, chunk_, {}, {})).ok()) ++written;
+  ASSERT_FALSE(s.ok()) << "4096 blocking writes of 64 KiB to a stopped child all returned OK";
+  EXPECT_EQ(s.error().code(), ErrorCode::kPeerClosed) << s.error().ToString();
+  std::optional<Error> why = log_.WaitFor(c.name);
+  ASSERT_TRUE(why.has_value());
+  EXPECT_EQ(why->code(), ErrorCode::kDeadlineExceeded) << why->ToString();
+  EXPECT_NE(why->ToString().find("took no byte"), std::string::npos) << why->ToString();
+  auto st = WaitForSignals(core(), pipe, system::kSignalPeerClosed, kTimeout);
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(st->Satisfies(system::kSignalPeerClosed));
+  ASSERT_EQ(::kill(c.pid, SIGKILL), 0);
+  EXPECT_EQ(WaitExit(c.pid), 128 + SIGKILL);
+}
+
 struct HostileCase {
   const char* kind;
   ErrorCode code;

@@ -1659,7 +1659,7 @@ Status Node::OnUserMessage(const PortRef& ref, const NodeName& from,
                                         port->last_sequence_num_to_receive));
       }
     }
-    if (status.ok() && port->CanAcceptMoreMessages()) {
+    if (status.ok() && port->CanAcceptMoreMessages() && !port->unread_cap_exceeded) {
       status = port->message_queue.AcceptMessage(&event);
       if (status.ok()) {
         notify = port->state == State::kReceiving && port->message_queue.HasNextMessage();

@@ -7,8 +7,11 @@
 namespace moat::ports::testing {
 
 struct TestNetwork::TestNode : public NodeDelegate {
-  TestNode(TestNetwork* net, size_t index)
-      : net(net), index(index), name(NodeName::Random()), node(std::make_unique<Node>(name, this)) {}
+  TestNode(TestNetwork* net, size_t index, NodeOptions options)
+      : net(net),
+        index(index),
+        name(NodeName::Random()),
+        node(std::make_unique<Node>(name, this, options)) {}
 
   void ForwardEvent(const NodeName& to, std::unique_ptr<Event> event) override {
     if (lost) return;
@@ -26,6 +29,10 @@ struct TestNetwork::TestNode : public NodeDelegate {
     size_t j = net->IndexOf(from);
     if (j != SIZE_MAX) net->Disconnect(j, index, error);
   }
+  bool SendersMayWaitForPeers() const override { return net->senders_may_wait; }
+  void PeerUnresponsive(const NodeName& node, const Error& why) override {
+    net->unresponsive.emplace_back(net->IndexOf(node), why.ToString());
+  }
 
   TestNetwork* net;
   size_t index;
@@ -41,8 +48,8 @@ bool TestNetwork::is_lost(size_t i) const { return nodes_[i]->lost; }
 size_t TestNetwork::status_changes(size_t i) const { return nodes_[i]->status_changes; }
 TestNetwork::~TestNetwork() = default;
 
-Node& TestNetwork::AddNode() {
-  nodes_.push_back(std::make_unique<TestNode>(this, nodes_.size()));
+Node& TestNetwork::AddNode(NodeOptions options) {
+  nodes_.push_back(std::make_unique<TestNode>(this, nodes_.size(), options));
   return *nodes_.back()->node;
 }
 

@@ -36,7 +36,7 @@ class TestNetwork {
   TestNetwork();
   ~TestNetwork();
 
-  Node& AddNode();
+  Node& AddNode(NodeOptions options = {});
   Node& node(size_t i);
   size_t node_count() const { return nodes_.size(); }
 
@@ -48,6 +48,13 @@ class TestNetwork {
   // serialize/deserialize round trip). Returning an Error drops the event
   // and disconnects the sender.
   std::function<Result<std::unique_ptr<Event>>(std::unique_ptr<Event>)> transform;
+
+  // What every node's delegate answers to SendersMayWaitForPeers. A writer
+  // that then waits (for a confirmation) waits on the test's own thread, so
+  // only until NodeOptions::confirm_timeout.
+  bool senders_may_wait = false;
+  // PeerUnresponsive calls: (node index reported, reason).
+  std::vector<std::pair<size_t, std::string>> unresponsive;
 
   // Links with queued events.
   std::vector<Link> ActiveLinks() const;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -404,6 +405,45 @@ static void TestPollableTrapOnAPipeToAChild(const char* self) {
   CHECK(WaitChild((pid_t)pid) == 0);
 }
 
+/* Issue 15 item 3: a non-blocking write never waits for a stopped child:
+ * SHOULD_WAIT with WRITABLE unsatisfied, and the descriptor it carried is
+ * still the caller's. Unknown write flags are UNIMPLEMENTED. */
+static void TestNonBlockingWriteToAStoppedChild(const char* self) {
+  const char* args[] = {"echo-child"};
+  int64_t pid = -1;
+  MoatHandle echo;
+  CHECK_RESULT(MoatLaunchChild(self, args, 1, NULL, &pid, &echo), MOAT_RESULT_OK);
+  struct MoatWriteMessageOptions unknown = {sizeof unknown, 2};
+  CHECK_RESULT(MoatWriteMessage(echo, "x", 1, NULL, 0, NULL, 0, &unknown),
+               MOAT_RESULT_UNIMPLEMENTED);
+  /* One echo first: the child is connected (until then its end is local). */
+  char buf[8];
+  uint32_t n = sizeof(buf);
+  CHECK_RESULT(MoatWriteMessage(echo, "one", 3, NULL, 0, NULL, 0, NULL), MOAT_RESULT_OK);
+  CHECK_RESULT(ReadWaiting(echo, buf, &n, NULL, NULL, NULL, NULL), MOAT_RESULT_OK);
+  CHECK(kill((pid_t)pid, SIGSTOP) == 0);
+  struct MoatWriteMessageOptions nb = {sizeof nb, MOAT_WRITE_MESSAGE_FLAG_NON_BLOCKING};
+  static char chunk[64 * 1024];
+  MoatResult r = MOAT_RESULT_OK;
+  int accepted = 0, fd = -1;
+  for (; accepted < 4096; ++accepted) {
+    fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    r = MoatWriteMessage(echo, chunk, sizeof chunk, NULL, 0, &fd, 1, &nb);
+    if (r != MOAT_RESULT_OK) break;
+  }
+  CHECK(r == MOAT_RESULT_SHOULD_WAIT);
+  CHECK(accepted > 0 && accepted < 4096);
+  CHECK(fcntl(fd, F_GETFD) != -1); /* not consumed */
+  close(fd);
+  struct MoatHandleSignalsState st = {sizeof st, 0, 0};
+  CHECK_RESULT(MoatQueryHandleSignalsState(echo, &st), MOAT_RESULT_OK);
+  CHECK((st.satisfied_signals & MOAT_HANDLE_SIGNAL_WRITABLE) == 0);
+  CHECK((st.satisfiable_signals & MOAT_HANDLE_SIGNAL_WRITABLE) != 0);
+  CHECK(kill((pid_t)pid, SIGKILL) == 0);
+  CHECK(WaitChild((pid_t)pid) == 128 + SIGKILL);
+  CHECK_RESULT(MoatClose(echo), MOAT_RESULT_OK);
+}
+
 int main(int argc, char** argv) {
   if (argc >= 2 && strcmp(argv[1], "invited-child") == 0) return InvitedChild();
   if (argc >= 3 && strcmp(argv[1], "named-child") == 0) return NamedChild(argv[2]);
@@ -419,6 +459,7 @@ int main(int argc, char** argv) {
   TestBadMessageCutsOffItsSender("/proc/self/exe");
   TestSharedBufferToChild("/proc/self/exe");
   TestPollableTrapOnAPipeToAChild("/proc/self/exe");
+  TestNonBlockingWriteToAStoppedChild("/proc/self/exe");
   fflush(stdout);
   fflush(stderr);
   _exit(Finish());
