@@ -616,8 +616,13 @@ Status Node::GetStatus(const PortRef& ref, PortStatus* out) {
   const bool transport_full = delegate_->WouldWaitToSend(peer_node);
   port->mu.Lock();
   if (transport_full) {
-    port->waits_for_send_space = true;
     out->send_would_wait = true;
+    if (!port->waits_for_send_space) {
+      port->waits_for_send_space = true;
+      // Lock order: port lock, then ports_mu_.
+      MutexLock nodes_lock(&ports_mu_);
+      send_space_waiters_.push_back(ref);
+    }
   }
   return OkStatus();
 }
@@ -633,20 +638,31 @@ bool Node::SendWouldWaitLocked(const Port* port) const {
   return port->unacknowledged_bytes() >= options_.unread_bytes_window;
 }
 
+// Only the ports that were told to wait are visited: a peer that makes our
+// transport cross its mark again and again costs one visit per waiter.
 void Node::OnSendSpace(const NodeName* node) {
-  std::vector<PortRef> all;
+  std::vector<PortRef> waiters;
   {
     MutexLock lock(&ports_mu_);
-    all.reserve(ports_.size());
-    for (const auto& [name, port] : ports_) all.emplace_back(name, port);
+    waiters.swap(send_space_waiters_);
   }
   Pending pending;
-  for (const PortRef& ref : all) {
+  std::vector<PortRef> still_waiting;
+  for (const PortRef& ref : waiters) {
     Port* port = ref.port();
     MutexLock lock(&port->mu);
-    if (!port->waits_for_send_space || (node != nullptr && port->peer_node != *node)) continue;
+    if (!port->waits_for_send_space) continue;
+    if (node != nullptr && port->peer_node != *node && port->state != State::kClosed) {
+      still_waiting.push_back(ref);
+      continue;
+    }
     port->waits_for_send_space = false;
     pending.status_changed.push_back(ref);
+  }
+  if (!still_waiting.empty()) {
+    MutexLock lock(&ports_mu_);
+    send_space_waiters_.insert(send_space_waiters_.end(), still_waiting.begin(),
+                               still_waiting.end());
   }
   Flush(&pending);
 }

@@ -350,6 +350,10 @@ class Node {
     PortName prev_port;
   };
   std::deque<RemovedProxy> removed_proxies_ ABSL_GUARDED_BY(ports_mu_);
+  // Ports GetStatus told that a write would wait for a full transport
+  // (Port::waits_for_send_space), reported by OnSendSpace. At most one entry
+  // per port: the flag is set under the port lock when the entry is added.
+  std::vector<PortRef> send_space_waiters_ ABSL_GUARDED_BY(ports_mu_);
 
   // Threads inside AcceptEvent/LostConnectionToNode: their events may belong
   // to ports already erased (a removed proxy's last events wait in its

@@ -101,6 +101,18 @@ inline MoatResult Write(MoatHandle pipe, const void* bytes, uint32_t num_bytes,
                           static_cast<uint32_t>(fds.size()), nullptr);
 }
 
+// Write that never waits (MOAT_WRITE_MESSAGE_FLAG_NON_BLOCKING): SHOULD_WAIT
+// if the pipe is not WRITABLE now, and then the handles and descriptors are
+// still the caller's.
+inline MoatResult TryWrite(MoatHandle pipe, const void* bytes, uint32_t num_bytes,
+                           const std::vector<MoatHandle>& handles = {},
+                           const std::vector<int>& fds = {}) {
+  const MoatWriteMessageOptions options = {sizeof(options), MOAT_WRITE_MESSAGE_FLAG_NON_BLOCKING};
+  return MoatWriteMessage(pipe, bytes, num_bytes, handles.data(),
+                          static_cast<uint32_t>(handles.size()), fds.data(),
+                          static_cast<uint32_t>(fds.size()), &options);
+}
+
 // MoatReadMessage with buffers sized by the first call.
 inline MoatResult Read(MoatHandle pipe, Message* out) {
   uint32_t num_bytes = 0, num_handles = 0, num_fds = 0;

@@ -41,6 +41,10 @@ int main() {
   EXPECT(reply.bytes.size() == 2 && std::memcmp(reply.bytes.data(), "ok", 2) == 0);
   moat::api::Message none;
   EXPECT(moat::api::Read(two.b.get(), &none) == MOAT_RESULT_SHOULD_WAIT);
+  // A local reader never makes a write wait: the non-blocking write goes.
+  EXPECT(moat::api::TryWrite(m.handles[0].get(), "nb", 2) == MOAT_RESULT_OK);
+  EXPECT(moat::api::Read(two.b.get(), &reply) == MOAT_RESULT_OK);
+  EXPECT(reply.bytes.size() == 2 && std::memcmp(reply.bytes.data(), "nb", 2) == 0);
   ::close(p[0]);
   std::printf("embed.cc: moat %d.%d.%d ok\n", MOAT_VERSION_MAJOR, MOAT_VERSION_MINOR,
               MOAT_VERSION_PATCH);
