@@ -10,6 +10,7 @@
 
 #include <cstdlib>
 #include <string>
+#include <thread>
 
 #include "core/mutex.h"
 #include "core/node/pipe_wait.h"
@@ -376,6 +377,46 @@ TEST_F(WriteBackpressureTest, BlockingWriteToAStoppedChildEndsAtTheStallDeadline
   EXPECT_EQ(why->code(), ErrorCode::kDeadlineExceeded) << why->ToString();
   EXPECT_NE(why->ToString().find("took no byte"), std::string::npos) << why->ToString();
   auto st = WaitForSignals(core(), pipe, system::kSignalPeerClosed, kTimeout);
+  ASSERT_TRUE(st.ok());
+  EXPECT_TRUE(st->Satisfies(system::kSignalPeerClosed));
+  ASSERT_EQ(::kill(c.pid, SIGKILL), 0);
+  EXPECT_EQ(WaitExit(c.pid), 128 + SIGKILL);
+}
+
+// The issue's own case: a child that stops right after connecting never
+// confirms the bootstrap pipe's new route. Before: after ~32 messages a
+// write blocked the broker's thread forever with WRITABLE still set. Now
+// WRITABLE is unsatisfied, a non-blocking write gets SHOULD_WAIT, and a
+// blocking one waits only until the stall deadline cuts the child off.
+TEST_F(WriteBackpressureTest, JustConnectedChildThatStopsIsNotWritableAndIsCutOffAtTheDeadline) {
+  NodeControllerOptions options = log_.Options();
+  options.peer_stall_timeout = std::chrono::milliseconds(300);
+  broker_ = NodeController::CreateBroker(options);
+  LaunchedChild c = Launch("stop-script");
+  int status = 0;
+  ASSERT_EQ(::waitpid(c.pid, &status, WUNTRACED), c.pid);
+  ASSERT_TRUE(WIFSTOPPED(status));
+  const std::vector<uint8_t> small(8, 1);
+  size_t accepted = 0;
+  Status s = OkStatus();
+  // Until the broker has merged the child's end, ours is local (no wait).
+  for (const auto give_up = std::chrono::steady_clock::now() + kTimeout;
+       std::chrono::steady_clock::now() < give_up; ++accepted) {
+    std::vector<UniqueFd> none;
+    s = core().TryWriteMessage(c.bootstrap, small, {}, &none);
+    if (!s.ok()) break;
+    if (accepted % 64 == 63) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code(), ErrorCode::kShouldWait) << s.error().ToString();
+  EXPECT_FALSE(Writable(c.bootstrap));
+  // A blocking write returns: the child is cut off for not confirming.
+  EXPECT_TRUE(core().WriteMessage(c.bootstrap, small, {}, {}).ok());
+  std::optional<Error> why = log_.WaitFor(c.name);
+  ASSERT_TRUE(why.has_value());
+  EXPECT_EQ(why->code(), ErrorCode::kDeadlineExceeded) << why->ToString();
+  EXPECT_NE(why->ToString().find("did not confirm"), std::string::npos) << why->ToString();
+  auto st = WaitForSignals(core(), c.bootstrap, system::kSignalPeerClosed, kTimeout);
   ASSERT_TRUE(st.ok());
   EXPECT_TRUE(st->Satisfies(system::kSignalPeerClosed));
   ASSERT_EQ(::kill(c.pid, SIGKILL), 0);

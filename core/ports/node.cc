@@ -446,8 +446,14 @@ void Node::ReleaseParked(const PortRef& ref, const NodeName& to,
   parked->clear();
   out->outboxes.push_back(ref);
   port->send_cv.SignalAll();
-  // A non-blocking writer saw send_would_wait (WRITABLE unsatisfied).
+  // A non-blocking writer saw send_would_wait (WRITABLE unsatisfied): here,
+  // or, for a proxy, at the local port that writes through it.
   out->status_changed.push_back(ref);
+  if ((port->state == State::kProxying || port->state == State::kBuffering) &&
+      port->prev_node == name_ && port->prev_port.is_valid()) {
+    PortRef writer = Lookup(port->prev_port);  // lock order: port lock, then ports_mu_
+    if (writer.is_valid()) out->status_changed.push_back(writer);
+  }
 }
 
 void Node::MaybeConfirmLink(const NodeName& from, const Event& event, Pending* out) {
@@ -608,21 +614,40 @@ Status Node::GetStatus(const PortRef& ref, PortStatus* out) {
                         : port->next_sequence_num_to_send - 1 - port->last_sequence_num_acknowledged;
   out->unacknowledged_bytes = port->peer_closed ? 0 : port->unacknowledged_bytes();
   out->send_would_wait = !port->peer_closed && SendWouldWaitLocked(port);
-  if (out->send_would_wait || port->peer_closed || !out->peer_remote) return OkStatus();
-  // The transport last: asked without the port lock (it locks the delegate's
-  // own state), and noted so that OnSendSpace reports this port.
+  if (out->send_would_wait || port->peer_closed) return OkStatus();
+  // Where our writes really leave this node: the peer's node, or, if the
+  // peer is a local proxy (a pipe just merged with or moved to another
+  // process), the node it forwards to, where its own link may be unconfirmed.
+  // Asked without our lock (one port lock at a time; the delegate locks its
+  // own state).
   const NodeName peer_node = port->peer_node;
+  const PortName peer_port = port->peer_port;
   port->mu.Unlock();
-  const bool transport_full = delegate_->WouldWaitToSend(peer_node);
-  port->mu.Lock();
-  if (transport_full) {
-    out->send_would_wait = true;
-    if (!port->waits_for_send_space) {
-      port->waits_for_send_space = true;
-      // Lock order: port lock, then ports_mu_.
-      MutexLock nodes_lock(&ports_mu_);
-      send_space_waiters_.push_back(ref);
+  NodeName exit_node = peer_node;
+  bool wait = false;
+  if (peer_node == name_) {
+    exit_node = name_;
+    PortRef peer = Lookup(peer_port);
+    if (peer.is_valid()) {
+      Port* p = peer.port();
+      MutexLock peer_lock(&p->mu);
+      if (p->state == State::kBuffering || p->state == State::kProxying) {
+        exit_node = p->peer_node;
+        wait = !p->peer_closed && SendWouldWaitLocked(p);
+      }
     }
+  }
+  const bool transport_full =
+      !wait && exit_node != name_ && delegate_->WouldWaitToSend(exit_node);
+  port->mu.Lock();
+  out->send_would_wait = wait || transport_full;
+  if (transport_full && !port->waits_for_send_space) {
+    // Noted so that OnSendSpace reports this port.
+    port->waits_for_send_space = true;
+    port->send_space_node = exit_node;
+    // Lock order: port lock, then ports_mu_.
+    MutexLock nodes_lock(&ports_mu_);
+    send_space_waiters_.push_back(ref);
   }
   return OkStatus();
 }
@@ -652,7 +677,7 @@ void Node::OnSendSpace(const NodeName* node) {
     Port* port = ref.port();
     MutexLock lock(&port->mu);
     if (!port->waits_for_send_space) continue;
-    if (node != nullptr && port->peer_node != *node && port->state != State::kClosed) {
+    if (node != nullptr && port->send_space_node != *node && port->state != State::kClosed) {
       still_waiting.push_back(ref);
       continue;
     }

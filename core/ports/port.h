@@ -93,6 +93,7 @@ class Port {
   // GetStatus reported that a write would wait for the transport to the
   // peer's node: Node::OnSendSpace reports this port when it drains.
   bool waits_for_send_space ABSL_GUARDED_BY(mu) = false;
+  NodeName send_space_node ABSL_GUARDED_BY(mu);  // whose transport was full
 
   // Ring events a kBuffering port must send to its (not yet existing) new
   // location, released when proxying begins.

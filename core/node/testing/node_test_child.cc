@@ -1,11 +1,13 @@
 // The child process of the multi-process node tests (node_controller_test).
 //
 //   node_test_child script          obey commands on the bootstrap pipe
+//   node_test_child stop-script     stop (SIGSTOP) right after connecting, then obey
 //   node_test_child hostile-<kind>  speak a broken node-channel protocol
 //
 // Started by NodeController::LaunchChild, so the broker socket is named by
 // MOAT_NODE_BROKER_FD. Exit status 0 means every step checked out; any other
 // status and a line on stderr say what went wrong.
+#include <signal.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -39,11 +41,14 @@ Status Write(system::Core& core, system::Handle pipe, const std::string& text,
   return core.WriteMessage(pipe, Bytes(text), handles, std::move(fds));
 }
 
-int RunScript() {
+int RunScript(bool stop_after_connect) {
   auto socket = TakeBrokerSocketFromEnvironment();
   if (!socket.ok()) return Fail(socket.error().ToString());
   auto node = NodeController::ConnectToBroker(std::move(*socket));
   if (!node.ok()) return Fail("connect: " + node.error().ToString());
+  // A just-connected child that stops (hung, or hostile) before it confirms
+  // anything the broker sends it.
+  if (stop_after_connect) ::raise(SIGSTOP);
   system::Core& core = (*node)->core();
   const system::Handle boot = (*node)->bootstrap();
   system::Handle held = system::kInvalidHandle;
@@ -234,7 +239,8 @@ int RunHostile(const std::string& kind) {
 int main(int argc, char** argv) {
   if (argc != 2) return moat::node::Fail("usage: node_test_child script|hostile-<kind>");
   const std::string mode = argv[1];
-  if (mode == "script") return moat::node::RunScript();
+  if (mode == "script") return moat::node::RunScript(/*stop_after_connect=*/false);
+  if (mode == "stop-script") return moat::node::RunScript(/*stop_after_connect=*/true);
   if (mode.rfind("hostile-", 0) == 0) return moat::node::RunHostile(mode.substr(8));
   return moat::node::Fail("unknown mode " + mode);
 }
