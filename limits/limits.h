@@ -151,6 +151,12 @@ inline constexpr size_t MAX_REMEMBERED_REMOVED_PROXIES = 1024;
 // Attack: a hostile node sends message after message carrying
 // MAX_MESSAGE_HANDLE_COUNT ports each to exhaust our memory with ports.
 inline constexpr size_t MAX_PORTS_PER_NODE = 1 << 20;
+// Ports one ports::Node holds that were made from one other node's
+// descriptors (a child's broker excepted: it relays everyone's).
+// Attack (PRT-8): one hostile node filling MAX_PORTS_PER_NODE with ports it
+// sends, so that no other peer (and not our embedder) can create one; eight
+// such nodes are needed now.
+inline constexpr size_t MAX_PORTS_PER_PEER_NODE = MAX_PORTS_PER_NODE / 8;
 
 // Ports an ObserveProxy event may pass through looking for the proxy's
 // predecessor (a legitimate one passes each proxy of one pipe at most once).

@@ -119,6 +119,13 @@ class NodeController::NodeCore : public system::Core {
     controller_->DisconnectNode(node, why);
   }
 
+  // PRT-8: a child does not count its broker's ports against a per-peer
+  // limit (the broker relays everyone's and can cut the child off anyway).
+  // broker_name_ is set before this Core exists and never changes.
+  bool IsPortQuotaExempt(const ports::NodeName& node) const override {
+    return !controller_->is_broker_ && node == controller_->broker_name_;
+  }
+
   void BadEventFrom(const ports::NodeName& node, const Error& error) override {
     controller_->BadEventFrom(node, error);
   }

@@ -109,7 +109,7 @@ Node::~Node() = default;
 // ---------------------------------------------------------------------------
 // Port map.
 
-Status Node::AddPort(const PortName& name, std::shared_ptr<Port> port) {
+Status Node::AddPort(const PortName& name, std::shared_ptr<Port> port, const NodeName& origin) {
   MutexLock lock(&ports_mu_);
   // Attack: a hostile node creating ports (attached to messages) without bound.
   MOAT_REQUIRE(ports_.size() < limits::MAX_PORTS_PER_NODE, ErrorCode::kLimitExceeded,
@@ -119,6 +119,18 @@ Status Node::AddPort(const PortName& name, std::shared_ptr<Port> port) {
   MOAT_REQUIRE(name.is_valid() && ports_.find(name) == ports_.end(),
                ErrorCode::kProtocolViolation, "port name ", name.ToString(),
                " is invalid or already in use");
+  if (origin.is_valid() && !delegate_->IsPortQuotaExempt(origin)) {
+    size_t& held = ports_by_origin_[origin];
+    // Attack (PRT-8): one hostile node filling the node-wide port limit with
+    // ports it sends us, so that nobody else (other peers, our embedder) can
+    // create one.
+    MOAT_REQUIRE(held < options_.max_ports_per_peer_node, ErrorCode::kLimitExceeded, "node ",
+                 origin.ToString(), " already has ", held,
+                 " ports here it sent us, MAX_PORTS_PER_PEER_NODE ",
+                 options_.max_ports_per_peer_node);
+    ++held;
+    port_origins_.emplace(name, origin);
+  }
   ports_.emplace(name, std::move(port));
   return OkStatus();
 }
@@ -130,6 +142,12 @@ void Node::ErasePort(const PortName& name) {
   if (it == ports_.end()) return;
   doomed = std::move(it->second);
   ports_.erase(it);
+  auto origin = port_origins_.find(name);
+  if (origin != port_origins_.end()) {
+    auto held = ports_by_origin_.find(origin->second);
+    if (held != ports_by_origin_.end() && --held->second == 0) ports_by_origin_.erase(held);
+    port_origins_.erase(origin);
+  }
 }
 
 PortRef Node::Lookup(const PortName& name) const {
@@ -1525,7 +1543,7 @@ Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDe
     port->vouched = from != name_ && desc.peer_node != name_ && desc.peer_node != from;
   }
   std::shared_ptr<Port> keep = port;
-  MOAT_TRY(AddPort(name, std::move(port)));
+  MOAT_TRY(AddPort(name, std::move(port), from == name_ ? NodeName() : from));
   if (from != name_ && desc.peer_node != name_ && desc.peer_node != from &&
       IsReachable(desc.peer_node)) {  // else closed at once (PRT-14): nothing waits there
     MutexLock lock(&ports_mu_);
@@ -1583,7 +1601,8 @@ Status Node::AcceptPorts(const NodeName& from, UserMessageEvent* event, Pending*
   for (size_t i = 0; i < event->port_descriptors.size(); ++i) {
     Status s = AcceptPort(from, event->message->ports[i], event->port_descriptors[i], out);
     if (!s.ok()) {
-      // Only MAX_PORTS_PER_NODE (or a name taken meanwhile) gets here.
+      // Only MAX_PORTS_PER_NODE, MAX_PORTS_PER_PEER_NODE (or a name taken
+      // meanwhile) gets here.
       std::vector<PortName> created(event->message->ports.begin(),
                                     event->message->ports.begin() + static_cast<ptrdiff_t>(i));
       for (const PortName& p : created) out->ports_to_close.push_back(p);

@@ -106,6 +106,8 @@ struct NodeOptions {
   // How long a writer waits for a new link's confirmation (PRT-11) before
   // the peer's node is reported unresponsive (NodeDelegate::PeerUnresponsive).
   std::chrono::milliseconds confirm_timeout{limits::PEER_STALL_TIMEOUT_MS};
+  // See limits::MAX_PORTS_PER_PEER_NODE (PRT-8).
+  size_t max_ports_per_peer_node = limits::MAX_PORTS_PER_PEER_NODE;
 };
 
 // While one lives on a thread, ports calls on that thread never wait: not for
@@ -305,7 +307,8 @@ class Node {
   bool IsReachable(const NodeName& node) const ABSL_LOCKS_EXCLUDED(ports_mu_);
   void RememberLost(const NodeName& node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(ports_mu_);
 
-  Status AddPort(const PortName& name, std::shared_ptr<Port> port) ABSL_LOCKS_EXCLUDED(ports_mu_);
+  Status AddPort(const PortName& name, std::shared_ptr<Port> port,
+                 const NodeName& origin = NodeName()) ABSL_LOCKS_EXCLUDED(ports_mu_);
   void ErasePort(const PortName& name) ABSL_LOCKS_EXCLUDED(ports_mu_);
   PortRef Lookup(const PortName& name) const ABSL_LOCKS_EXCLUDED(ports_mu_);
 
@@ -354,6 +357,10 @@ class Node {
   // (Port::waits_for_send_space), reported by OnSendSpace. At most one entry
   // per port: the flag is set under the port lock when the entry is added.
   std::vector<PortRef> send_space_waiters_ ABSL_GUARDED_BY(ports_mu_);
+  // PRT-8: ports made here from descriptors another node sent, per node
+  // (NodeDelegate::IsPortQuotaExempt nodes are not counted), and whose they are.
+  std::map<NodeName, size_t> ports_by_origin_ ABSL_GUARDED_BY(ports_mu_);
+  std::map<PortName, NodeName> port_origins_ ABSL_GUARDED_BY(ports_mu_);
 
   // Threads inside AcceptEvent/LostConnectionToNode: their events may belong
   // to ports already erased (a removed proxy's last events wait in its

@@ -69,6 +69,12 @@ class NodeDelegate {
   // hostile. The delegate should disconnect it (the waiting writer resumes
   // when its peer is then closed). The default does nothing.
   virtual void PeerUnresponsive(const NodeName& node, const Error& why) {}
+
+  // Whether ports made from `node`'s descriptors are exempt from the
+  // per-peer port limit (MAX_PORTS_PER_PEER_NODE, PRT-8): e.g. a child's
+  // broker, which relays everyone's ports and can cut the child off anyway.
+  // Called with the node's port-map lock held: must not call into the Node.
+  virtual bool IsPortQuotaExempt(const NodeName& node) const { return false; }
 };
 
 }  // namespace moat::ports
