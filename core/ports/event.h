@@ -131,7 +131,9 @@ class ObserveProxyEvent : public Event {
   PortName proxy_port;
   NodeName proxy_target_node;
   PortName proxy_target_port;
-  uint32_t hops = 0;  // ports that forwarded it so far (bounded: MAX_OBSERVE_PROXY_HOPS)
+  // Receiving ports that forwarded it so far (bounded: MAX_OBSERVE_PROXY_HOPS);
+  // proxies forward it without counting.
+  uint32_t hops = 0;
 };
 
 // Reply to the proxy: the last user message it will receive. An ack with

@@ -1599,8 +1599,10 @@ Status Node::OnPortAccepted(const PortRef& ref, const NodeName& from,
 Status Node::OnObserveProxy(const PortRef& ref, std::unique_ptr<ObserveProxyEvent> event,
                             Pending* out) {
   // Attack: an ObserveProxy naming no real proxy circulating the ring forever.
+  // Only receiving ports count (see MAX_OBSERVE_PROXY_HOPS): every round of
+  // the ring passes both ends, while an honest ring's proxies are unbounded.
   MOAT_REQUIRE(event->hops < limits::MAX_OBSERVE_PROXY_HOPS, ErrorCode::kProtocolViolation,
-               "ObserveProxy passed ", event->hops, " ports, MAX_OBSERVE_PROXY_HOPS ",
+               "ObserveProxy passed ", event->hops, " receiving ports, MAX_OBSERVE_PROXY_HOPS ",
                limits::MAX_OBSERVE_PROXY_HOPS);
   bool changed = false;
   const NodeName event_target_node = event->proxy_target_node;
@@ -1630,7 +1632,7 @@ Status Node::OnObserveProxy(const PortRef& ref, std::unique_ptr<ObserveProxyEven
             kInvalidPortName, kInvalidPortName, 0, kInvalidSequenceNum);
       }
     } else {
-      ++event->hops;
+      if (port->state == State::kReceiving) ++event->hops;
       SendToPeer(ref, std::move(event), out);
     }
   }
