@@ -1049,7 +1049,8 @@ void Node::TryRemoveProxy(const PortRef& ref, Pending* out) {
       if (port->peer_node != name_ && port->prev_node != port->peer_node) {
         // Lock order: port lock, then ports_mu_.
         MutexLock nodes_lock(&ports_mu_);
-        removed_proxies_.push_back({ref.name(), port->peer_node, port->prev_node, port->prev_port});
+        removed_proxies_.push_back(
+            {ref.name(), port->peer_node, port->peer_port, port->prev_node, port->prev_port});
         // Attack: proxy after proxy (a bouncing port) growing this memory.
         if (removed_proxies_.size() > limits::MAX_REMEMBERED_REMOVED_PROXIES) {
           removed_proxies_.pop_front();
@@ -1844,9 +1845,29 @@ Status Node::OnUpdatePreviousPeer(const PortRef& ref, const NodeName& from,
     port->prev_node = event.new_prev_node;
     port->prev_port = event.new_prev_port;
     port->next_control_sequence_num_to_receive = kInitialSequenceNum;
+    port->prev_set_by_node = from;
+    port->prev_set_by_port = event.from_port;
   }
   out->check_reachable.emplace_back(ref, event.new_prev_node);
   return OkStatus();
+}
+
+bool Node::RelayRouteLostForRemovedProxy(const PortName& proxy, const NodeName& from,
+                                         const PortName& from_port, Pending* out) {
+  MutexLock lock(&ports_mu_);
+  // Attack: a RouteLost naming a removed proxy, to cut the pipe of the port
+  // behind it. Only the proxy's own peer (node and port), which was on the
+  // route, is heard; it is passed on once (then forgotten: no flood), and
+  // the previous hop honours it only while it still counts the proxy as on
+  // its route (OnRouteLost, Port::bypassed_*).
+  auto it = std::find_if(removed_proxies_.begin(), removed_proxies_.end(),
+                         [&](const RemovedProxy& r) {
+                           return r.name == proxy && r.peer_node == from && r.peer_port == from_port;
+                         });
+  if (it == removed_proxies_.end()) return false;
+  out->Send(it->prev_node, std::make_unique<RouteLostEvent>(it->prev_port, it->name));
+  removed_proxies_.erase(it);
+  return true;
 }
 
 // PRT-23: our peer (the next hop on our route) lost its own onward route, e.g.
@@ -1857,11 +1878,21 @@ Status Node::OnUpdatePreviousPeer(const PortRef& ref, const NodeName& from,
 // pipe that never delivers.
 Status Node::OnRouteLost(const PortRef& ref, const NodeName& from, const RouteLostEvent& event,
                          Pending* out) {
-  if (!ref.is_valid()) return OkStatus();  // closed or removed meanwhile
+  if (!ref.is_valid()) {
+    // Closed, or a proxy removed meanwhile whose previous hop may need it.
+    (void)RelayRouteLostForRemovedProxy(event.port_name, from, event.from_port, out);
+    return OkStatus();
+  }
   ClosedPortRemains remains;
   {
     Port* port = ref.port();
     MutexLock lock(&port->mu);
+    if (port->state == State::kClosed) {
+      // A removed proxy still registered for its parked events (lock order:
+      // port lock, then ports_mu_).
+      (void)RelayRouteLostForRemovedProxy(event.port_name, from, event.from_port, out);
+      return OkStatus();
+    }
     // Attack: a forged RouteLost to cut someone else's pipe. Only the port's
     // current next hop (node and port) is on its route and could drop its
     // events anyway; anything else is ignored, not blamed: an honest proxy's
@@ -2022,6 +2053,15 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
   {
     MutexLock lock(&port->mu);
     if (port->peer_node != node && port->prev_node != node) return;
+    if (port->prev_node == node && port->prev_set_by_node.is_valid() &&
+        port->prev_set_by_node != node && port->state != State::kClosed) {
+      // PRT-23: our previous hop (e.g. a port that just bypassed a proxy to
+      // reach us) is cut off from us, not necessarily from the proxy that
+      // named it: that proxy's node passes this on to it
+      // (RelayRouteLostForRemovedProxy), since it sends into the void now.
+      out->Send(port->prev_set_by_node,
+                std::make_unique<RouteLostEvent>(port->prev_set_by_port, ref.name()));
+    }
     if (port->state == State::kReceiving) {
       if (port->peer_closed && !port->peer_lost_unexpectedly && port->prev_node != node) {
         return;  // already closed cleanly
