@@ -2104,6 +2104,17 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
           SendRouteLost(ref, node, PortName(), out);
         }
       }
+      if (port->state == State::kBuffering && port->peer_node == node && !port->peer_closed &&
+          port->old_link_pending && port->old_peer_node != node &&
+          (port->prev_node == node || port->prev_node != port->old_peer_node ||
+           port->prev_port != port->old_peer_port)) {
+        // The same for our old peer, if it is not that living hop: it sends
+        // to us (it bypassed the proxy before us) while the moved port,
+        // which it has not heard of, sends to it (PRT-23).
+        out->Send(port->old_peer_node,
+                  std::make_unique<RouteLostEvent>(port->old_peer_port, ref.name(),
+                                                   port->peer_node, port->peer_port));
+      }
       // A moved port whose new port never confirmed: its old peer still
       // takes events from us only and must learn that nothing follows.
       if (port->old_link_pending && port->old_peer_node != node) {
