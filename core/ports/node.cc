@@ -1904,7 +1904,10 @@ Status Node::OnRouteLost(const PortRef& ref, const NodeName& from, const RouteLo
     // confirms the link (its switch to us travels through that proxy).
     const bool from_bypassed = !port->peer_confirmed && from == port->bypassed_node &&
                                event.from_port == port->bypassed_port;
-    if (!from_peer && !from_bypassed) return OkStatus();
+    // Our previous hop, whose own incoming side died (LosePortTo): it could
+    // close us anyway (ObserveClosure, which it sent just before).
+    const bool from_prev = from == port->prev_node && event.from_port == port->prev_port;
+    if (!from_peer && !from_bypassed && !from_prev) return OkStatus();
     if (event.far_node.is_valid() && event.far_port.is_valid() &&
         !(event.far_node == from && event.far_port == event.from_port)) {
       // The port our peer was moving to, which we may never have heard of
@@ -1914,7 +1917,13 @@ Status Node::OnRouteLost(const PortRef& ref, const NodeName& from, const RouteLo
       out->Send(event.far_node, std::make_unique<RouteLostEvent>(event.far_port, ref.name()));
     }
     if (port->state == State::kReceiving) {
-      if (port->peer_closed) return OkStatus();  // already closed: a second notice carries nothing
+      if (port->peer_closed) {
+        // Already closed: a second notice carries nothing, except after the
+        // closure of a previous hop whose incoming side died (LosePortTo):
+        // our peer, the far end, may not know. Told once (no loop, no flood).
+        if (from_prev && !port->route_lost_sent) SendRouteLost(ref, from, event.from_port, out);
+        return OkStatus();
+      }
       port->peer_closed = true;
       port->peer_lost_unexpectedly = true;
       port->send_cv.SignalAll();  // AwaitConfirmations
@@ -1942,6 +1951,7 @@ void Node::SendRouteLost(const PortRef& ref, const NodeName& skip_node,
   // the one that told us or lives on the lost node (`skip_*`): each checks
   // that we are its peer, so a port that is neither ignores it. A hop on a
   // lost node is not told (the event would be dropped anyway).
+  port->route_lost_sent = true;
   auto tell = [&](const NodeName& node, const PortName& p) {
     if (!node.is_valid() || !p.is_valid()) return;
     if (node == skip_node && (p == skip_port || !skip_port.is_valid())) return;
@@ -2090,6 +2100,13 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
             kInvalidPortName, kInvalidPortName, 0, port->message_queue.next_sequence_num() - 1);
         port->StampForPeer(closure.get(), ref.name());
         Enqueue(ref, port->peer_node, std::move(closure), out);
+        // Our incoming side died (PRT-23): the far end that sent through the
+        // lost node may live and not know (a one-sided loss). Our peer
+        // closes on the closure and, told that the route is lost, tells its
+        // own peer. Behind the closure in our outbox (RouteLost from the
+        // previous hop counts only after what it forwarded before).
+        Enqueue(ref, port->peer_node, std::make_unique<RouteLostEvent>(port->peer_port, ref.name()),
+                out);
       }
       if (port->peer_node == node && port->prev_node != node && !port->peer_closed) {
         // Our onward route died, the hop sending to us lives (PRT-23). A
@@ -2104,13 +2121,16 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
           SendRouteLost(ref, node, PortName(), out);
         }
       }
-      if (port->state == State::kBuffering && port->peer_node == node && !port->peer_closed &&
-          port->old_link_pending && port->old_peer_node != node &&
+      if (port->peer_node == node && !port->peer_closed && port->old_peer_node.is_valid() &&
+          port->old_peer_node != node &&
           (port->prev_node == node || port->prev_node != port->old_peer_node ||
            port->prev_port != port->old_peer_port)) {
-        // The same for our old peer, if it is not that living hop: it sends
-        // to us (it bypassed the proxy before us) while the moved port,
-        // which it has not heard of, sends to it (PRT-23).
+        // The same for our old peer (a moved port's peer when it moved), if
+        // it is not that living hop: it sends to us (it bypassed the proxy
+        // before us) or is about to bypass us (our old-link events), while
+        // the moved port may send to it and wait for our switch (PRT-23).
+        // It honours this only while we are on its route, i.e. until its
+        // link past us is confirmed, which needs the switch we now never send.
         out->Send(port->old_peer_node,
                   std::make_unique<RouteLostEvent>(port->old_peer_port, ref.name(),
                                                    port->peer_node, port->peer_port));

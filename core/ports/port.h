@@ -158,6 +158,8 @@ class Port {
   // is honoured (PRT-23).
   NodeName bypassed_node ABSL_GUARDED_BY(mu);
   PortName bypassed_port ABSL_GUARDED_BY(mu);
+  // This port passed a RouteLost on (Node::SendRouteLost): at most once.
+  bool route_lost_sent ABSL_GUARDED_BY(mu) = false;
 
   // The one node allowed to merge with this port (Node::OfferForMerge), or
   // invalid: a MergePort from any other node is a protocol violation (MRG-3).

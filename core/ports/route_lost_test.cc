@@ -154,8 +154,9 @@ PortRef Bounce(TestNetwork& net, PortRef x, size_t home, size_t away, int rounds
   return x;
 }
 
-// Param: (round trips of the bounce, the node not told of the cut: 0 or 1).
-class BouncedThenCutTest : public ::testing::TestWithParam<std::tuple<int, size_t>> {};
+// Param: (round trips of the bounce, the node not told of the cut: 0 or 1,
+// events delivered after the bounce before the cut, round-robin).
+class BouncedThenCutTest : public ::testing::TestWithParam<std::tuple<int, size_t, int>> {};
 
 // Found by PortsModel.OneSidedLinkLossNeverLeavesAHalfDeadPipe (seeds 4, 6,
 // 7 of 30): E on node 0, F on node 1 bounced through node 2 and back; then
@@ -171,9 +172,14 @@ TEST_P(BouncedThenCutTest, BothEndsCloseOrThePipeWorks) {
   Node& n0 = net.AddNode();
   Node& n1 = net.AddNode();
   net.AddNode();
-  const auto [rounds, untold] = GetParam();
+  const auto [rounds, untold, steps] = GetParam();
   auto [e, f] = net.CreatePipe(0, 1);
   f = Bounce(net, f, 1, 2, rounds);
+  for (int i = 0; i < steps; ++i) {
+    auto links = net.ActiveLinks();
+    if (links.empty()) break;
+    net.DeliverOne(links[static_cast<size_t>(i) % links.size()]);
+  }
   net.LoseLink(2, untold, /*both_sides=*/false);
   ASSERT_TRUE(net.Pump());
   const bool closed_e = PeerClosed(n0, e), closed_f = PeerClosed(n1, f);
@@ -199,7 +205,8 @@ TEST_P(BouncedThenCutTest, BothEndsCloseOrThePipeWorks) {
 
 INSTANTIATE_TEST_SUITE_P(RoundTrips, BouncedThenCutTest,
                          ::testing::Combine(::testing::Values(1, 2, 5, 33),
-                                            ::testing::Values(size_t{0}, size_t{1})));
+                                            ::testing::Values(size_t{0}, size_t{1}),
+                                            ::testing::Range(0, 10)));
 
 // A RouteLost naming a removed proxy from anyone but that proxy's peer is
 // not passed on: the port behind the proxy stays open.
