@@ -1961,6 +1961,13 @@ void Node::SendRouteLost(const PortRef& ref, const NodeName& skip_node,
   if (!(port->peer_node == port->prev_node && port->peer_port == port->prev_port)) {
     tell(port->peer_node, port->peer_port);
   }
+  // A moved port's old peer may already send to us (it bypassed the proxy
+  // before us) while our previous hop is still that proxy.
+  if (port->old_peer_node.is_valid() &&
+      !(port->old_peer_node == port->prev_node && port->old_peer_port == port->prev_port) &&
+      !(port->old_peer_node == port->peer_node && port->old_peer_port == port->peer_port)) {
+    tell(port->old_peer_node, port->old_peer_port);
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -2099,14 +2106,15 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
         auto closure = std::make_unique<ObserveClosureEvent>(
             kInvalidPortName, kInvalidPortName, 0, port->message_queue.next_sequence_num() - 1);
         port->StampForPeer(closure.get(), ref.name());
-        Enqueue(ref, port->peer_node, std::move(closure), out);
         // Our incoming side died (PRT-23): the far end that sent through the
-        // lost node may live and not know (a one-sided loss). Our peer
-        // closes on the closure and, told that the route is lost, tells its
-        // own peer. Behind the closure in our outbox (RouteLost from the
-        // previous hop counts only after what it forwarded before).
+        // lost node may live and not know (a one-sided loss). Our peer, told
+        // that the route is lost, closes and tells its own peer and old peer
+        // (a proxy would be gone after the closure, so this goes first).
+        // Through our outbox, behind what we forwarded before: a receiving
+        // peer still reads all of it.
         Enqueue(ref, port->peer_node, std::make_unique<RouteLostEvent>(port->peer_port, ref.name()),
                 out);
+        Enqueue(ref, port->peer_node, std::move(closure), out);
       }
       if (port->peer_node == node && port->prev_node != node && !port->peer_closed) {
         // Our onward route died, the hop sending to us lives (PRT-23). A
