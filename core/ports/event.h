@@ -77,6 +77,10 @@ class Event {
   // of its own ports, the node whose port descriptor created the sending
   // port (Port::origin), so that what it caused dies with it (PRT-16).
   NodeName origin;
+  // In memory only: the sending port's previous hop was still on `origin`
+  // (its referring proxy, which has not switched away yet), so the switch
+  // this event may wait for at its target can only come from there.
+  bool origin_is_prev = false;
 
   PortName port_name;                              // target port on the receiving node
   PortName from_port;                              // sending port (ring events)

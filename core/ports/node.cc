@@ -310,6 +310,7 @@ void Node::Enqueue(const PortRef& ref, const NodeName& to, std::unique_ptr<Event
     // Local: processed by this thread's drain; self-sent events are exempt
     // from the buffer cap, so neither ordering nor confirmation is needed.
     event->origin = port->origin;
+    event->origin_is_prev = port->origin.is_valid() && port->prev_node == port->origin;
     out->Send(to, std::move(event));
     return;
   }
@@ -2037,11 +2038,14 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
     // Events from the dead node can never become processable, nor can our
     // own ports' events that wait for a switch only it could have sent: the
     // sending port was made from its descriptor, so the dead node was that
-    // port's referring proxy (Event::origin; issue 11 class 5).
+    // port's referring proxy (Event::origin; issue 11 class 5), and was still
+    // its previous hop when it sent. Not once it had switched away: origin
+    // is where the port came from once (e.g. an end bounced through the dead
+    // node long ago), its events then wait for a switch from elsewhere.
     for (auto it = port->buffered_events.begin(); it != port->buffered_events.end();) {
       if (it->from == node) {
         it = port->buffered_events.erase(it);  // nothing in it was created here
-      } else if (it->from == name_ && it->event->origin == node) {
+      } else if (it->from == name_ && it->event->origin == node && it->event->origin_is_prev) {
         own_dead.push_back(std::move(*it));  // may carry ports: discarded below
         it = port->buffered_events.erase(it);
       } else {

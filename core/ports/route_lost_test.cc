@@ -208,6 +208,34 @@ INSTANTIATE_TEST_SUITE_P(RoundTrips, BouncedThenCutTest,
                                             ::testing::Values(size_t{0}, size_t{1}),
                                             ::testing::Range(0, 10)));
 
+// Found by the model (seed 8 of 30), both ends of the cut told: a pipe on
+// node 1 whose one end was bounced through node 0 and the other through
+// node 2; the 0-1 link breaks. The pipe must work or close on both ends.
+TEST(RouteLostDirectTest, BothBouncedThenBothSidedCut) {
+  TestNetwork net;
+  Node& n1 = (net.AddNode(), net.AddNode());
+  net.AddNode();
+  auto [e, f] = net.CreatePipe(1, 1);
+  f = Bounce(net, f, 1, 0, 1);
+  e = Bounce(net, e, 1, 2, 2);
+  net.LoseLink(0, 1, /*both_sides=*/true);
+  ASSERT_TRUE(net.Pump());
+  const bool closed_e = PeerClosed(n1, e), closed_f = PeerClosed(n1, f);
+  EXPECT_EQ(closed_e, closed_f) << "half-dead pipe";
+  if (!closed_e && !closed_f) {
+    ASSERT_TRUE(n1.SendUserMessage(e, Msg("e2f")).ok());
+    ASSERT_TRUE(n1.SendUserMessage(f, Msg("f2e")).ok());
+    ASSERT_TRUE(net.Pump());
+    const bool got_f = Contains(Drain(n1, f), "e2f"), got_e = Contains(Drain(n1, e), "f2e");
+    EXPECT_TRUE((got_f && got_e) || (PeerClosed(n1, e) && PeerClosed(n1, f)))
+        << "neither works nor closed: e->f " << got_f << " f->e " << got_e;
+  }
+  ASSERT_TRUE(n1.ClosePort(e).ok());
+  ASSERT_TRUE(n1.ClosePort(f).ok());
+  ASSERT_TRUE(net.Pump());
+  EXPECT_TRUE(net.violations().empty()) << net.violations().front().second;
+}
+
 // A RouteLost naming a removed proxy from anyone but that proxy's peer is
 // not passed on: the port behind the proxy stays open.
 TEST(RouteLostDirectTest, ForgedRouteLostForRemovedProxyIsIgnored) {
