@@ -158,10 +158,15 @@ inline constexpr size_t MAX_PORTS_PER_NODE = 1 << 20;
 // such nodes are needed now.
 inline constexpr size_t MAX_PORTS_PER_PEER_NODE = MAX_PORTS_PER_NODE / 8;
 
-// Ports an ObserveProxy event may pass through looking for the proxy's
-// predecessor (a legitimate one passes each proxy of one pipe at most once).
+// Receiving ports (pipe ends) an ObserveProxy event may pass through looking
+// for the proxy's predecessor. Proxies it passes are not counted: an honest
+// ring may hold any number of them (an end bounced faster than its bypass
+// events are delivered, issue 12 item 2), while an honest ObserveProxy passes
+// each end of its pipe at most once (an end that moves meanwhile is behind
+// it), so it never gets near the limit.
 // Attack: a forged ObserveProxy naming no real proxy circulates around a
-// pipe's ring forever, spinning both nodes.
+// pipe's ring forever, spinning both nodes; it passes both ends on every
+// round, so it dies within MAX_OBSERVE_PROXY_HOPS / 2 rounds.
 inline constexpr uint32_t MAX_OBSERVE_PROXY_HOPS = 64;
 
 // Shared-memory ring (transport/ring): the data area of one ring is a power

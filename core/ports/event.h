@@ -77,6 +77,10 @@ class Event {
   // of its own ports, the node whose port descriptor created the sending
   // port (Port::origin), so that what it caused dies with it (PRT-16).
   NodeName origin;
+  // In memory only: the sending port's previous hop was still on `origin`
+  // (its referring proxy, which has not switched away yet), so the switch
+  // this event may wait for at its target can only come from there.
+  bool origin_is_prev = false;
 
   PortName port_name;                              // target port on the receiving node
   PortName from_port;                              // sending port (ring events)
@@ -131,7 +135,9 @@ class ObserveProxyEvent : public Event {
   PortName proxy_port;
   NodeName proxy_target_node;
   PortName proxy_target_port;
-  uint32_t hops = 0;  // ports that forwarded it so far (bounded: MAX_OBSERVE_PROXY_HOPS)
+  // Receiving ports that forwarded it so far (bounded: MAX_OBSERVE_PROXY_HOPS);
+  // proxies forward it without counting.
+  uint32_t hops = 0;
 };
 
 // Reply to the proxy: the last user message it will receive. An ack with

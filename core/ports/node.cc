@@ -339,6 +339,7 @@ void Node::Enqueue(const PortRef& ref, const NodeName& to, std::unique_ptr<Event
     // Local: processed by this thread's drain; self-sent events are exempt
     // from the buffer cap, so neither ordering nor confirmation is needed.
     event->origin = port->origin;
+    event->origin_is_prev = port->origin.is_valid() && port->prev_node == port->origin;
     out->Send(to, std::move(event));
     return;
   }
@@ -1229,7 +1230,8 @@ void Node::TryRemoveProxy(const PortRef& ref, Pending* out) {
       if (port->peer_node != name_ && port->prev_node != port->peer_node) {
         // Lock order: port lock, then ports_mu_.
         MutexLock nodes_lock(&ports_mu_);
-        removed_proxies_.push_back({ref.name(), port->peer_node, port->prev_node, port->prev_port});
+        removed_proxies_.push_back(
+            {ref.name(), port->peer_node, port->peer_port, port->prev_node, port->prev_port});
         // Attack: proxy after proxy (a bouncing port) growing this memory.
         if (removed_proxies_.size() > limits::MAX_REMEMBERED_REMOVED_PROXIES) {
           removed_proxies_.pop_front();
@@ -1513,7 +1515,6 @@ Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDe
                         Pending* out) {
   MOAT_TRY(ValidateDescriptor(from, name, desc));
   auto port = std::make_shared<Port>(State::kReceiving);
-  bool window_ack = false;
   {
     MutexLock lock(&port->mu);
     port->peer_node = desc.peer_node;
@@ -1526,16 +1527,6 @@ Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDe
     port->last_sequence_num_to_receive = desc.last_sequence_num_to_receive;
     // Acks are counted from where the port is now.
     port->last_sequence_num_acknowledged = desc.next_sequence_num_to_send - 1;
-    // The unread-bytes window: what the port wrote before it moved may all
-    // be unread, and the descriptor does not say how much. Assume a full
-    // window until the reader acknowledges everything written before the
-    // move, so that moving a writer again and again never multiplies it.
-    if (desc.next_sequence_num_to_send != kInitialSequenceNum && !desc.peer_closed) {
-      port->bytes_sent = options_.unread_bytes_window;
-      port->window_ack_seq = desc.next_sequence_num_to_send - 1;
-      port->window_ack_bytes = port->bytes_sent;
-      window_ack = true;
-    }
     // The peer switches to us on the proxy's UpdatePreviousPeer, which
     // travels from another node: PRT-11.
     port->peer_confirmed = desc.peer_node == name_;
@@ -1553,16 +1544,6 @@ Status Node::AcceptPort(const NodeName& from, const PortName& name, const PortDe
   }
   out->Send(desc.referring_node,
             std::make_unique<PortAcceptedEvent>(desc.referring_port, name));
-  if (window_ack) {
-    PortRef ref(name, keep);
-    MutexLock lock(&ref.port()->mu);
-    if (ref.port()->state == State::kReceiving) {
-      SendToPeer(ref,
-                 std::make_unique<UserMessageReadAckRequestEvent>(
-                     kInvalidPortName, kInvalidPortName, 0, ref.port()->window_ack_seq),
-                 out);
-    }
-  }
   out->check_reachable.emplace_back(PortRef(name, std::move(keep)), desc.peer_node);
   return OkStatus();
 }
@@ -1817,8 +1798,10 @@ Status Node::OnPortAccepted(const PortRef& ref, const NodeName& from,
 Status Node::OnObserveProxy(const PortRef& ref, std::unique_ptr<ObserveProxyEvent> event,
                             Pending* out) {
   // Attack: an ObserveProxy naming no real proxy circulating the ring forever.
+  // Only receiving ports count (see MAX_OBSERVE_PROXY_HOPS): every round of
+  // the ring passes both ends, while an honest ring's proxies are unbounded.
   MOAT_REQUIRE(event->hops < limits::MAX_OBSERVE_PROXY_HOPS, ErrorCode::kProtocolViolation,
-               "ObserveProxy passed ", event->hops, " ports, MAX_OBSERVE_PROXY_HOPS ",
+               "ObserveProxy passed ", event->hops, " receiving ports, MAX_OBSERVE_PROXY_HOPS ",
                limits::MAX_OBSERVE_PROXY_HOPS);
   bool changed = false;
   const NodeName event_target_node = event->proxy_target_node;
@@ -1848,7 +1831,7 @@ Status Node::OnObserveProxy(const PortRef& ref, std::unique_ptr<ObserveProxyEven
             kInvalidPortName, kInvalidPortName, 0, kInvalidSequenceNum);
       }
     } else {
-      ++event->hops;
+      if (port->state == State::kReceiving) ++event->hops;
       SendToPeer(ref, std::move(event), out);
     }
   }
@@ -2085,9 +2068,29 @@ Status Node::OnUpdatePreviousPeer(const PortRef& ref, const NodeName& from,
     port->prev_node = event.new_prev_node;
     port->prev_port = event.new_prev_port;
     port->next_control_sequence_num_to_receive = kInitialSequenceNum;
+    port->prev_set_by_node = from;
+    port->prev_set_by_port = event.from_port;
   }
   out->check_reachable.emplace_back(ref, event.new_prev_node);
   return OkStatus();
+}
+
+bool Node::RelayRouteLostForRemovedProxy(const PortName& proxy, const NodeName& from,
+                                         const PortName& from_port, Pending* out) {
+  MutexLock lock(&ports_mu_);
+  // Attack: a RouteLost naming a removed proxy, to cut the pipe of the port
+  // behind it. Only the proxy's own peer (node and port), which was on the
+  // route, is heard; it is passed on once (then forgotten: no flood), and
+  // the previous hop honours it only while it still counts the proxy as on
+  // its route (OnRouteLost, Port::bypassed_*).
+  auto it = std::find_if(removed_proxies_.begin(), removed_proxies_.end(),
+                         [&](const RemovedProxy& r) {
+                           return r.name == proxy && r.peer_node == from && r.peer_port == from_port;
+                         });
+  if (it == removed_proxies_.end()) return false;
+  out->Send(it->prev_node, std::make_unique<RouteLostEvent>(it->prev_port, it->name));
+  removed_proxies_.erase(it);
+  return true;
 }
 
 // PRT-23: our peer (the next hop on our route) lost its own onward route, e.g.
@@ -2098,11 +2101,21 @@ Status Node::OnUpdatePreviousPeer(const PortRef& ref, const NodeName& from,
 // pipe that never delivers.
 Status Node::OnRouteLost(const PortRef& ref, const NodeName& from, const RouteLostEvent& event,
                          Pending* out) {
-  if (!ref.is_valid()) return OkStatus();  // closed or removed meanwhile
+  if (!ref.is_valid()) {
+    // Closed, or a proxy removed meanwhile whose previous hop may need it.
+    (void)RelayRouteLostForRemovedProxy(event.port_name, from, event.from_port, out);
+    return OkStatus();
+  }
   ClosedPortRemains remains;
   {
     Port* port = ref.port();
     MutexLock lock(&port->mu);
+    if (port->state == State::kClosed) {
+      // A removed proxy still registered for its parked events (lock order:
+      // port lock, then ports_mu_).
+      (void)RelayRouteLostForRemovedProxy(event.port_name, from, event.from_port, out);
+      return OkStatus();
+    }
     // Attack: a forged RouteLost to cut someone else's pipe. Only the port's
     // current next hop (node and port) is on its route and could drop its
     // events anyway; anything else is ignored, not blamed: an honest proxy's
@@ -2114,7 +2127,10 @@ Status Node::OnRouteLost(const PortRef& ref, const NodeName& from, const RouteLo
     // confirms the link (its switch to us travels through that proxy).
     const bool from_bypassed = !port->peer_confirmed && from == port->bypassed_node &&
                                event.from_port == port->bypassed_port;
-    if (!from_peer && !from_bypassed) return OkStatus();
+    // Our previous hop, whose own incoming side died (LosePortTo): it could
+    // close us anyway (ObserveClosure, which it sent just before).
+    const bool from_prev = from == port->prev_node && event.from_port == port->prev_port;
+    if (!from_peer && !from_bypassed && !from_prev) return OkStatus();
     if (event.far_node.is_valid() && event.far_port.is_valid() &&
         !(event.far_node == from && event.far_port == event.from_port)) {
       // The port our peer was moving to, which we may never have heard of
@@ -2124,7 +2140,13 @@ Status Node::OnRouteLost(const PortRef& ref, const NodeName& from, const RouteLo
       out->Send(event.far_node, std::make_unique<RouteLostEvent>(event.far_port, ref.name()));
     }
     if (port->state == State::kReceiving) {
-      if (port->peer_closed) return OkStatus();  // already closed: a second notice carries nothing
+      if (port->peer_closed) {
+        // Already closed: a second notice carries nothing, except after the
+        // closure of a previous hop whose incoming side died (LosePortTo):
+        // our peer, the far end, may not know. Told once (no loop, no flood).
+        if (from_prev && !port->route_lost_sent) SendRouteLost(ref, from, event.from_port, out);
+        return OkStatus();
+      }
       port->peer_closed = true;
       port->peer_lost_unexpectedly = true;
       port->send_cv.SignalAll();  // AwaitConfirmations
@@ -2152,6 +2174,7 @@ void Node::SendRouteLost(const PortRef& ref, const NodeName& skip_node,
   // the one that told us or lives on the lost node (`skip_*`): each checks
   // that we are its peer, so a port that is neither ignores it. A hop on a
   // lost node is not told (the event would be dropped anyway).
+  port->route_lost_sent = true;
   auto tell = [&](const NodeName& node, const PortName& p) {
     if (!node.is_valid() || !p.is_valid()) return;
     if (node == skip_node && (p == skip_port || !skip_port.is_valid())) return;
@@ -2160,6 +2183,13 @@ void Node::SendRouteLost(const PortRef& ref, const NodeName& skip_node,
   tell(port->prev_node, port->prev_port);
   if (!(port->peer_node == port->prev_node && port->peer_port == port->prev_port)) {
     tell(port->peer_node, port->peer_port);
+  }
+  // A moved port's old peer may already send to us (it bypassed the proxy
+  // before us) while our previous hop is still that proxy.
+  if (port->old_peer_node.is_valid() &&
+      !(port->old_peer_node == port->prev_node && port->old_peer_port == port->prev_port) &&
+      !(port->old_peer_node == port->peer_node && port->old_peer_port == port->peer_port)) {
+    tell(port->old_peer_node, port->old_peer_port);
   }
 }
 
@@ -2230,11 +2260,14 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
     // Events from the dead node can never become processable, nor can our
     // own ports' events that wait for a switch only it could have sent: the
     // sending port was made from its descriptor, so the dead node was that
-    // port's referring proxy (Event::origin; issue 11 class 5).
+    // port's referring proxy (Event::origin; issue 11 class 5), and was still
+    // its previous hop when it sent. Not once it had switched away: origin
+    // is where the port came from once (e.g. an end bounced through the dead
+    // node long ago), its events then wait for a switch from elsewhere.
     for (auto it = port->buffered_events.begin(); it != port->buffered_events.end();) {
       if (it->from == node) {
         it = port->buffered_events.erase(it);  // nothing in it was created here
-      } else if (it->from == name_ && it->event->origin == node) {
+      } else if (it->from == name_ && it->event->origin == node && it->event->origin_is_prev) {
         own_dead.push_back(std::move(*it));  // may carry ports: discarded below
         it = port->buffered_events.erase(it);
       } else {
@@ -2263,6 +2296,15 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
   {
     MutexLock lock(&port->mu);
     if (port->peer_node != node && port->prev_node != node) return;
+    if (port->prev_node == node && port->prev_set_by_node.is_valid() &&
+        port->prev_set_by_node != node && port->state != State::kClosed) {
+      // PRT-23: our previous hop (e.g. a port that just bypassed a proxy to
+      // reach us) is cut off from us, not necessarily from the proxy that
+      // named it: that proxy's node passes this on to it
+      // (RelayRouteLostForRemovedProxy), since it sends into the void now.
+      out->Send(port->prev_set_by_node,
+                std::make_unique<RouteLostEvent>(port->prev_set_by_port, ref.name()));
+    }
     if (port->state == State::kReceiving) {
       if (port->peer_closed && !port->peer_lost_unexpectedly && port->prev_node != node) {
         return;  // already closed cleanly
@@ -2290,6 +2332,14 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
         auto closure = std::make_unique<ObserveClosureEvent>(
             kInvalidPortName, kInvalidPortName, 0, port->message_queue.next_sequence_num() - 1);
         port->StampForPeer(closure.get(), ref.name());
+        // Our incoming side died (PRT-23): the far end that sent through the
+        // lost node may live and not know (a one-sided loss). Our peer, told
+        // that the route is lost, closes and tells its own peer and old peer
+        // (a proxy would be gone after the closure, so this goes first).
+        // Through our outbox, behind what we forwarded before: a receiving
+        // peer still reads all of it.
+        Enqueue(ref, port->peer_node, std::make_unique<RouteLostEvent>(port->peer_port, ref.name()),
+                out);
         Enqueue(ref, port->peer_node, std::move(closure), out);
       }
       if (port->peer_node == node && port->prev_node != node && !port->peer_closed) {
@@ -2304,6 +2354,20 @@ void Node::LosePortTo(const PortRef& ref, const NodeName& node, Pending* out) {
         } else {
           SendRouteLost(ref, node, PortName(), out);
         }
+      }
+      if (port->peer_node == node && !port->peer_closed && port->old_peer_node.is_valid() &&
+          port->old_peer_node != node &&
+          (port->prev_node == node || port->prev_node != port->old_peer_node ||
+           port->prev_port != port->old_peer_port)) {
+        // The same for our old peer (a moved port's peer when it moved), if
+        // it is not that living hop: it sends to us (it bypassed the proxy
+        // before us) or is about to bypass us (our old-link events), while
+        // the moved port may send to it and wait for our switch (PRT-23).
+        // It honours this only while we are on its route, i.e. until its
+        // link past us is confirmed, which needs the switch we now never send.
+        out->Send(port->old_peer_node,
+                  std::make_unique<RouteLostEvent>(port->old_peer_port, ref.name(),
+                                                   port->peer_node, port->peer_port));
       }
       // A moved port whose new port never confirmed: its old peer still
       // takes events from us only and must learn that nothing follows.

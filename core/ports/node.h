@@ -345,10 +345,13 @@ class Node {
   std::deque<NodeName> lost_order_ ABSL_GUARDED_BY(ports_mu_);
   // PRT-23: recently removed proxies (oldest first, at most
   // MAX_REMEMBERED_REMOVED_PROXIES): if `peer_node` is lost, its last
-  // forwarded events may be lost with it, and the previous hop is told.
+  // forwarded events may be lost with it, and the previous hop is told; the
+  // same if the peer (peer_port@peer_node) tells us, with a RouteLost, that
+  // it cannot reach the previous hop our last event named.
   struct RemovedProxy {
     PortName name;
     NodeName peer_node;
+    PortName peer_port;
     NodeName prev_node;
     PortName prev_port;
   };
@@ -361,6 +364,10 @@ class Node {
   // (NodeDelegate::IsPortQuotaExempt nodes are not counted), and whose they are.
   std::map<NodeName, size_t> ports_by_origin_ ABSL_GUARDED_BY(ports_mu_);
   std::map<PortName, NodeName> port_origins_ ABSL_GUARDED_BY(ports_mu_);
+  // A RouteLost for removed proxy `proxy` from its peer: passed on (once) to
+  // the proxy's previous hop. Returns whether such a proxy was remembered.
+  bool RelayRouteLostForRemovedProxy(const PortName& proxy, const NodeName& from,
+                                     const PortName& from_port, Pending* out);
 
   // Threads inside AcceptEvent/LostConnectionToNode: their events may belong
   // to ports already erased (a removed proxy's last events wait in its

@@ -57,6 +57,11 @@ class Port {
   NodeName prev_node ABSL_GUARDED_BY(mu);
   PortName prev_port ABSL_GUARDED_BY(mu);
   uint64_t next_control_sequence_num_to_receive ABSL_GUARDED_BY(mu) = kInitialSequenceNum;
+  // The hop whose UpdatePreviousPeer named prev_* (a proxy removing itself):
+  // if prev_node is lost, that proxy's node may still reach the previous
+  // hop, which sends into the void, and is told (PRT-23, RouteLost).
+  NodeName prev_set_by_node ABSL_GUARDED_BY(mu);
+  PortName prev_set_by_port ABSL_GUARDED_BY(mu);
   uint64_t next_control_sequence_num_to_send ABSL_GUARDED_BY(mu) = kInitialSequenceNum;
   struct BufferedEvent {
     NodeName from;
@@ -168,6 +173,8 @@ class Port {
   // is honoured (PRT-23).
   NodeName bypassed_node ABSL_GUARDED_BY(mu);
   PortName bypassed_port ABSL_GUARDED_BY(mu);
+  // This port passed a RouteLost on (Node::SendRouteLost): at most once.
+  bool route_lost_sent ABSL_GUARDED_BY(mu) = false;
 
   // The one node allowed to merge with this port (Node::OfferForMerge), or
   // invalid: a MergePort from any other node is a protocol violation (MRG-3).

@@ -155,4 +155,18 @@ std::string TestNetwork::Describe() const {
   return out.str();
 }
 
+std::string TestNetwork::DescribeQueues() const {
+  std::ostringstream out;
+  for (const auto& [link, q] : queues_) {
+    if (q.empty()) continue;
+    out << "n" << link.from << "->n" << link.to << ":";
+    for (const auto& e : q) {
+      out << " " << EventTypeName(e->type()) << "(" << e->port_name.ToString().substr(0, 6)
+          << "<-" << e->from_port.ToString().substr(0, 6) << ")";
+    }
+    out << "; ";
+  }
+  return out.str();
+}
+
 }  // namespace moat::ports::testing

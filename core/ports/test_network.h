@@ -82,6 +82,9 @@ class TestNetwork {
   // Every live node has no ports left.
   bool AllClean() const;
   std::string Describe() const;
+  // What is queued on every link (event type, target port), for failure
+  // messages and debugging.
+  std::string DescribeQueues() const;
 
   size_t IndexOf(const NodeName& name) const;
 

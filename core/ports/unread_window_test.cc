@@ -126,44 +126,6 @@ TEST(UnreadWindowTest, AWriterThatIgnoresTheWindowBreaksOnlyItsPipeAndBlamesNobo
   EXPECT_EQ(std::string(got->payload.begin(), got->payload.end()), "still here");
 }
 
-// Moving a writer must not reset what it owes: the new location assumes a
-// full window until the reader has read what was written before the move.
-TEST(UnreadWindowTest, AMovedWriterInheritsAFullWindowUntilTheReaderCatchesUp) {
-  TestNetwork net;
-  net.AddNode();
-  net.AddNode();
-  net.AddNode();
-  auto [w, r] = net.CreatePipe(0, 1);
-  ASSERT_TRUE(net.node(0).SendUserMessage(w, Bytes(kChunk)).ok());
-  // Move w to node 2 inside a message on another pipe.
-  auto [carrier, carrier_peer] = net.CreatePipe(0, 2);
-  ASSERT_TRUE(net.node(0).SendUserMessage(carrier, Msg("w", {w.name()})).ok());
-  // Deliver everything except what goes to node 1 (the reader's node).
-  for (bool progress = true; progress;) {
-    progress = false;
-    for (const auto& link : net.ActiveLinks()) {
-      if (link.to == 1) continue;
-      progress |= net.DeliverOne(link);
-    }
-  }
-  std::unique_ptr<UserMessage> got;
-  ASSERT_TRUE(net.node(2).GetMessage(carrier_peer, &got).ok());
-  ASSERT_NE(got, nullptr);
-  PortRef moved;
-  ASSERT_TRUE(net.node(2).GetPort(got->ports[0], &moved).ok());
-  EXPECT_TRUE(StatusOf(net.node(2), moved).send_would_wait);
-  EXPECT_EQ(StatusOf(net.node(2), moved).unacknowledged_bytes, limits::PIPE_UNREAD_BYTES_WINDOW);
-  // The reader reads the message written before the move: the new location
-  // is credited and writable.
-  ASSERT_TRUE(net.Pump());
-  ASSERT_TRUE(net.node(1).GetMessage(r, &got).ok());
-  ASSERT_NE(got, nullptr);
-  ASSERT_TRUE(net.Pump());
-  EXPECT_FALSE(StatusOf(net.node(2), moved).send_would_wait);
-  EXPECT_EQ(StatusOf(net.node(2), moved).unacknowledged_bytes, 0u);
-  EXPECT_TRUE(net.violations().empty());
-}
-
 // Delivers every queued event except those on `held` links, until none is left.
 void PumpExcept(TestNetwork& net, const std::vector<TestNetwork::Link>& held) {
   for (bool progress = true; progress;) {
