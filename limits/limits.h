@@ -184,6 +184,18 @@ inline constexpr uint32_t NODE_SHUTDOWN_FLUSH_TIMEOUT_MS = 5000;
 // Attack: a peer's parting message as a memory or log flood.
 inline constexpr uint32_t MAX_DISCONNECT_REASON_SIZE = 1024;
 
+// Bytes a shared IO loop (transport/io_loop.h) reads from one transport's
+// socket in one turn before it serves the next ready transport; the rest is
+// read on a later turn (level-triggered epoll keeps it ready). One read of a
+// 64 KiB message; at most ~2700 minimal frames delivered per turn.
+// Attack: one peer flooding its socket keeps the loop reading it and starves
+// every other connection served by the same thread (transport.md TRP-16).
+inline constexpr size_t IO_LOOP_READ_BUDGET_BYTES = 64 * KiB;
+
+// Shared IO loops of a NodeController: all its transports are spread over
+// this many threads (round-robin) instead of one thread per connection.
+inline constexpr size_t NODE_IO_LOOPS = 2;
+
 // ---- Transport hostile-peer limits (issue 13; transport.md TRP-12) ----
 
 // Descriptors handed to the closer thread (core/deferred_close.h) and not yet

@@ -42,7 +42,23 @@ constexpr size_t kSendControlSize = CMSG_SPACE(sizeof(int) * limits::MAX_MESSAGE
 static_assert(limits::MAX_MESSAGE_FD_COUNT <= limits::SCM_MAX_FD,
               "one frame's descriptors must fit in one sendmsg (R2)");
 
+// The transport whose IO turn this thread is running (Transport::IoTurn).
 thread_local const Transport* t_io_thread_owner = nullptr;
+
+// Marks this thread as `owner`'s IO thread for one turn; restores the
+// previous owner (none: the loop between turns).
+class IoThreadScope {
+ public:
+  explicit IoThreadScope(const Transport* owner) : previous_(t_io_thread_owner) {
+    t_io_thread_owner = owner;
+  }
+  ~IoThreadScope() { t_io_thread_owner = previous_; }
+  IoThreadScope(const IoThreadScope&) = delete;
+  IoThreadScope& operator=(const IoThreadScope&) = delete;
+
+ private:
+  const Transport* const previous_;
+};
 
 // Heap a queued received message really holds (TRP-15): its deque slot
 // (sizeof(Message) plus the deque's block overhead), and the payload and
@@ -210,6 +226,7 @@ Transport::Transport(UniqueFd socket, TransportOptions options)
       on_message_(std::move(options.on_message)),
       on_disconnect_(std::move(options.on_disconnect)),
       socket_(std::move(socket)),
+      io_loop_(std::move(options.io_loop)),
       reassembler_(std::make_unique<StreamReassembler>(limits_, CloseMode::kDeferred)),
       acks_(std::max<uint32_t>(limits_.max_unprocessed_fds, 1), CloseMode::kDeferred) {}
 
@@ -253,20 +270,35 @@ Status Transport::Init(std::unique_ptr<detail::HandoffState> state) {
     if (!send_queue_.empty()) FlushLocked();
     UpdateInterestLocked();
   }
-  io_thread_ = std::thread([this] { IoThreadMain(); });
+  if (io_loop_) {
+    MOAT_ASSIGN_OR_RETURN(loop_token_, io_loop_->Register(this, epoll_.get()));
+    // The first turn: handed-over messages, a handed-over disconnect.
+    WakeIoThread();
+  } else {
+    io_thread_ = std::thread([this] { IoThreadMain(); });
+  }
   return OkStatus();
+}
+
+void Transport::StopIo() {
+  if (!io_thread_.joinable() && loop_token_ == 0) return;
+  {
+    MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  if (io_thread_.joinable()) {
+    WakeIoThread();
+    io_thread_.join();
+  } else {
+    // Returns once no turn of ours runs or will run (io_loop.h).
+    io_loop_->Unregister(loop_token_);
+    loop_token_ = 0;
+  }
 }
 
 Transport::~Transport() {
   MOAT_ASSERT(!OnIoThread(), "a Transport destroyed from its own IO thread");
-  if (io_thread_.joinable()) {
-    {
-      MutexLock lock(&mu_);
-      stopping_ = true;
-    }
-    WakeIoThread();
-    io_thread_.join();
-  }
+  StopIo();
   // Whatever we still hold for the peer, its descriptors included, goes to
   // the closer thread: a peer's descriptor must not make the owner's
   // destructor wait (TRP-12). The reassembler and fd-ack state do the same.
@@ -666,6 +698,7 @@ Status Transport::ReadOnce(const ReadBudget& budget, bool block, bool* would_blo
                  buffered, " buffered + ", fds.size(), " received exceed MAX_UNPROCESSED_FDS ",
                  limits_.max_unprocessed_fds);
   }
+  if (read_allowance_ != SIZE_MAX) read_allowance_ -= std::min(read_allowance_, static_cast<size_t>(n));
   MOAT_TRY(reassembler_->CommitWrite(static_cast<size_t>(n), std::move(fds)));
   // A short read almost always means the socket is drained: skip the extra
   // recvmsg() that would only say EAGAIN (epoll is level-triggered, so
@@ -790,8 +823,10 @@ void Transport::ReadAvailable(bool block_first) {
   // Whole frames held back for want of room go first (no input needed).
   if (!DrainHeldFrames()) return;
   for (int i = 0; i < kMaxReadsPerWake; ++i) {
+    // The shared loop's turn budget is spent: the rest waits for our next turn.
+    if (read_allowance_ == 0) return;
     ReadBudget budget;
-    budget.want = kReadChunk;
+    budget.want = std::min(kReadChunk, read_allowance_);
     {
       MutexLock lock(&mu_);
       if (!ReadAllowedLocked()) return;
@@ -975,82 +1010,102 @@ void Transport::WaitAndRead(std::optional<std::chrono::steady_clock::time_point>
 // -------------------------------------------------------------- IO thread
 
 void Transport::IoThreadMain() {
-  t_io_thread_owner = this;
-  if (on_message_) {
-    // Messages handed over with a released transport are delivered first.
-    while (true) {
-      Message message;
-      {
-        MutexLock lock(&mu_);
-        if (received_.empty() || stopping_) break;
-        TakeMessageLocked(message);
-      }
-      MessageView view{message.payload, message.fds};
-      on_message_(view);
-      DropFds(message.fds);
+  while (!IoTurn(/*block=*/true, /*read_budget=*/SIZE_MAX).stopped) {
+  }
+}
+
+void Transport::DeliverHandedOverMessages() {
+  while (true) {
+    Message message;
+    {
+      MutexLock lock(&mu_);
+      if (received_.empty() || stopping_) break;
+      TakeMessageLocked(message);
     }
+    MessageView view{message.payload, message.fds};
+    on_message_(view);
+    DropFds(message.fds);
+  }
+}
+
+Transport::IoTurnResult Transport::IoTurn(bool block, size_t read_budget) {
+  IoThreadScope scope(this);
+  IoTurnResult result;
+  if (!io_.started) {
+    io_.started = true;
+    if (on_message_) DeliverHandedOverMessages();
+  }
+  std::optional<Error> report;
+  int timeout_ms;
+  {
+    MutexLock lock(&mu_);
+    if (stopping_) {
+      result.stopped = true;
+      return result;
+    }
+    if (disconnect_ && !reported_) {
+      reported_ = true;
+      report = *disconnect_;
+    }
+    timeout_ms = ParkTimerLocked(io_.next_tick, io_.turns_seen);
+  }
+  result.deadline = io_.next_tick;
+  if (report) {
+    // The wake that announced the disconnect is still pending: the next
+    // turn comes at once and re-evaluates.
+    ReleaseReceiveStateAfterDisconnect();
+    if (on_disconnect_) on_disconnect_(*report);
+    return result;
   }
   epoll_event events[4];
-  std::optional<std::chrono::steady_clock::time_point> next_tick;
-  uint64_t turns_seen = 0;
-  while (true) {
-    std::optional<Error> report;
-    int timeout_ms;
-    {
-      MutexLock lock(&mu_);
-      if (stopping_) break;
-      if (disconnect_ && !reported_) {
-        reported_ = true;
-        report = *disconnect_;
-      }
-      timeout_ms = ParkTimerLocked(next_tick, turns_seen);
-    }
-    if (report) {
-      ReleaseReceiveStateAfterDisconnect();
-      if (on_disconnect_) on_disconnect_(*report);
-      continue;
-    }
-    const int n = ::epoll_wait(epoll_.get(), events, 4, timeout_ms);
-    if (n < 0) {
-      MOAT_ASSERT(errno == EINTR, "epoll_wait failed: ", std::strerror(errno));
-      continue;
-    }
-    bool readable = false;
-    bool writable = false;
-    for (int i = 0; i < n; ++i) {
-      if (events[i].data.fd == wake_.get()) {
-        uint64_t value;
-        [[maybe_unused]] ssize_t r = ::read(wake_.get(), &value, sizeof(value));
-        continue;
-      }
-      const uint32_t e = events[i].events;
-      if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
-      if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable = true;
-    }
-    bool read = false;
-    {
-      MutexLock lock(&mu_);
-      if (stopping_) break;
-      if (writable && want_write_) FlushLocked();
-      if ((readable || drain_requested_) && !reader_busy_ && ReadAllowedLocked()) {
-        reader_busy_ = true;
-        read = true;
-      }
-    }
-    if (!read) continue;
-    {
-      MutexLock read_lock(&read_mu_);
-      ReadAvailable(/*block_first=*/false);
-    }
-    MutexLock lock(&mu_);
-    reader_busy_ = false;
-    // Handler mode: descriptors were acknowledged at delivery; what no reply
-    // piggybacked goes out now.
-    if (acks_.pending_acks() > 0 && on_message_) FlushLocked();
-    UpdateInterestLocked();
-    cv_.SignalAll();
+  const int n = ::epoll_wait(epoll_.get(), events, 4, block ? timeout_ms : 0);
+  if (n < 0) {
+    MOAT_ASSERT(errno == EINTR, "epoll_wait failed: ", std::strerror(errno));
+    return result;
   }
-  t_io_thread_owner = nullptr;
+  bool readable = false;
+  bool writable = false;
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.fd == wake_.get()) {
+      uint64_t value;
+      [[maybe_unused]] ssize_t r = ::read(wake_.get(), &value, sizeof(value));
+      continue;
+    }
+    const uint32_t e = events[i].events;
+    if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
+    if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable = true;
+  }
+  bool read = false;
+  {
+    MutexLock lock(&mu_);
+    if (stopping_) {
+      result.stopped = true;
+      return result;
+    }
+    if (writable && want_write_) FlushLocked();
+    if ((readable || drain_requested_) && !reader_busy_ && ReadAllowedLocked()) {
+      reader_busy_ = true;
+      read = true;
+    }
+  }
+  if (!read) return result;
+  {
+    MutexLock read_lock(&read_mu_);
+    read_allowance_ = read_budget;
+    ReadAvailable(/*block_first=*/false);
+    // Input left unread stays ready (level-triggered): the loop comes back
+    // to it after the other transports' turns.
+    result.budget_exhausted = read_allowance_ == 0;
+    read_allowance_ = SIZE_MAX;
+  }
+  MutexLock lock(&mu_);
+  reader_busy_ = false;
+  // Handler mode: descriptors were acknowledged at delivery; what no reply
+  // piggybacked goes out now.
+  if (acks_.pending_acks() > 0 && on_message_) FlushLocked();
+  UpdateInterestLocked();
+  cv_.SignalAll();
+  return result;
 }
 
 void Transport::ReleaseReceiveStateAfterDisconnect() {
@@ -1080,8 +1135,7 @@ Result<TransportHandle> Transport::ReleaseForTransfer() {
     stopping_ = true;
     cv_.SignalAll();
   }
-  WakeIoThread();
-  if (io_thread_.joinable()) io_thread_.join();
+  StopIo();
 
   auto state = std::make_unique<detail::HandoffState>();
   state->limits = limits_;

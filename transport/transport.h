@@ -37,7 +37,6 @@
 #define MOAT_TRANSPORT_TRANSPORT_H_
 
 #include <array>
-#include <cstdint>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -56,6 +55,7 @@
 #include "core/unique_fd.h"
 #include "limits/limits.h"
 #include "transport/fd_ack.h"
+#include "transport/io_loop.h"
 #include "transport/peer_credentials.h"
 
 namespace moat::transport {
@@ -86,6 +86,10 @@ struct TransportOptions {
   // closed, peer died, protocol violation, limit exceeded, IO error). Never
   // for local destruction or ReleaseForTransfer().
   std::function<void(const Error&)> on_disconnect;
+  // Unset: the transport runs its own IO thread. Set: its IO work runs on
+  // this shared loop's thread instead, with every other transport of the
+  // loop (io_loop.h); the callbacks above then run on the loop thread.
+  std::shared_ptr<IoLoop> io_loop;
 };
 
 class Transport;
@@ -217,6 +221,7 @@ class Transport {
 
  private:
   friend class TransportHandle;
+  friend class IoLoop;
   explicit Transport(UniqueFd socket, TransportOptions options);
   Status Init(std::unique_ptr<detail::HandoffState> state);
 
@@ -225,6 +230,23 @@ class Transport {
                    std::vector<UniqueFd> fds, bool may_wait) ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
 
   void IoThreadMain() ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
+  // One turn of the IO work, on the private IO thread or the shared loop's:
+  // reports a disconnect, runs the park timer, takes the ready events of
+  // epoll_ (waiting for them if `block`), flushes and reads at most
+  // `read_budget` bytes. OnIoThread() is true for its duration.
+  struct IoTurnResult {
+    bool stopped = false;           // stopping_: no more turns
+    bool budget_exhausted = false;  // the read stopped at read_budget
+    // When the next turn is due without any event (the park timer).
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+  };
+  IoTurnResult IoTurn(bool block, size_t read_budget) ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
+  // Handler mode, first turn: messages handed over with a released
+  // transport are delivered before anything read from the socket.
+  void DeliverHandedOverMessages() ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
+  // Ends the IO work for good (destructor, ReleaseForTransfer): joins the
+  // private thread or unregisters from the loop (waiting for a running turn).
+  void StopIo() ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
   // Reads until EAGAIN (or a pause), delivering frames. Returns false when
   // the connection ended (disconnect recorded).
   // With block_first, the first recvmsg() sleeps until data or EOF (a
@@ -295,8 +317,17 @@ class Transport {
   UniqueFd socket_;
   UniqueFd epoll_;
   UniqueFd wake_;  // eventfd: stop / report a disconnect / re-evaluate interest
+  // Exactly one of: a private IO thread, or a registration on io_loop_.
   std::thread io_thread_;
-  std::thread::id io_thread_id_;
+  const std::shared_ptr<IoLoop> io_loop_;
+  IoLoop::Token loop_token_ = 0;  // 0: not registered (any more)
+  // Owned by whichever thread runs IoTurn (one at a time: the private thread,
+  // or the loop thread, which never runs two turns of one transport at once).
+  struct IoTurnState {
+    bool started = false;
+    std::optional<std::chrono::steady_clock::time_point> next_tick;  // park timer
+    uint64_t turns_seen = 0;
+  } io_;
 
   // Lock order: read_mu_ before mu_. read_mu_ is held by whichever thread
   // holds the reader role (the IO thread or an inline Receive() waiter) for
@@ -307,6 +338,9 @@ class Transport {
   // A blocking recvmsg() returned EAGAIN: the file description was made
   // non-blocking behind our back; waiters poll instead.
   bool description_nonblocking_ ABSL_GUARDED_BY(read_mu_) = false;
+  // Bytes the reader may still take from the socket in this IO turn (the
+  // shared loop's per-turn budget); SIZE_MAX outside loop turns.
+  size_t read_allowance_ ABSL_GUARDED_BY(read_mu_) = SIZE_MAX;
 
   mutable Mutex mu_;
   // Signalled on: message queued, disconnect, reader role released, send
