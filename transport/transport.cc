@@ -209,6 +209,17 @@ Result<std::unique_ptr<Transport>> TransportHandle::CreateTransport(TransportOpt
 
 // ------------------------------------------------------------- transport
 
+namespace {
+std::shared_ptr<IoLoop>& DefaultIoLoopForTesting() {
+  static auto* loop = new std::shared_ptr<IoLoop>();  // never destroyed
+  return *loop;
+}
+}  // namespace
+
+void Transport::SetDefaultIoLoopForTesting(std::shared_ptr<IoLoop> loop) {
+  DefaultIoLoopForTesting() = std::move(loop);
+}
+
 Result<TransportPair> Transport::CreatePaired(TransportOptions options) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -226,7 +237,7 @@ Transport::Transport(UniqueFd socket, TransportOptions options)
       on_message_(std::move(options.on_message)),
       on_disconnect_(std::move(options.on_disconnect)),
       socket_(std::move(socket)),
-      io_loop_(std::move(options.io_loop)),
+      io_loop_(options.io_loop ? std::move(options.io_loop) : DefaultIoLoopForTesting()),
       reassembler_(std::make_unique<StreamReassembler>(limits_, CloseMode::kDeferred)),
       acks_(std::max<uint32_t>(limits_.max_unprocessed_fds, 1), CloseMode::kDeferred) {}
 

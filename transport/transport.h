@@ -219,6 +219,11 @@ class Transport {
   };
   Stats stats() const;
 
+  // Tests only: transports created without options.io_loop use `loop` (null:
+  // their own IO thread again), so a whole test suite can run on a shared
+  // loop unchanged. Set before creating transports, not concurrently.
+  static void SetDefaultIoLoopForTesting(std::shared_ptr<IoLoop> loop);
+
  private:
   friend class TransportHandle;
   friend class IoLoop;
