@@ -33,6 +33,22 @@
 // on_message. Receive() from any thread but the IO thread. The destructor and
 // ReleaseForTransfer() must not run concurrently with other calls, and not on
 // the IO thread (that is a programmer error: MOAT_ASSERT).
+//
+// IO thread: by default each transport runs its own. With
+// TransportOptions::io_loop it runs on a shared IoLoop (io_loop.h) instead:
+// one thread serving many transports, each dispatched for one "turn" at a
+// time (the same IoTurn the private thread loops over), so everything above
+// holds unchanged: order, one disconnect, EPOLLOUT flushing, parking (the
+// park tick becomes a loop deadline), handoff. "The IO thread" then means
+// the loop thread while it runs this transport's turn: OnIoThread() is true
+// there, and OnAnyIoThread() for any transport's turn, so a Send from one
+// transport's handler to another never waits (NOD-6), which on a shared
+// loop would stall every transport of it. A turn reads at most
+// limits::IO_LOOP_READ_BUDGET_BYTES, so one flooding peer cannot starve the
+// others (TRP-16). A transport of the loop may be destroyed or released
+// from another transport's handler on the loop thread; from any other
+// thread the destructor waits until the loop has left this transport's
+// handlers.
 #ifndef MOAT_TRANSPORT_TRANSPORT_H_
 #define MOAT_TRANSPORT_TRANSPORT_H_
 
