@@ -405,6 +405,30 @@ TEST(IoLoopTest, SendFromTheLoopThreadNeverWaits) {
   EXPECT_GT(sent, 0);
 }
 
+// As on a private IO thread: a transport's own handler cannot destroy it
+// (its turn is still running); another transport's handler, or any other
+// thread, can (tests above).
+TEST(IoLoopDeathTest, DestroyingATransportFromItsOwnHandlerIsAProgrammerError) {
+  EXPECT_DEATH(
+      {
+        auto loop = NewLoop();
+        RawPair raw = NewRawPair();
+        std::unique_ptr<Transport> t;
+        Gate never;
+        TransportOptions options;
+        options.io_loop = loop;
+        options.on_message = [&](MessageView&) {
+          t.reset();
+          never.Enter();
+        };
+        auto created = std::move(raw.handle).CreateTransport(std::move(options));
+        t = std::move(*created);
+        (void)SendRaw(raw.fd.get(), RawFrame("x"));
+        never.WaitEntered();
+      },
+      "destroyed from its own IO thread");
+}
+
 TEST(IoLoopPoolTest, HandsOutItsLoopsRoundRobin) {
   auto pool = IoLoopPool::Create(2);
   ASSERT_TRUE(pool.ok());
