@@ -1,5 +1,6 @@
 #include "transport/io_loop.h"
 
+#include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -107,6 +108,8 @@ int IoLoop::TimeoutMsLocked(Clock::time_point now) const {
 }
 
 void IoLoop::Run() {
+  // For ps/top and /proc/<pid>/task/*/comm (at most 15 characters).
+  ::pthread_setname_np(::pthread_self(), "moat-io-loop");
   epoll_event events[kMaxEvents];
   std::vector<Token> ready;
   while (true) {
