@@ -122,9 +122,12 @@ void NodeController::ChannelDeleter::operator()(Channel* channel) const {
 }
 
 namespace {
-std::unique_ptr<transport::IoLoopPool> CreateIoLoops(bool is_broker) {
+std::unique_ptr<transport::IoLoopPool> CreateIoLoops(bool is_broker,
+                                                     std::optional<size_t> loops) {
   // A child has one transport (to the broker): one loop is all it can use.
-  auto pool = transport::IoLoopPool::Create(is_broker ? limits::NODE_IO_LOOPS : 1);
+  const size_t n = loops.value_or(is_broker ? limits::NODE_IO_LOOPS : 1);
+  if (n == 0) return nullptr;
+  auto pool = transport::IoLoopPool::Create(n);
   MOAT_ASSERT(pool.ok(), "cannot start the node's IO loops: ",
               pool.ok() ? std::string() : pool.error().ToString());
   return std::move(*pool);
@@ -132,7 +135,9 @@ std::unique_ptr<transport::IoLoopPool> CreateIoLoops(bool is_broker) {
 }  // namespace
 
 NodeController::NodeController(bool is_broker, NodeControllerOptions options)
-    : is_broker_(is_broker), options_(std::move(options)), io_loops_(CreateIoLoops(is_broker)) {
+    : is_broker_(is_broker),
+      options_(std::move(options)),
+      io_loops_(CreateIoLoops(is_broker, options_.io_loops)) {
   reaper_ = std::thread([this] { ReaperMain(); });
 }
 
@@ -230,7 +235,7 @@ transport::TransportOptions NodeController::TransportOptionsFor(Channel* channel
   o.limits = options_.limits;
   // The raw pointer is safe: the channel owns the transport, whose
   // destruction unregisters it from its loop, waiting for a running callback.
-  o.io_loop = io_loops_->Next();
+  if (io_loops_) o.io_loop = io_loops_->Next();
   o.on_message = [this, channel](transport::MessageView& m) { OnMessage(channel, m); };
   o.on_disconnect = [this, channel](const Error& e) { OnDisconnect(channel, e); };
   return o;

@@ -80,6 +80,10 @@ struct NodeControllerOptions {
   // broke the protocol (the precise Error), or the broker reported it lost.
   // Runs on an IO thread; must not destroy the controller.
   std::function<void(const ports::NodeName&, const Error&)> on_node_lost;
+  // Shared IO threads for all of this node's transports (round-robin).
+  // Unset: limits::NODE_IO_LOOPS for a broker, 1 for a child. 0: one
+  // private IO thread per transport (the model before issue 15 item 4).
+  std::optional<size_t> io_loops;
 };
 
 // What InviteChild returns: hand `child_socket` to the child process; the
@@ -203,8 +207,9 @@ class NodeController {
 
   const bool is_broker_;
   const NodeControllerOptions options_;
-  // The IO threads of all our transports; outlives them (the destructor
-  // waits until the reaper destroyed every channel).
+  // The IO threads of all our transports (null: a private thread each);
+  // outlives them (the destructor waits until the reaper destroyed every
+  // channel).
   const std::unique_ptr<transport::IoLoopPool> io_loops_;
   // Written once: before any connection exists (broker) or on the broker
   // channel's IO thread before handshake_done_ is set under mu_ (child); read
