@@ -292,6 +292,24 @@ TEST_F(NodeControllerTest, SixtyFourChildrenShareAFixedNumberOfIoThreads) {
   for (const LaunchedChild& c : children) Quit(c);
 }
 
+// NodeControllerOptions::io_loops = 0 keeps the model before issue 15 item
+// 4, one private IO thread per transport: each child adds a thread.
+TEST_F(NodeControllerTest, ZeroIoLoopsGivesEachTransportItsOwnThread) {
+  NodeControllerOptions options = log_.Options();
+  options.io_loops = 0;
+  broker_ = NodeController::CreateBroker(std::move(options));
+  constexpr int kChildren = 8;
+  const size_t before = ThreadsOfThisProcess().size();
+  std::vector<LaunchedChild> children;
+  for (int i = 0; i < kChildren; ++i) children.push_back(Launch("script"));
+  for (int i = 0; i < kChildren; ++i) {
+    Send(children[i], "echo ping " + std::to_string(i));
+    EXPECT_EQ(Text(Read(children[i]).payload), "ping " + std::to_string(i));
+  }
+  EXPECT_GE(ThreadsOfThisProcess().size(), before + kChildren);
+  for (const LaunchedChild& c : children) Quit(c);
+}
+
 // NOD-6: the broker relays child A's events to child B on B's transport. B
 // stops reading (SIGSTOP: hung, or hostile). The relay must not wait for B,
 // or the broker's service of A (the thread that relays is A's) stalls behind
