@@ -709,7 +709,9 @@ Status Transport::ReadOnce(const ReadBudget& budget, bool block, bool* would_blo
                  buffered, " buffered + ", fds.size(), " received exceed MAX_UNPROCESSED_FDS ",
                  limits_.max_unprocessed_fds);
   }
-  if (read_allowance_ != SIZE_MAX) read_allowance_ -= std::min(read_allowance_, static_cast<size_t>(n));
+  if (read_allowance_ != SIZE_MAX) {
+    read_allowance_ -= std::min(read_allowance_, static_cast<size_t>(n));
+  }
   MOAT_TRY(reassembler_->CommitWrite(static_cast<size_t>(n), std::move(fds)));
   // A short read almost always means the socket is drained: skip the extra
   // recvmsg() that would only say EAGAIN (epoll is level-triggered, so
