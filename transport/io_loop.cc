@@ -61,17 +61,17 @@ void IoLoop::Wake() {
   [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof(one));
 }
 
-Result<IoLoop::Token> IoLoop::Register(Transport* transport, int epoll_fd) {
+Result<IoLoop::Token> IoLoop::Register(Transport* transport, int wake_fd) {
   MutexLock lock(&mu_);
   MOAT_ASSERT(!stop_, "Register on a stopping IoLoop");
   const Token token = next_token_++;
   epoll_event ev{};
   ev.events = EPOLLIN;
-  ev.data.u64 = token;
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, epoll_fd, &ev) != 0) {
+  ev.data.u64 = WakeKey(token);
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_fd, &ev) != 0) {
     return IoError("epoll_ctl(IoLoop add)", errno);
   }
-  entries_.emplace(token, Entry{.transport = transport, .fd = epoll_fd});
+  entries_.emplace(token, Entry{.transport = transport, .wake_fd = wake_fd});
   stats_.transports = entries_.size();
   return token;
 }
@@ -80,7 +80,9 @@ void IoLoop::Unregister(Token token) {
   MutexLock lock(&mu_);
   auto it = entries_.find(token);
   MOAT_ASSERT(it != entries_.end(), "Unregister of an unknown IoLoop token");
-  if (it->second.watched) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd, nullptr);
+  if (it->second.wake_watched) {
+    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.wake_fd, nullptr);
+  }
   entries_.erase(it);
   stats_.transports = entries_.size();
   // From the loop thread this transport's turn cannot be running (a
@@ -129,16 +131,27 @@ void IoLoop::Run() {
       MutexLock lock(&mu_);
       if (stop_) return;
       for (int i = 0; i < n; ++i) {
-        const Token token = events[i].data.u64;
-        if (token == 0) {
+        const uint64_t key = events[i].data.u64;
+        if (key == 0) {
           uint64_t value;
           [[maybe_unused]] ssize_t r = ::read(wake_.get(), &value, sizeof(value));
           continue;
         }
+        const Token token = key >> 1;
         auto it = entries_.find(token);
-        if (it == entries_.end() || it->second.collected) continue;
-        it->second.collected = true;
-        ready.push_back(token);
+        if (it == entries_.end()) continue;  // a late event of a removed transport
+        Entry& entry = it->second;
+        if (key & 1) {
+          entry.events.woken = true;
+        } else {
+          const uint32_t e = events[i].events;
+          if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) entry.events.readable = true;
+          if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) entry.events.writable = true;
+        }
+        if (!entry.collected) {
+          entry.collected = true;
+          ready.push_back(token);
+        }
       }
       const Clock::time_point now = Clock::now();
       for (auto& [token, entry] : entries_) {
@@ -152,16 +165,19 @@ void IoLoop::Run() {
     // transport left with input goes to the back of epoll's ready list).
     for (const Token token : ready) {
       Transport* transport;
+      Events seen;
       {
         MutexLock lock(&mu_);
         auto it = entries_.find(token);
         if (it == entries_.end()) continue;  // unregistered meanwhile
         it->second.collected = false;
+        seen = it->second.events;
+        it->second.events = Events{};
         dispatching_ = token;
         transport = it->second.transport;
       }
       const Transport::IoTurnResult result =
-          transport->IoTurn(/*block=*/false, options_.read_budget_bytes);
+          transport->IoTurn(/*block=*/false, options_.read_budget_bytes, &seen);
       MutexLock lock(&mu_);
       dispatching_ = 0;
       ++stats_.turns;
@@ -169,11 +185,12 @@ void IoLoop::Run() {
       auto it = entries_.find(token);
       if (it != entries_.end()) {
         it->second.deadline = result.deadline;
-        if (result.stopped && it->second.watched) {
-          // Being destroyed or released: its wake eventfd may stay readable
-          // until Unregister; stop watching so we do not spin on it.
-          ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.fd, nullptr);
-          it->second.watched = false;
+        if (result.stopped && it->second.wake_watched) {
+          // Being destroyed or released: no more turns. Its wake may be
+          // written until Unregister; stop watching it (the socket was
+          // disarmed when stopping began).
+          ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.wake_fd, nullptr);
+          it->second.wake_watched = false;
           it->second.deadline.reset();
         }
       }

@@ -7,11 +7,12 @@
 //   options.io_loop = loop;               // no private IO thread
 //   auto pair = *Transport::CreatePaired(std::move(options));
 //
-// How: each Transport keeps its own small epoll set (socket + wake eventfd)
-// and its interest logic; the loop's epoll set watches those epoll
-// descriptors (nested epoll, level-triggered), so a transport is dispatched
-// when its socket or wake is ready, or when its park-timer deadline passed.
-// One dispatch is one "turn" of that transport's IO work (Transport::IoTurn),
+// How: one epoll set holds every registered transport's socket and wake
+// eventfd (level-triggered), keyed by the transport's token; the transport's
+// own interest logic (UpdateInterestLocked) arms its socket there. A
+// transport is dispatched when its socket or wake is ready, or when its
+// park-timer deadline passed. One dispatch is one "turn" of that
+// transport's IO work (Transport::IoTurn, given the events the loop saw),
 // which reads at most Options::read_budget_bytes from the socket: the rest
 // stays ready and is read after every other ready transport had its turn
 // (round-robin), so one flooding peer cannot starve the others.
@@ -71,21 +72,35 @@ class IoLoop {
 
  private:
   friend class Transport;
-  using Token = uint64_t;  // never reused; 0 is the loop's own wake eventfd
+  using Token = uint64_t;  // >= 1, never reused
   using Clock = std::chrono::steady_clock;
+  // epoll data keys: 0 is the loop's own wake eventfd; a transport's socket
+  // is token * 2, its wake eventfd token * 2 + 1.
+  static uint64_t SocketKey(Token token) { return token << 1; }
+  static uint64_t WakeKey(Token token) { return (token << 1) | 1; }
+  // What the loop saw for one transport in one round (Transport::IoTurn).
+  struct Events {
+    bool readable = false;  // socket: EPOLLIN, RDHUP, HUP or ERR
+    bool writable = false;  // socket: EPOLLOUT, HUP or ERR
+    bool woken = false;     // its wake eventfd
+  };
   struct Entry {
     Transport* transport;
-    int fd;                                // the transport's epoll set
+    int wake_fd;
     std::optional<Clock::time_point> deadline;  // its park timer
-    bool collected = false;                // in this round's ready list
-    bool watched = true;                   // in our epoll set
+    bool collected = false;                     // in this round's ready list
+    Events events;                              // ... with these
+    bool wake_watched = true;                   // wake_fd in our epoll set
   };
 
   explicit IoLoop(Options options) : options_(options) {}
   Status Init();
-  // Watches `epoll_fd` (readable: `transport` has IO work) from now on.
-  Result<Token> Register(Transport* transport, int epoll_fd) ABSL_LOCKS_EXCLUDED(mu_);
-  // See the header comment. The epoll descriptor must still be open.
+  // The epoll set a registered transport arms its socket in (key SocketKey).
+  int epoll_fd() const { return epoll_.get(); }
+  // Watches `wake_fd` (the transport's eventfd) from now on.
+  Result<Token> Register(Transport* transport, int wake_fd) ABSL_LOCKS_EXCLUDED(mu_);
+  // See the header comment. The wake descriptor must still be open; the
+  // transport removes its socket from epoll_fd() itself.
   void Unregister(Token token) ABSL_LOCKS_EXCLUDED(mu_);
   void Run() ABSL_LOCKS_EXCLUDED(mu_);
   int TimeoutMsLocked(Clock::time_point now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -242,15 +242,17 @@ Transport::Transport(UniqueFd socket, TransportOptions options)
       acks_(std::max<uint32_t>(limits_.max_unprocessed_fds, 1), CloseMode::kDeferred) {}
 
 Status Transport::Init(std::unique_ptr<detail::HandoffState> state) {
-  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll_.valid()) return IoError("epoll_create1", errno);
   wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_.valid()) return IoError("eventfd", errno);
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.fd = wake_.get();
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) != 0) {
-    return IoError("epoll_ctl", errno);
+  if (!io_loop_) {
+    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!epoll_.valid()) return IoError("epoll_create1", errno);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = wake_.get();
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) != 0) {
+      return IoError("epoll_ctl", errno);
+    }
   }
   size_t restored_bytes = 0;
   size_t restored_capacity = 0;
@@ -282,7 +284,15 @@ Status Transport::Init(std::unique_ptr<detail::HandoffState> state) {
     UpdateInterestLocked();
   }
   if (io_loop_) {
-    MOAT_ASSIGN_OR_RETURN(loop_token_, io_loop_->Register(this, epoll_.get()));
+    // Only now, with the state above in place, can a turn run (the private
+    // thread likewise starts here); until then UpdateInterestLocked left the
+    // socket out of the loop's epoll set.
+    MOAT_ASSIGN_OR_RETURN(IoLoop::Token token, io_loop_->Register(this, wake_.get()));
+    {
+      MutexLock lock(&mu_);
+      loop_token_ = token;
+      UpdateInterestLocked();
+    }
     // The first turn: handed-over messages, a handed-over disconnect.
     WakeIoThread();
   } else {
@@ -292,19 +302,32 @@ Status Transport::Init(std::unique_ptr<detail::HandoffState> state) {
 }
 
 void Transport::StopIo() {
-  if (!io_thread_.joinable() && loop_token_ == 0) return;
-  {
-    MutexLock lock(&mu_);
-    stopping_ = true;
-  }
   if (io_thread_.joinable()) {
+    {
+      MutexLock lock(&mu_);
+      stopping_ = true;
+    }
     WakeIoThread();
     io_thread_.join();
-  } else {
-    // Returns once no turn of ours runs or will run (io_loop.h).
-    io_loop_->Unregister(loop_token_);
-    loop_token_ = 0;
+    return;
   }
+  IoLoop::Token token;
+  {
+    MutexLock lock(&mu_);
+    token = loop_token_;
+    if (token == 0) return;
+    stopping_ = true;
+    UpdateInterestLocked();  // disarms the socket: no more events for the loop
+  }
+  // Returns once no turn of ours runs or will run (io_loop.h).
+  io_loop_->Unregister(token);
+  MutexLock lock(&mu_);
+  // Our socket leaves the shared epoll set explicitly: closing it would not
+  // remove it while another process shares its open file description.
+  if (in_epoll_) ::epoll_ctl(io_loop_->epoll_fd(), EPOLL_CTL_DEL, socket_.get(), nullptr);
+  in_epoll_ = false;
+  epoll_events_ = 0;
+  loop_token_ = 0;
 }
 
 Transport::~Transport() {
@@ -346,15 +369,25 @@ void Transport::UpdateInterestLocked() {
     if (want_write_ && !writer_busy_) want |= EPOLLOUT;
   }
   if (want == epoll_events_ && (in_epoll_ || want == 0)) return;
+  // On a shared loop: its epoll set, keyed by our token (none yet during
+  // Init, none any more after StopIo: nothing to arm).
+  if (io_loop_ && loop_token_ == 0) return;
   epoll_event ev{};
   // Wanting nothing keeps the socket registered but disarmed: EPOLLONESHOT
   // with no events reports a hang-up at most once (the kernel always adds
   // EPOLLHUP/EPOLLERR), so it cannot spin the IO thread, and re-arming is a
   // cheap EPOLL_CTL_MOD rather than a DEL + ADD on every Receive().
   ev.events = want != 0 ? want : EPOLLONESHOT;
-  ev.data.fd = socket_.get();
-  const int rc = ::epoll_ctl(epoll_.get(), in_epoll_ ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
-                             socket_.get(), &ev);
+  int epoll_fd;
+  if (io_loop_) {
+    epoll_fd = io_loop_->epoll_fd();
+    ev.data.u64 = IoLoop::SocketKey(loop_token_);
+  } else {
+    epoll_fd = epoll_.get();
+    ev.data.fd = socket_.get();
+  }
+  const int rc =
+      ::epoll_ctl(epoll_fd, in_epoll_ ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket_.get(), &ev);
   MOAT_ASSERT(rc == 0, "epoll_ctl on the transport socket failed: ", std::strerror(errno));
   in_epoll_ = true;
   epoll_events_ = want;
@@ -1023,7 +1056,7 @@ void Transport::WaitAndRead(std::optional<std::chrono::steady_clock::time_point>
 // -------------------------------------------------------------- IO thread
 
 void Transport::IoThreadMain() {
-  while (!IoTurn(/*block=*/true, /*read_budget=*/SIZE_MAX).stopped) {
+  while (!IoTurn(/*block=*/true, /*read_budget=*/SIZE_MAX, /*given=*/nullptr).stopped) {
   }
 }
 
@@ -1041,9 +1074,14 @@ void Transport::DeliverHandedOverMessages() {
   }
 }
 
-Transport::IoTurnResult Transport::IoTurn(bool block, size_t read_budget) {
+Transport::IoTurnResult Transport::IoTurn(bool block, size_t read_budget,
+                                          const IoLoop::Events* given) {
   IoThreadScope scope(this);
   IoTurnResult result;
+  if (given != nullptr && given->woken) {
+    uint64_t value;
+    [[maybe_unused]] ssize_t r = ::read(wake_.get(), &value, sizeof(value));
+  }
   if (!io_.started) {
     io_.started = true;
     if (on_message_) DeliverHandedOverMessages();
@@ -1064,29 +1102,35 @@ Transport::IoTurnResult Transport::IoTurn(bool block, size_t read_budget) {
   }
   result.deadline = io_.next_tick;
   if (report) {
-    // The wake that announced the disconnect is still pending: the next
-    // turn comes at once and re-evaluates.
     ReleaseReceiveStateAfterDisconnect();
     if (on_disconnect_) on_disconnect_(*report);
-    return result;
-  }
-  epoll_event events[4];
-  const int n = ::epoll_wait(epoll_.get(), events, 4, block ? timeout_ms : 0);
-  if (n < 0) {
-    MOAT_ASSERT(errno == EINTR, "epoll_wait failed: ", std::strerror(errno));
-    return result;
+    // Private thread: the next turn re-evaluates at once (the wake that
+    // announced the disconnect is still pending). Shared loop: this turn
+    // goes on with the events the loop saw.
+    if (given == nullptr) return result;
   }
   bool readable = false;
   bool writable = false;
-  for (int i = 0; i < n; ++i) {
-    if (events[i].data.fd == wake_.get()) {
-      uint64_t value;
-      [[maybe_unused]] ssize_t r = ::read(wake_.get(), &value, sizeof(value));
-      continue;
+  if (given != nullptr) {
+    readable = given->readable;
+    writable = given->writable;
+  } else {
+    epoll_event events[4];
+    const int n = ::epoll_wait(epoll_.get(), events, 4, block ? timeout_ms : 0);
+    if (n < 0) {
+      MOAT_ASSERT(errno == EINTR, "epoll_wait failed: ", std::strerror(errno));
+      return result;
     }
-    const uint32_t e = events[i].events;
-    if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
-    if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable = true;
+    for (int i = 0; i < n; ++i) {
+      if (events[i].data.fd == wake_.get()) {
+        uint64_t value;
+        [[maybe_unused]] ssize_t r = ::read(wake_.get(), &value, sizeof(value));
+        continue;
+      }
+      const uint32_t e = events[i].events;
+      if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
+      if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable = true;
+    }
   }
   bool read = false;
   {
@@ -1146,6 +1190,7 @@ Result<TransportHandle> Transport::ReleaseForTransfer() {
     // shutdown is reported as a peer EOF (R21).
     released_ = true;
     stopping_ = true;
+    UpdateInterestLocked();  // a shared loop stops seeing our socket at once
     cv_.SignalAll();
   }
   StopIo();

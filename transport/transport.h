@@ -252,16 +252,18 @@ class Transport {
 
   void IoThreadMain() ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
   // One turn of the IO work, on the private IO thread or the shared loop's:
-  // reports a disconnect, runs the park timer, takes the ready events of
-  // epoll_ (waiting for them if `block`), flushes and reads at most
-  // `read_budget` bytes. OnIoThread() is true for its duration.
+  // reports a disconnect, runs the park timer, takes the ready events (the
+  // loop's `given`, or else from epoll_, waiting for them if `block`),
+  // flushes and reads at most `read_budget` bytes. OnIoThread() is true for
+  // its duration.
   struct IoTurnResult {
     bool stopped = false;           // stopping_: no more turns
     bool budget_exhausted = false;  // the read stopped at read_budget
     // When the next turn is due without any event (the park timer).
     std::optional<std::chrono::steady_clock::time_point> deadline;
   };
-  IoTurnResult IoTurn(bool block, size_t read_budget) ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
+  IoTurnResult IoTurn(bool block, size_t read_budget, const IoLoop::Events* given)
+      ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
   // Handler mode, first turn: messages handed over with a released
   // transport are delivered before anything read from the socket.
   void DeliverHandedOverMessages() ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
@@ -336,12 +338,12 @@ class Transport {
   const std::function<void(const Error&)> on_disconnect_;
   // Fixed after construction until ReleaseForTransfer() (after the join).
   UniqueFd socket_;
-  UniqueFd epoll_;
-  UniqueFd wake_;  // eventfd: stop / report a disconnect / re-evaluate interest
-  // Exactly one of: a private IO thread, or a registration on io_loop_.
+  UniqueFd epoll_;  // private IO thread only: socket + wake_
+  UniqueFd wake_;   // eventfd: stop / report a disconnect / re-evaluate interest
+  // Exactly one of: a private IO thread, or a registration on io_loop_
+  // (whose epoll set then holds socket_ and wake_).
   std::thread io_thread_;
   const std::shared_ptr<IoLoop> io_loop_;
-  IoLoop::Token loop_token_ = 0;  // 0: not registered (any more)
   // Owned by whichever thread runs IoTurn (one at a time: the private thread,
   // or the loop thread, which never runs two turns of one transport at once).
   struct IoTurnState {
@@ -408,6 +410,9 @@ class Transport {
   bool io_ticking_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t receive_turns_ ABSL_GUARDED_BY(mu_) = 0;  // reader turns taken by waiters
   uint32_t epoll_events_ ABSL_GUARDED_BY(mu_) = 0;
+  // The shared loop's token for us; 0 before Init registered us and after
+  // StopIo (then UpdateInterestLocked arms nothing).
+  IoLoop::Token loop_token_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace moat::transport
