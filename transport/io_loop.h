@@ -22,7 +22,9 @@
 // not (and will never again be) inside that transport's turn: from another
 // thread it waits for a running turn; from the loop thread itself (another
 // transport's handler destroying this one) no turn of it is running, and its
-// events already collected are skipped. The loop outlives its transports
+// events already collected are skipped. A transport's own handler must not
+// destroy or release it (MOAT_ASSERT, as on a private IO thread: its turn
+// is still running). The loop outlives its transports
 // (they hold a shared_ptr); its destructor joins the thread and must not
 // run on it (MOAT_ASSERT).
 #ifndef MOAT_TRANSPORT_IO_LOOP_H_
