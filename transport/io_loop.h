@@ -26,7 +26,8 @@
 // destroy or release it (MOAT_ASSERT, as on a private IO thread: its turn
 // is still running). The loop outlives its transports
 // (they hold a shared_ptr); its destructor joins the thread and must not
-// run on it (MOAT_ASSERT).
+// run on it (MOAT_ASSERT). A loop does not survive fork(): the child has no
+// loop thread (create new loops there, as for private IO threads).
 #ifndef MOAT_TRANSPORT_IO_LOOP_H_
 #define MOAT_TRANSPORT_IO_LOOP_H_
 

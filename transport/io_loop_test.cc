@@ -409,6 +409,8 @@ TEST(IoLoopTest, SendFromTheLoopThreadNeverWaits) {
 // (its turn is still running); another transport's handler, or any other
 // thread, can (tests above).
 TEST(IoLoopDeathTest, DestroyingATransportFromItsOwnHandlerIsAProgrammerError) {
+  // Re-executed, not forked: this process has other threads (closer).
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
   EXPECT_DEATH(
       {
         auto loop = NewLoop();

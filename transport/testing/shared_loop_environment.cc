@@ -15,6 +15,10 @@ namespace {
 class SharedLoopEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
+    // A death test's child must not be a bare fork() of a process whose loop
+    // thread may hold the loop's lock (the child would wait for it forever):
+    // re-execute the binary instead, which sets up its own loop.
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
     auto loop = IoLoop::Create();
     MOAT_ASSERT(loop.ok(), "IoLoop::Create failed");
     loop_ = *loop;
