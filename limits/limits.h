@@ -236,6 +236,20 @@ static_assert(MAX_PIPE_UNREAD_BYTES >= PIPE_UNREAD_BYTES_WINDOW + 16 * MiB +
 // Attack: a peer's parting message as a memory or log flood.
 inline constexpr uint32_t MAX_DISCONNECT_REASON_SIZE = 1024;
 
+// Bytes a shared IO loop (transport/io_loop.h) reads from one transport's
+// socket in one turn before it serves the next ready transport; the rest is
+// read on a later turn (level-triggered epoll keeps it ready). One full
+// receive (the transport's 256 KiB read chunk): bulk transfers pay one
+// extra wake per 256 KiB, not per message; at most ~11,000 minimal (24-byte)
+// frames are delivered per turn. A private IO thread reads up to 16 chunks.
+// Attack: one peer flooding its socket keeps the loop reading it and starves
+// every other connection served by the same thread (transport.md TRP-16).
+inline constexpr size_t IO_LOOP_READ_BUDGET_BYTES = 256 * KiB;
+
+// Shared IO loops of a NodeController: all its transports are spread over
+// this many threads (round-robin) instead of one thread per connection.
+inline constexpr size_t NODE_IO_LOOPS = 2;
+
 // ---- Transport hostile-peer limits (issue 13; transport.md TRP-12) ----
 
 // Descriptors handed to the closer thread (core/deferred_close.h) and not yet

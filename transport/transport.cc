@@ -42,7 +42,23 @@ constexpr size_t kSendControlSize = CMSG_SPACE(sizeof(int) * limits::MAX_MESSAGE
 static_assert(limits::MAX_MESSAGE_FD_COUNT <= limits::SCM_MAX_FD,
               "one frame's descriptors must fit in one sendmsg (R2)");
 
+// The transport whose IO turn this thread is running (Transport::IoTurn).
 thread_local const Transport* t_io_thread_owner = nullptr;
+
+// Marks this thread as `owner`'s IO thread for one turn; restores the
+// previous owner (none: the loop between turns).
+class IoThreadScope {
+ public:
+  explicit IoThreadScope(const Transport* owner) : previous_(t_io_thread_owner) {
+    t_io_thread_owner = owner;
+  }
+  ~IoThreadScope() { t_io_thread_owner = previous_; }
+  IoThreadScope(const IoThreadScope&) = delete;
+  IoThreadScope& operator=(const IoThreadScope&) = delete;
+
+ private:
+  const Transport* const previous_;
+};
 
 // Heap a queued received message really holds (TRP-15): its deque slot
 // (sizeof(Message) plus the deque's block overhead), and the payload and
@@ -193,6 +209,17 @@ Result<std::unique_ptr<Transport>> TransportHandle::CreateTransport(TransportOpt
 
 // ------------------------------------------------------------- transport
 
+namespace {
+std::shared_ptr<IoLoop>& DefaultIoLoopForTesting() {
+  static auto* loop = new std::shared_ptr<IoLoop>();  // never destroyed
+  return *loop;
+}
+}  // namespace
+
+void Transport::SetDefaultIoLoopForTesting(std::shared_ptr<IoLoop> loop) {
+  DefaultIoLoopForTesting() = std::move(loop);
+}
+
 Result<TransportPair> Transport::CreatePaired(TransportOptions options) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -213,19 +240,22 @@ Transport::Transport(UniqueFd socket, TransportOptions options)
       send_high_water_bytes_(std::min(options.send_high_water_bytes, limits_.max_unprocessed_bytes)),
       send_stall_timeout_(options.send_stall_timeout),
       socket_(std::move(socket)),
+      io_loop_(options.io_loop ? std::move(options.io_loop) : DefaultIoLoopForTesting()),
       reassembler_(std::make_unique<StreamReassembler>(limits_, CloseMode::kDeferred)),
       acks_(std::max<uint32_t>(limits_.max_unprocessed_fds, 1), CloseMode::kDeferred) {}
 
 Status Transport::Init(std::unique_ptr<detail::HandoffState> state) {
-  epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
-  if (!epoll_.valid()) return IoError("epoll_create1", errno);
   wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake_.valid()) return IoError("eventfd", errno);
-  epoll_event ev{};
-  ev.events = EPOLLIN;
-  ev.data.fd = wake_.get();
-  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) != 0) {
-    return IoError("epoll_ctl", errno);
+  if (!io_loop_) {
+    epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+    if (!epoll_.valid()) return IoError("epoll_create1", errno);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = wake_.get();
+    if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) != 0) {
+      return IoError("epoll_ctl", errno);
+    }
   }
   size_t restored_bytes = 0;
   size_t restored_capacity = 0;
@@ -256,12 +286,25 @@ Status Transport::Init(std::unique_ptr<detail::HandoffState> state) {
     if (!send_queue_.empty()) FlushLocked();
     UpdateInterestLocked();
   }
-  io_thread_ = std::thread([this] { IoThreadMain(); });
+  if (io_loop_) {
+    // Only now, with the state above in place, can a turn run (the private
+    // thread likewise starts here); until then UpdateInterestLocked left the
+    // socket out of the loop's epoll set.
+    MOAT_ASSIGN_OR_RETURN(IoLoop::Token token, io_loop_->Register(this, wake_.get()));
+    {
+      MutexLock lock(&mu_);
+      loop_token_ = token;
+      UpdateInterestLocked();
+    }
+    // The first turn: handed-over messages, a handed-over disconnect.
+    WakeIoThread();
+  } else {
+    io_thread_ = std::thread([this] { IoThreadMain(); });
+  }
   return OkStatus();
 }
 
-Transport::~Transport() {
-  MOAT_ASSERT(!OnIoThread(), "a Transport destroyed from its own IO thread");
+void Transport::StopIo() {
   if (io_thread_.joinable()) {
     {
       MutexLock lock(&mu_);
@@ -269,7 +312,30 @@ Transport::~Transport() {
     }
     WakeIoThread();
     io_thread_.join();
+    return;
   }
+  IoLoop::Token token;
+  {
+    MutexLock lock(&mu_);
+    token = loop_token_;
+    if (token == 0) return;
+    stopping_ = true;
+    UpdateInterestLocked();  // disarms the socket: no more events for the loop
+  }
+  // Returns once no turn of ours runs or will run (io_loop.h).
+  io_loop_->Unregister(token);
+  MutexLock lock(&mu_);
+  // Our socket leaves the shared epoll set explicitly: closing it would not
+  // remove it while another process shares its open file description.
+  if (in_epoll_) ::epoll_ctl(io_loop_->epoll_fd(), EPOLL_CTL_DEL, socket_.get(), nullptr);
+  in_epoll_ = false;
+  epoll_events_ = 0;
+  loop_token_ = 0;
+}
+
+Transport::~Transport() {
+  MOAT_ASSERT(!OnIoThread(), "a Transport destroyed from its own IO thread");
+  StopIo();
   // Whatever we still hold for the peer, its descriptors included, goes to
   // the closer thread: a peer's descriptor must not make the owner's
   // destructor wait (TRP-12). The reassembler and fd-ack state do the same.
@@ -306,15 +372,25 @@ void Transport::UpdateInterestLocked() {
     if (want_write_ && !writer_busy_) want |= EPOLLOUT;
   }
   if (want == epoll_events_ && (in_epoll_ || want == 0)) return;
+  // On a shared loop: its epoll set, keyed by our token (none yet during
+  // Init, none any more after StopIo: nothing to arm).
+  if (io_loop_ && loop_token_ == 0) return;
   epoll_event ev{};
   // Wanting nothing keeps the socket registered but disarmed: EPOLLONESHOT
   // with no events reports a hang-up at most once (the kernel always adds
   // EPOLLHUP/EPOLLERR), so it cannot spin the IO thread, and re-arming is a
   // cheap EPOLL_CTL_MOD rather than a DEL + ADD on every Receive().
   ev.events = want != 0 ? want : EPOLLONESHOT;
-  ev.data.fd = socket_.get();
-  const int rc = ::epoll_ctl(epoll_.get(), in_epoll_ ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
-                             socket_.get(), &ev);
+  int epoll_fd;
+  if (io_loop_) {
+    epoll_fd = io_loop_->epoll_fd();
+    ev.data.u64 = IoLoop::SocketKey(loop_token_);
+  } else {
+    epoll_fd = epoll_.get();
+    ev.data.fd = socket_.get();
+  }
+  const int rc =
+      ::epoll_ctl(epoll_fd, in_epoll_ ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket_.get(), &ev);
   MOAT_ASSERT(rc == 0, "epoll_ctl on the transport socket failed: ", std::strerror(errno));
   in_epoll_ = true;
   epoll_events_ = want;
@@ -607,10 +683,9 @@ void Transport::FlushLocked() {
   }
   if (send_queue_.empty()) want_write_ = false;
   UpdateInterestLocked();
-  // A sender drained the queue: the IO thread reports the space it owes.
-  if (send_space_wanted_ && send_queue_bytes_ <= send_high_water_bytes_ && !OnIoThread()) {
-    WakeIoThread();
-  }
+  // The queue is back at the mark: the IO thread (its next turn, which this
+  // wake brings about also on a shared loop) reports the space it owes.
+  if (send_space_wanted_ && send_queue_bytes_ <= send_high_water_bytes_) WakeIoThread();
 }
 
 // --------------------------------------------------------------- receive
@@ -724,6 +799,9 @@ Status Transport::ReadOnce(const ReadBudget& budget, bool block, bool* would_blo
                  ErrorCode::kLimitExceeded, "unprocessed descriptors ", queued, " queued + ",
                  buffered, " buffered + ", fds.size(), " received exceed MAX_UNPROCESSED_FDS ",
                  limits_.max_unprocessed_fds);
+  }
+  if (read_allowance_ != SIZE_MAX) {
+    read_allowance_ -= std::min(read_allowance_, static_cast<size_t>(n));
   }
   MOAT_TRY(reassembler_->CommitWrite(static_cast<size_t>(n), std::move(fds)));
   // A short read almost always means the socket is drained: skip the extra
@@ -849,8 +927,10 @@ void Transport::ReadAvailable(bool block_first) {
   // Whole frames held back for want of room go first (no input needed).
   if (!DrainHeldFrames()) return;
   for (int i = 0; i < kMaxReadsPerWake; ++i) {
+    // The shared loop's turn budget is spent: the rest waits for our next turn.
+    if (read_allowance_ == 0) return;
     ReadBudget budget;
-    budget.want = kReadChunk;
+    budget.want = std::min(kReadChunk, read_allowance_);
     {
       MutexLock lock(&mu_);
       if (!ReadAllowedLocked()) return;
@@ -1034,54 +1114,75 @@ void Transport::WaitAndRead(std::optional<std::chrono::steady_clock::time_point>
 // -------------------------------------------------------------- IO thread
 
 void Transport::IoThreadMain() {
-  t_io_thread_owner = this;
-  if (on_message_) {
-    // Messages handed over with a released transport are delivered first.
-    while (true) {
-      Message message;
-      {
-        MutexLock lock(&mu_);
-        if (received_.empty() || stopping_) break;
-        TakeMessageLocked(message);
-      }
-      MessageView view{message.payload, message.fds};
-      on_message_(view);
-      DropFds(message.fds);
-    }
+  while (!IoTurn(/*block=*/true, /*read_budget=*/SIZE_MAX, /*given=*/nullptr).stopped) {
   }
-  epoll_event events[4];
-  std::optional<std::chrono::steady_clock::time_point> next_tick;
-  uint64_t turns_seen = 0;
+}
+
+void Transport::DeliverHandedOverMessages() {
   while (true) {
-    std::optional<Error> report;
-    int timeout_ms;
-    bool send_space = false;
+    Message message;
     {
       MutexLock lock(&mu_);
-      if (stopping_) break;
-      if (disconnect_ && !reported_) {
-        reported_ = true;
-        report = *disconnect_;
-      }
-      send_space = !report && TakeSendSpaceNoticeLocked();
-      timeout_ms = ParkTimerLocked(next_tick, turns_seen);
+      if (received_.empty() || stopping_) break;
+      TakeMessageLocked(message);
     }
-    if (send_space && on_send_space_) {
-      on_send_space_();
-      continue;
+    MessageView view{message.payload, message.fds};
+    on_message_(view);
+    DropFds(message.fds);
+  }
+}
+
+Transport::IoTurnResult Transport::IoTurn(bool block, size_t read_budget,
+                                          const IoLoop::Events* given) {
+  IoThreadScope scope(this);
+  IoTurnResult result;
+  if (given != nullptr && given->woken) {
+    uint64_t value;
+    [[maybe_unused]] ssize_t r = ::read(wake_.get(), &value, sizeof(value));
+  }
+  if (!io_.started) {
+    io_.started = true;
+    if (on_message_) DeliverHandedOverMessages();
+  }
+  std::optional<Error> report;
+  int timeout_ms;
+  bool send_space = false;
+  {
+    MutexLock lock(&mu_);
+    if (stopping_) {
+      result.stopped = true;
+      return result;
     }
-    if (report) {
-      ReleaseReceiveStateAfterDisconnect();
-      if (on_disconnect_) on_disconnect_(*report);
-      continue;
+    if (disconnect_ && !reported_) {
+      reported_ = true;
+      report = *disconnect_;
     }
-    const int n = ::epoll_wait(epoll_.get(), events, 4, timeout_ms);
+    send_space = !report && TakeSendSpaceNoticeLocked();
+    timeout_ms = ParkTimerLocked(io_.next_tick, io_.turns_seen);
+  }
+  // Writers that saw a full queue (WouldWaitToSend) hear it has room.
+  if (send_space && on_send_space_) on_send_space_();
+  result.deadline = io_.next_tick;
+  if (report) {
+    ReleaseReceiveStateAfterDisconnect();
+    if (on_disconnect_) on_disconnect_(*report);
+    // Private thread: the next turn re-evaluates at once (the wake that
+    // announced the disconnect is still pending). Shared loop: this turn
+    // goes on with the events the loop saw.
+    if (given == nullptr) return result;
+  }
+  bool readable = false;
+  bool writable = false;
+  if (given != nullptr) {
+    readable = given->readable;
+    writable = given->writable;
+  } else {
+    epoll_event events[4];
+    const int n = ::epoll_wait(epoll_.get(), events, 4, block ? timeout_ms : 0);
     if (n < 0) {
       MOAT_ASSERT(errno == EINTR, "epoll_wait failed: ", std::strerror(errno));
-      continue;
+      return result;
     }
-    bool readable = false;
-    bool writable = false;
     for (int i = 0; i < n; ++i) {
       if (events[i].data.fd == wake_.get()) {
         uint64_t value;
@@ -1092,30 +1193,38 @@ void Transport::IoThreadMain() {
       if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) readable = true;
       if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR)) writable = true;
     }
-    bool read = false;
-    {
-      MutexLock lock(&mu_);
-      if (stopping_) break;
-      if (writable && want_write_) FlushLocked();
-      if ((readable || drain_requested_) && !reader_busy_ && ReadAllowedLocked()) {
-        reader_busy_ = true;
-        read = true;
-      }
-    }
-    if (!read) continue;
-    {
-      MutexLock read_lock(&read_mu_);
-      ReadAvailable(/*block_first=*/false);
-    }
-    MutexLock lock(&mu_);
-    reader_busy_ = false;
-    // Handler mode: descriptors were acknowledged at delivery; what no reply
-    // piggybacked goes out now.
-    if (acks_.pending_acks() > 0 && on_message_) FlushLocked();
-    UpdateInterestLocked();
-    cv_.SignalAll();
   }
-  t_io_thread_owner = nullptr;
+  bool read = false;
+  {
+    MutexLock lock(&mu_);
+    if (stopping_) {
+      result.stopped = true;
+      return result;
+    }
+    if (writable && want_write_) FlushLocked();
+    if ((readable || drain_requested_) && !reader_busy_ && ReadAllowedLocked()) {
+      reader_busy_ = true;
+      read = true;
+    }
+  }
+  if (!read) return result;
+  {
+    MutexLock read_lock(&read_mu_);
+    read_allowance_ = read_budget;
+    ReadAvailable(/*block_first=*/false);
+    // Input left unread stays ready (level-triggered): the loop comes back
+    // to it after the other transports' turns.
+    result.budget_exhausted = read_allowance_ == 0;
+    read_allowance_ = SIZE_MAX;
+  }
+  MutexLock lock(&mu_);
+  reader_busy_ = false;
+  // Handler mode: descriptors were acknowledged at delivery; what no reply
+  // piggybacked goes out now.
+  if (acks_.pending_acks() > 0 && on_message_) FlushLocked();
+  UpdateInterestLocked();
+  cv_.SignalAll();
+  return result;
 }
 
 void Transport::ReleaseReceiveStateAfterDisconnect() {
@@ -1143,10 +1252,10 @@ Result<TransportHandle> Transport::ReleaseForTransfer() {
     // shutdown is reported as a peer EOF (R21).
     released_ = true;
     stopping_ = true;
+    UpdateInterestLocked();  // a shared loop stops seeing our socket at once
     cv_.SignalAll();
   }
-  WakeIoThread();
-  if (io_thread_.joinable()) io_thread_.join();
+  StopIo();
 
   auto state = std::make_unique<detail::HandoffState>();
   state->limits = limits_;

@@ -33,11 +33,26 @@
 // on_message. Receive() from any thread but the IO thread. The destructor and
 // ReleaseForTransfer() must not run concurrently with other calls, and not on
 // the IO thread (that is a programmer error: MOAT_ASSERT).
+//
+// IO thread: by default each transport runs its own. With
+// TransportOptions::io_loop it runs on a shared IoLoop (io_loop.h) instead:
+// one thread serving many transports, each dispatched for one "turn" at a
+// time (the same IoTurn the private thread loops over), so everything above
+// holds unchanged: order, one disconnect, EPOLLOUT flushing, parking (the
+// park tick becomes a loop deadline), handoff. "The IO thread" then means
+// the loop thread while it runs this transport's turn: OnIoThread() is true
+// there, and OnAnyIoThread() for any transport's turn, so a Send from one
+// transport's handler to another never waits (NOD-6), which on a shared
+// loop would stall every transport of it. A turn reads at most
+// limits::IO_LOOP_READ_BUDGET_BYTES, so one flooding peer cannot starve the
+// others (TRP-16). A transport of the loop may be destroyed or released
+// from another transport's handler on the loop thread; from any other
+// thread the destructor waits until the loop has left this transport's
+// handlers.
 #ifndef MOAT_TRANSPORT_TRANSPORT_H_
 #define MOAT_TRANSPORT_TRANSPORT_H_
 
 #include <array>
-#include <cstdint>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -56,6 +71,7 @@
 #include "core/unique_fd.h"
 #include "limits/limits.h"
 #include "transport/fd_ack.h"
+#include "transport/io_loop.h"
 #include "transport/peer_credentials.h"
 
 namespace moat::transport {
@@ -98,6 +114,10 @@ struct TransportOptions {
   // Called on the IO thread once the send queue is at or below the
   // high-water mark again after WouldWaitToSend() returned true.
   std::function<void()> on_send_space;
+  // Unset: the transport runs its own IO thread. Set: its IO work runs on
+  // this shared loop's thread instead, with every other transport of the
+  // loop (io_loop.h); the callbacks above then run on the loop thread.
+  std::shared_ptr<IoLoop> io_loop;
 };
 
 class Transport;
@@ -233,8 +253,14 @@ class Transport {
   };
   Stats stats() const;
 
+  // Tests only: transports created without options.io_loop use `loop` (null:
+  // their own IO thread again), so a whole test suite can run on a shared
+  // loop unchanged. Set before creating transports, not concurrently.
+  static void SetDefaultIoLoopForTesting(std::shared_ptr<IoLoop> loop);
+
  private:
   friend class TransportHandle;
+  friend class IoLoop;
   explicit Transport(UniqueFd socket, TransportOptions options);
   Status Init(std::unique_ptr<detail::HandoffState> state);
 
@@ -243,6 +269,25 @@ class Transport {
                    std::vector<UniqueFd> fds, bool may_wait) ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
 
   void IoThreadMain() ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
+  // One turn of the IO work, on the private IO thread or the shared loop's:
+  // reports a disconnect, runs the park timer, takes the ready events (the
+  // loop's `given`, or else from epoll_, waiting for them if `block`),
+  // flushes and reads at most `read_budget` bytes. OnIoThread() is true for
+  // its duration.
+  struct IoTurnResult {
+    bool stopped = false;           // stopping_: no more turns
+    bool budget_exhausted = false;  // the read stopped at read_budget
+    // When the next turn is due without any event (the park timer).
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+  };
+  IoTurnResult IoTurn(bool block, size_t read_budget, const IoLoop::Events* given)
+      ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
+  // Handler mode, first turn: messages handed over with a released
+  // transport are delivered before anything read from the socket.
+  void DeliverHandedOverMessages() ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
+  // Ends the IO work for good (destructor, ReleaseForTransfer): joins the
+  // private thread or unregisters from the loop (waiting for a running turn).
+  void StopIo() ABSL_LOCKS_EXCLUDED(mu_, read_mu_);
   // Reads until EAGAIN (or a pause), delivering frames. Returns false when
   // the connection ended (disconnect recorded).
   // With block_first, the first recvmsg() sleeps until data or EOF (a
@@ -320,10 +365,19 @@ class Transport {
   const std::chrono::milliseconds send_stall_timeout_;
   // Fixed after construction until ReleaseForTransfer() (after the join).
   UniqueFd socket_;
-  UniqueFd epoll_;
-  UniqueFd wake_;  // eventfd: stop / report a disconnect / re-evaluate interest
+  UniqueFd epoll_;  // private IO thread only: socket + wake_
+  UniqueFd wake_;   // eventfd: stop / report a disconnect / re-evaluate interest
+  // Exactly one of: a private IO thread, or a registration on io_loop_
+  // (whose epoll set then holds socket_ and wake_).
   std::thread io_thread_;
-  std::thread::id io_thread_id_;
+  const std::shared_ptr<IoLoop> io_loop_;
+  // Owned by whichever thread runs IoTurn (one at a time: the private thread,
+  // or the loop thread, which never runs two turns of one transport at once).
+  struct IoTurnState {
+    bool started = false;
+    std::optional<std::chrono::steady_clock::time_point> next_tick;  // park timer
+    uint64_t turns_seen = 0;
+  } io_;
 
   // Lock order: read_mu_ before mu_. read_mu_ is held by whichever thread
   // holds the reader role (the IO thread or an inline Receive() waiter) for
@@ -334,6 +388,9 @@ class Transport {
   // A blocking recvmsg() returned EAGAIN: the file description was made
   // non-blocking behind our back; waiters poll instead.
   bool description_nonblocking_ ABSL_GUARDED_BY(read_mu_) = false;
+  // Bytes the reader may still take from the socket in this IO turn (the
+  // shared loop's per-turn budget); SIZE_MAX outside loop turns.
+  size_t read_allowance_ ABSL_GUARDED_BY(read_mu_) = SIZE_MAX;
 
   mutable Mutex mu_;
   // Signalled on: message queued, disconnect, reader role released, send
@@ -384,6 +441,9 @@ class Transport {
   bool io_ticking_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t receive_turns_ ABSL_GUARDED_BY(mu_) = 0;  // reader turns taken by waiters
   uint32_t epoll_events_ ABSL_GUARDED_BY(mu_) = 0;
+  // The shared loop's token for us; 0 before Init registered us and after
+  // StopIo (then UpdateInterestLocked arms nothing).
+  IoLoop::Token loop_token_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace moat::transport

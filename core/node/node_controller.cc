@@ -150,8 +150,23 @@ void NodeController::ChannelDeleter::operator()(Channel* channel) const {
   controller->reaper_cv_.Signal();
 }
 
+namespace {
+std::unique_ptr<transport::IoLoopPool> CreateIoLoops(bool is_broker,
+                                                     std::optional<size_t> loops) {
+  // A child has one transport (to the broker): one loop is all it can use.
+  const size_t n = loops.value_or(is_broker ? limits::NODE_IO_LOOPS : 1);
+  if (n == 0) return nullptr;
+  auto pool = transport::IoLoopPool::Create(n);
+  MOAT_ASSERT(pool.ok(), "cannot start the node's IO loops: ",
+              pool.ok() ? std::string() : pool.error().ToString());
+  return std::move(*pool);
+}
+}  // namespace
+
 NodeController::NodeController(bool is_broker, NodeControllerOptions options)
-    : is_broker_(is_broker), options_(std::move(options)) {
+    : is_broker_(is_broker),
+      options_(std::move(options)),
+      io_loops_(CreateIoLoops(is_broker, options_.io_loops)) {
   reaper_ = std::thread([this] { ReaperMain(); });
 }
 
@@ -217,7 +232,7 @@ void NodeController::ReaperMain() {
       Channel* channel = graveyard_.front();
       graveyard_.pop_front();
       reaper_mu_.Unlock();
-      delete channel;  // joins the transport's IO thread
+      delete channel;  // waits until the loop is not inside its transport's callbacks
       reaper_mu_.Lock();
       --live_channels_;
     }
@@ -248,7 +263,8 @@ transport::TransportOptions NodeController::TransportOptionsFor(Channel* channel
   transport::TransportOptions o;
   o.limits = options_.limits;
   // The raw pointer is safe: the channel owns the transport, whose
-  // destruction joins the IO thread these run on.
+  // destruction unregisters it from its loop, waiting for a running callback.
+  if (io_loops_) o.io_loop = io_loops_->Next();
   o.on_message = [this, channel](transport::MessageView& m) { OnMessage(channel, m); };
   o.on_disconnect = [this, channel](const Error& e) { OnDisconnect(channel, e); };
   o.send_stall_timeout = options_.peer_stall_timeout;

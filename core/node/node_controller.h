@@ -35,9 +35,13 @@
 // cannot cut that child off; it drops every pipe to it instead
 // (LostConnectionToNode) and reports it through on_node_lost.
 //
-// Threads. Transport callbacks run on each transport's IO thread. Transports
-// are never destroyed on their own IO thread: a released connection is handed
-// to a reaper thread. All public methods may be called from any thread except
+// Threads. Every transport of the node runs on one of a fixed set of shared
+// IO loops (transport/io_loop.h: limits::NODE_IO_LOOPS for a broker, one for
+// a child), assigned round-robin; its callbacks run on that loop's thread,
+// which serves the other transports too, so they never wait for a peer
+// (NOD-6: sends from there refuse rather than wait). Transports are never
+// destroyed on their own IO thread: a released connection is handed to a
+// reaper thread. All public methods may be called from any thread except
 // the destructor, which must not race with other calls.
 #ifndef MOAT_CORE_NODE_NODE_CONTROLLER_H_
 #define MOAT_CORE_NODE_NODE_CONTROLLER_H_
@@ -83,6 +87,10 @@ struct NodeControllerOptions {
   // A pipe's unread-bytes window and receive cap (ports::NodeOptions).
   size_t unread_bytes_window = limits::PIPE_UNREAD_BYTES_WINDOW;
   size_t max_unread_bytes = limits::MAX_PIPE_UNREAD_BYTES;
+  // Shared IO threads for all of this node's transports (round-robin).
+  // Unset: limits::NODE_IO_LOOPS for a broker, 1 for a child. 0: one
+  // private IO thread per transport (the model before issue 15 item 4).
+  std::optional<size_t> io_loops;
 };
 
 // What InviteChild returns: hand `child_socket` to the child process; the
@@ -209,6 +217,10 @@ class NodeController {
 
   const bool is_broker_;
   const NodeControllerOptions options_;
+  // The IO threads of all our transports (null: a private thread each);
+  // outlives them (the destructor waits until the reaper destroyed every
+  // channel).
+  const std::unique_ptr<transport::IoLoopPool> io_loops_;
   // Written once: before any connection exists (broker) or on the broker
   // channel's IO thread before handshake_done_ is set under mu_ (child); read
   // by other threads only after that.
