@@ -105,6 +105,9 @@ class NodeController::NodeCore : public system::Core {
   // writer may wait for a new link's confirmation (PRT-11).
   bool SendersMayWaitForPeers() const override { return true; }
 
+  // ForwardEvent writes the envelope header in front of the event in place.
+  size_t EnvelopeHeadroom() const override { return kNodeChannelHeaderSize; }
+
   // PRT-14: a port re-pointed at a node we cannot reach is closed at once.
   bool IsNodeReachable(const ports::NodeName& node) const override {
     return controller_->IsNodeReachable(node);

@@ -58,6 +58,13 @@ class NodeDelegate {
   // loss would ever be reported for it. Called without locks held. The
   // default (true) suits embedders that report every loss.
   virtual bool IsNodeReachable(const NodeName& node) const { return true; }
+
+  // Bytes ForwardEvent puts in front of a serialized event (its envelope
+  // header, which it fills in; see SerializeEventAfterPrefix). A writer whose
+  // peer is on another node reserves them, with the event's head, in front
+  // of the payload (Node::SendHeadroom), so the payload is copied once, from
+  // the caller's buffer, and never again on its way to the socket.
+  virtual size_t EnvelopeHeadroom() const { return 0; }
 };
 
 }  // namespace moat::ports
