@@ -151,16 +151,6 @@ std::vector<uint8_t> SerializeInPlace(UserMessageEvent& e, std::vector<UniqueFd>
   const size_t length = out.size() - e.message->headroom;
   e.message->payload.clear();
   e.message->headroom = 0;
-  Encoder tail;
-  // As Encoder::WriteBytes does for the payload.
-  MOAT_ASSERT(length <= std::numeric_limits<uint32_t>::max() &&
-                  length <= tail.limits().max_decoded_size,
-              "payload of ", length, " bytes exceeds MAX_DECODED_SIZE (the peer would reject it)");
-  tail.ChargeMemory(length, 1);
-  WriteUserMessageTail(tail, e, moved_fds);
-  Status s = tail.Finish();
-  MOAT_ASSERT(s.ok(), "serializing a ports event: ", s.error().ToString());
-
   std::span<uint8_t> room(out.data(), prefix_size + kUserMessageEventHeadSize);
   std::fill(room.begin(), room.begin() + static_cast<ptrdiff_t>(prefix_size), uint8_t{0});
   HeadWriter head(room.subspan(prefix_size));
@@ -171,11 +161,20 @@ std::vector<uint8_t> SerializeInPlace(UserMessageEvent& e, std::vector<UniqueFd>
   head.U64(e.sequence_num);
   head.U32(static_cast<uint32_t>(length));
   MOAT_ASSERT(head.written() == kUserMessageEventHeadSize, "kUserMessageEventHeadSize is stale");
-  out.insert(out.end(), tail.bytes().begin(), tail.bytes().end());
-  MOAT_ASSERT(out.size() <= tail.limits().max_message_payload_size,
-              "serialized event of ", out.size(), " bytes exceeds MAX_MESSAGE_PAYLOAD_SIZE");
-  for (UniqueFd& fd : tail.TakeFds()) fds_out->push_back(std::move(fd));
-  return out;
+
+  Encoder enc;
+  // As Encoder::WriteBytes checks and charges for the payload.
+  MOAT_ASSERT(length <= std::numeric_limits<uint32_t>::max() &&
+                  length <= enc.limits().max_decoded_size,
+              "payload of ", length, " bytes exceeds MAX_DECODED_SIZE (the peer would reject it)");
+  enc.ChargeMemory(length, 1);
+  // The tail goes into the capacity the writer reserved behind the payload.
+  enc.ContinueAfter(std::move(out));
+  WriteUserMessageTail(enc, e, moved_fds);
+  Status s = enc.Finish();
+  MOAT_ASSERT(s.ok(), "serializing a ports event: ", s.error().ToString());
+  for (UniqueFd& fd : enc.TakeFds()) fds_out->push_back(std::move(fd));
+  return enc.TakeBytes();
 }
 
 std::vector<uint8_t> Serialize(const Event& event, std::vector<UniqueFd>* moved_fds,
