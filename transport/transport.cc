@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <utility>
 
@@ -39,6 +40,11 @@ constexpr std::chrono::milliseconds kParkTick{5};
 // truncation the kernel makes when we are out of descriptor numbers).
 constexpr size_t kControlSize = CMSG_SPACE(sizeof(int) * limits::SCM_MAX_FD);
 constexpr size_t kSendControlSize = CMSG_SPACE(sizeof(int) * limits::MAX_MESSAGE_FD_COUNT);
+// Queued frames one flush writes with one sendmsg() (two iovecs each, far
+// below IOV_MAX): a peer reading slowly then costs one syscall per socket
+// buffer's worth of frames, not one per frame (issue 14).
+constexpr size_t kMaxFramesPerWrite = 32;
+static_assert(2 * kMaxFramesPerWrite <= IOV_MAX, "a flush's iovecs must fit one sendmsg");
 static_assert(limits::MAX_MESSAGE_FD_COUNT <= limits::SCM_MAX_FD,
               "one frame's descriptors must fit in one sendmsg (R2)");
 
@@ -63,27 +69,14 @@ Error PeerClosedError(const char* call, int err) {
                ::moat::internal::Concat(call, ": peer closed the connection (", std::strerror(err), ")"));
 }
 
-// Writes some of (wire[sent..], payload[..]) with `fds` attached when nothing
-// of the frame has been written yet. Returns bytes written (0 on EAGAIN).
-Result<size_t> WriteSome(int socket, std::span<const uint8_t> wire,
-                         std::span<const uint8_t> payload, size_t sent,
-                         const std::vector<UniqueFd>& fds) {
-  iovec iov[2];
-  int iovcnt = 0;
-  if (sent < wire.size()) {
-    iov[iovcnt++] = {const_cast<uint8_t*>(wire.data()) + sent, wire.size() - sent};
-    if (!payload.empty()) {
-      iov[iovcnt++] = {const_cast<uint8_t*>(payload.data()), payload.size()};
-    }
-  } else {
-    const size_t off = sent - wire.size();
-    iov[iovcnt++] = {const_cast<uint8_t*>(payload.data()) + off, payload.size() - off};
-  }
+// One sendmsg() of `iov` with `fds` (may be empty) attached to its first
+// byte. Returns bytes written (0 on EAGAIN).
+Result<size_t> SendIov(int socket, iovec* iov, size_t iovcnt, const std::vector<UniqueFd>& fds) {
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = iovcnt;
   alignas(cmsghdr) char control[kSendControlSize];
-  if (sent == 0 && !fds.empty()) {
+  if (!fds.empty()) {
     MOAT_ASSERT(fds.size() <= limits::MAX_MESSAGE_FD_COUNT, "too many descriptors for one sendmsg");
     const size_t len = sizeof(int) * fds.size();
     std::memset(control, 0, sizeof(control));
@@ -104,6 +97,32 @@ Result<size_t> WriteSome(int socket, std::span<const uint8_t> wire,
     if (errno == EPIPE || errno == ECONNRESET) return PeerClosedError("sendmsg", errno);
     return IoError("sendmsg", errno);
   }
+}
+
+// Appends the iovecs of what is left of one frame (wire[sent..], payload[..]).
+void AppendFrameIov(std::span<const uint8_t> wire, std::span<const uint8_t> payload, size_t sent,
+                    iovec* iov, size_t& iovcnt) {
+  if (sent < wire.size()) {
+    iov[iovcnt++] = {const_cast<uint8_t*>(wire.data()) + sent, wire.size() - sent};
+    if (!payload.empty()) {
+      iov[iovcnt++] = {const_cast<uint8_t*>(payload.data()), payload.size()};
+    }
+  } else {
+    const size_t off = sent - wire.size();
+    iov[iovcnt++] = {const_cast<uint8_t*>(payload.data()) + off, payload.size() - off};
+  }
+}
+
+// Writes some of (wire[sent..], payload[..]) with `fds` attached when nothing
+// of the frame has been written yet. Returns bytes written (0 on EAGAIN).
+Result<size_t> WriteSome(int socket, std::span<const uint8_t> wire,
+                         std::span<const uint8_t> payload, size_t sent,
+                         const std::vector<UniqueFd>& fds) {
+  iovec iov[2];
+  size_t iovcnt = 0;
+  AppendFrameIov(wire, payload, sent, iov, iovcnt);
+  static const std::vector<UniqueFd> kNone;
+  return SendIov(socket, iov, iovcnt, sent == 0 ? fds : kNone);
 }
 
 }  // namespace
@@ -532,7 +551,37 @@ void Transport::FlushLocked() {
       }
       frame.wire = EncodeFrameHeader(frame.header, limits_);
     }
-    Result<size_t> n = WriteSome(socket_.get(), frame.wire, frame.payload, frame.sent, frame.fds);
+    // One sendmsg() for the front frame and the frames behind it, up to the
+    // first that carries descriptors: those ride on the first byte of their
+    // own sendmsg() (the receiver attributes descriptors by the receive that
+    // carried them: core/stream_reassembler.h), so such a frame always
+    // starts a write. The front frame's descriptors (if
+    // none of it is written yet) go with this one.
+    iovec iov[2 * kMaxFramesPerWrite];
+    size_t iovcnt = 0;
+    size_t frames = 1;
+    size_t total = frame.size() - frame.sent;
+    AppendFrameIov(frame.wire, frame.payload, frame.sent, iov, iovcnt);
+    while (frames < send_queue_.size() && frames < kMaxFramesPerWrite) {
+      detail::OutgoingFrame& next = send_queue_[frames];
+      MOAT_ASSERT(next.sent == 0, "a frame behind the front one was partly written");
+      if (!next.fds.empty()) break;
+      if (next.header.type == FrameType::kFdAck && next.header.ack_count == 0) break;  // see above
+      if (acks_.pending_acks() > 0) {
+        Checked<uint32_t> acks = Checked<uint32_t>(next.header.ack_count) + acks_.pending_acks();
+        if (!acks.has_overflow()) {
+          next.header.ack_count = acks.value();
+          acks_.TakePendingAcks();
+        }
+      }
+      // Encoded again if it is not reached this time (with any acks added then).
+      next.wire = EncodeFrameHeader(next.header, limits_);
+      AppendFrameIov(next.wire, next.payload, 0, iov, iovcnt);
+      total += next.size();
+      ++frames;
+    }
+    static const std::vector<UniqueFd> kNoFds;
+    Result<size_t> n = SendIov(socket_.get(), iov, iovcnt, frame.sent == 0 ? frame.fds : kNoFds);
     if (!n.ok()) {
       WriteFailedLocked(std::move(n).error());
       return;
@@ -541,14 +590,20 @@ void Transport::FlushLocked() {
       want_write_ = true;
       break;
     }
+    ++queue_writes_;
     if (frame.sent == 0 && !frame.fds.empty()) acks_.OnSent(std::move(frame.fds));
     frame.fds.clear();
-    frame.sent += *n;
+    MOAT_ASSERT(*n <= total, "sendmsg wrote more than it was given");
     send_queue_bytes_ -= *n;
-    if (frame.sent == frame.size()) {
+    for (size_t left = *n; left > 0;) {
+      detail::OutgoingFrame& f = send_queue_.front();
+      const size_t take = std::min(left, f.size() - f.sent);
+      f.sent += take;
+      left -= take;
+      if (f.sent < f.size()) break;
       send_queue_.pop_front();
-      cv_.SignalAll();  // senders waiting for queue space
     }
+    cv_.SignalAll();  // senders waiting for queue space
   }
   if (send_queue_.empty()) want_write_ = false;
   UpdateInterestLocked();
@@ -1143,6 +1198,7 @@ Transport::Stats Transport::stats() const {
   s.held_bytes = received_bytes_ + reassembler_capacity_;
   s.reading_paused = !disconnect_ && !on_message_ && !ReadAllowedLocked();
   s.sender_waiting = writer_busy_;
+  s.queue_writes = queue_writes_;
   return s;
 }
 

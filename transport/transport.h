@@ -212,6 +212,9 @@ class Transport {
     size_t held_bytes = 0;
     bool reading_paused = false;     // backpressure: receive queue full
     bool sender_waiting = false;     // a Send() caller waits for socket space
+    // sendmsg() calls that wrote queued frames (several per call when they
+    // fit: FlushLocked), since the start. A counter for tests.
+    uint64_t queue_writes = 0;
   };
   Stats stats() const;
 
@@ -331,6 +334,7 @@ class Transport {
   bool receive_state_released_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<detail::OutgoingFrame> send_queue_ ABSL_GUARDED_BY(mu_);
   size_t send_queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t queue_writes_ ABSL_GUARDED_BY(mu_) = 0;  // Stats::queue_writes
   FdAckState acks_ ABSL_GUARDED_BY(mu_);
   // Connection state: connected -> disconnected (disconnect_ set; reported_
   // once the IO thread has called on_disconnect) or -> released (stopping_ and
