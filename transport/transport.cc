@@ -613,8 +613,10 @@ void Transport::FlushLocked() {
 
 Status Transport::ReadOnce(const ReadBudget& budget, bool block, bool* would_block) {
   *would_block = false;
-  std::span<uint8_t> space = reassembler_->PrepareWrite(budget.want, budget.max_capacity);
-  if (space.empty()) {
+  // A large frame's payload goes straight into its own buffer (the
+  // message's payload: no copy), followed by at most the next header.
+  StreamReassembler::ReadSpace space = reassembler_->PrepareRead(budget.want, budget.max_capacity);
+  if (space.first.empty()) {
     if (budget.max_capacity != SIZE_MAX) {
       // What the queue leaves of the budget is spent: pause until the owner
       // takes a message (unless it already did since `budget` was taken).
@@ -630,11 +632,13 @@ Status Transport::ReadOnce(const ReadBudget& budget, bool block, bool* would_blo
                  limits_.max_unprocessed_bytes);
     return Error(ErrorCode::kResourceExhausted, "cannot allocate the receive buffer");
   }
-  iovec iov{space.data(), space.size()};
+  iovec iov[2] = {{space.first.data(), space.first.size()},
+                  {space.second.data(), space.second.size()}};
+  const size_t space_size = space.first.size() + space.second.size();
   alignas(cmsghdr) char control[kControlSize];
   msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+  msg.msg_iov = iov;
+  msg.msg_iovlen = space.second.empty() ? 1 : 2;
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);
   ssize_t n;
@@ -725,7 +729,7 @@ Status Transport::ReadOnce(const ReadBudget& budget, bool block, bool* would_blo
   // A short read almost always means the socket is drained: skip the extra
   // recvmsg() that would only say EAGAIN (epoll is level-triggered, so
   // anything that did arrive meanwhile is reported again).
-  if (static_cast<size_t>(n) < space.size()) *would_block = true;
+  if (static_cast<size_t>(n) < space_size) *would_block = true;
   return DrainFrames();
 }
 
@@ -739,7 +743,8 @@ Status Transport::DrainFrames(bool within_budget) {
       // in the buffer, reading pauses, and it is queued once the owner has
       // taken messages. An empty queue always takes one (the buffer alone
       // is bounded by the reassembler).
-      const size_t capacity = reassembler_->buffer_capacity();
+      // A large frame's own buffer becomes the queued message: not counted twice.
+      const size_t capacity = reassembler_->buffer_capacity() - reassembler_->direct_capacity();
       admit = [this, capacity](const FrameHeader& h) {
         if (h.type == FrameType::kFdAck) return true;
         MutexLock lock(&mu_);
@@ -792,7 +797,11 @@ Status Transport::DeliverFrame(ReceivedFrame& frame) {
                    frame.fds.size(), " + ", reassembler_->unprocessed_fds(),
                    " exceed MAX_UNPROCESSED_FDS ", limits_.max_unprocessed_fds);
       Message message;
-      message.payload.assign(frame.payload.begin(), frame.payload.end());
+      if (!frame.owned.empty()) {
+        message.payload = std::move(frame.owned);  // received in place: no copy
+      } else {
+        message.payload.assign(frame.payload.begin(), frame.payload.end());
+      }
       message.fds = std::move(frame.fds);
       received_bytes_ += AccountedSize(message);
       received_fds_ += message.fds.size();
@@ -804,7 +813,7 @@ Status Transport::DeliverFrame(ReceivedFrame& frame) {
     // reply sent from inside the handler piggybacks the ack.
     MOAT_TRY(acks_.OnFdsReceived(frame.header.fd_count));
   }
-  MessageView view{frame.payload, frame.fds};
+  MessageView view{frame.payload, frame.fds, frame.owned.empty() ? nullptr : &frame.owned};
   on_message_(view);
   return OkStatus();
 }
@@ -1040,7 +1049,7 @@ void Transport::IoThreadMain() {
         if (received_.empty() || stopping_) break;
         TakeMessageLocked(message);
       }
-      MessageView view{message.payload, message.fds};
+      MessageView view{message.payload, message.fds, &message.payload};
       on_message_(view);
       DropFds(message.fds);
     }

@@ -72,6 +72,11 @@ struct Message {
 struct MessageView {
   std::span<const uint8_t> payload;
   std::vector<UniqueFd>& fds;
+  // Non-null when the payload has a buffer of its own (a large frame is
+  // received straight into one): `payload` is all of *owned, and the
+  // handler may move it out to keep the bytes without a copy (`payload`
+  // stays valid until the call returns).
+  std::vector<uint8_t>* owned = nullptr;
 };
 
 struct TransportOptions {
