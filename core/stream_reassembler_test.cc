@@ -207,8 +207,9 @@ TEST(StreamReassemblerTest, LargeFramesAreReceivedIntoTheirOwnBuffers) {
     std::vector<uint8_t> f = Frame(p);
     stream.insert(stream.end(), f.begin(), f.end());
   }
+  for (const size_t kChunk : {size_t{8 * 1024}, size_t{7}, size_t{1000}, size_t{1} << 20}) {
+  SCOPED_TRACE(kChunk);
   StreamReassembler r;
-  constexpr size_t kChunk = 8 * 1024;  // one receive
   size_t done = 0;
   std::vector<ReceivedFrame> frames;
   std::vector<std::string> got;  // ring payloads are valid only until the next call
@@ -241,6 +242,59 @@ TEST(StreamReassemblerTest, LargeFramesAreReceivedIntoTheirOwnBuffers) {
   EXPECT_LE(peak_over_arrived, kChunk + 4 * kFrameHeaderSize + 64 * 1024);
   EXPECT_EQ(r.unprocessed_bytes(), 0u);
   EXPECT_TRUE(r.Finish().ok());
+  }
+}
+
+// Descriptors of a large frame arrive with its first bytes and stay its own;
+// a later frame cannot claim them, and the next frame's descriptors (with
+// its first bytes, in the large frame's last receive) are not the large
+// frame's either.
+TEST(StreamReassemblerTest, LargeFrameKeepsItsDescriptors) {
+  const size_t kLarge = 2 * StreamReassembler::kDirectFrameMin;
+  std::vector<uint8_t> one = Frame(std::string(kLarge, 'x'), /*fds=*/2);
+  std::vector<uint8_t> two = Frame("next", /*fds=*/1);
+  const size_t before = moat::testing::OpenFdCount();
+  {
+    StreamReassembler r;
+    // First receive: the header and a little, with the frame's 2 descriptors.
+    StreamReassembler::ReadSpace space = r.PrepareRead(100);
+    std::memcpy(space.first.data(), one.data(), 100);
+    ASSERT_TRUE(r.CommitWrite(100, DevNull(2)).ok());
+    auto none = r.Next();
+    ASSERT_TRUE(none.ok() && !none->has_value());
+    // Then the rest of it into its own buffer, plus the next header.
+    space = r.PrepareRead(1 << 20);
+    ASSERT_EQ(space.first.size(), one.size() - 100);
+    ASSERT_EQ(space.second.size(), kFrameHeaderSize);
+    std::memcpy(space.first.data(), one.data() + 100, space.first.size());
+    std::memcpy(space.second.data(), two.data(), kFrameHeaderSize);
+    ASSERT_TRUE(r.CommitWrite(space.first.size() + kFrameHeaderSize).ok());
+    auto big = r.Next();
+    ASSERT_TRUE(big.ok() && big->has_value()) << (big.ok() ? "" : big.error().ToString());
+    EXPECT_EQ((*big)->fds.size(), 2u);
+    EXPECT_EQ((*big)->owned.size(), kLarge);
+    // The small frame's payload and its descriptor.
+    ASSERT_TRUE(r.Append(std::span(two).subspan(kFrameHeaderSize), DevNull(1)).ok());
+    auto next = r.Next();
+    ASSERT_TRUE(next.ok() && next->has_value()) << (next.ok() ? "" : next.error().ToString());
+    EXPECT_EQ(PayloadOf(**next), "next");
+    EXPECT_EQ((*next)->fds.size(), 1u);
+    EXPECT_TRUE(r.Finish().ok());
+  }
+  // A large frame declaring no descriptors gets none that arrived with it.
+  {
+    StreamReassembler r;
+    std::vector<uint8_t> bare = Frame(std::string(kLarge, 'y'));
+    ASSERT_TRUE(r.Append(std::span(bare).first(50), DevNull(1)).ok());
+    ASSERT_TRUE(r.Next().ok());
+    ASSERT_EQ(ScatterRead(r, std::span(bare).subspan(50), 1 << 20), bare.size() - 50);
+    auto big = r.Next();
+    ASSERT_TRUE(big.ok() && big->has_value());
+    EXPECT_TRUE((*big)->fds.empty());
+    auto after = r.Next();
+    EXPECT_FALSE(after.ok()) << "a descriptor with no frame to claim it";
+  }
+  EXPECT_EQ(moat::testing::OpenFdCount(), before);
 }
 
 // The frame after a large one: its header comes with the large frame's last
