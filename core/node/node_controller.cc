@@ -397,7 +397,7 @@ Status NodeController::HandleMessage(Channel* channel, transport::MessageView& r
                         DecodeNodeChannelMessage(raw.payload, raw.fds.size()));
   if (channel->state == Channel::State::kAwaitingHello) return HandleHello(channel, message);
   if (is_broker_) return HandleAsBroker(channel, message, raw);
-  return HandleAsChild(channel, message, raw.fds);
+  return HandleAsChild(channel, message, raw);
 }
 
 Status NodeController::HandleHello(Channel* channel, const NodeChannelMessage& message) {
@@ -485,7 +485,7 @@ Status NodeController::HandleAsBroker(Channel* channel, const NodeChannelMessage
   MOAT_REQUIRE(h.sender == channel->peer, ErrorCode::kProtocolViolation, "event from node ",
                h.sender.ToString(), " on the connection of node ", channel->peer.ToString(),
                " (forged sender)");
-  if (h.target == name_) return AcceptEventBytes(h.sender, message.body, raw.fds);
+  if (h.target == name_) return AcceptEventBytes(h.sender, message.body, raw.fds, raw.owned);
 
   // Relay to another child, unchanged: that child checks the event itself.
   ChannelPtr destination;
@@ -528,14 +528,17 @@ Status NodeController::HandleAsBroker(Channel* channel, const NodeChannelMessage
 }
 
 Status NodeController::HandleAsChild(Channel* channel, const NodeChannelMessage& message,
-                                     std::vector<UniqueFd>& fds) {
+                                     transport::MessageView& raw) {
+  std::vector<UniqueFd>& fds = raw.fds;
   const NodeChannelHeader& h = message.header;
   // Attack: messages for another node (misrouting into this node's ports).
   MOAT_REQUIRE(h.target == name_, ErrorCode::kProtocolViolation, "message for node ",
                h.target.ToString(), " arrived at node ", name_.ToString());
   switch (h.type) {
     case NodeChannelMessageType::kEvent: {
-      if (h.sender == broker_name_) return AcceptEventBytes(h.sender, message.body, fds);
+      if (h.sender == broker_name_) {
+        return AcceptEventBytes(h.sender, message.body, fds, raw.owned);
+      }
       // Relayed from another child. A bad event there is that child's fault:
       // drop every pipe to it, keep the broker.
       {
@@ -545,7 +548,7 @@ Status NodeController::HandleAsChild(Channel* channel, const NodeChannelMessage&
         if (lost_remote_.contains(h.sender)) return OkStatus();
         remote_nodes_[h.sender] = true;
       }
-      Status s = AcceptEventBytes(h.sender, message.body, fds);
+      Status s = AcceptEventBytes(h.sender, message.body, fds, raw.owned);
       if (!s.ok()) LoseRemoteNode(h.sender, s.error());
       return OkStatus();
     }
@@ -580,8 +583,12 @@ Status NodeController::HandleAsChild(Channel* channel, const NodeChannelMessage&
 
 Status NodeController::AcceptEventBytes(const ports::NodeName& from,
                                         std::span<const uint8_t> body,
-                                        std::vector<UniqueFd>& fds) {
-  auto event = ports::DeserializeEvent(body, fds);
+                                        std::vector<UniqueFd>& fds,
+                                        std::vector<uint8_t>* owned) {
+  // A large event arrived in a buffer of its own: the message keeps it, so
+  // the payload reaches the reader without a copy (issue 14).
+  auto event = owned != nullptr ? ports::DeserializeEventAdopting(*owned, body, fds)
+                                : ports::DeserializeEvent(body, fds);
   if (!event.ok()) return std::move(event).error().WithField("NodeChannelMessage.body");
   // Attribution for bad-message reports (issue 15 item 2): `from` is the
   // authenticated sender (checked against the connection or, relayed, by the

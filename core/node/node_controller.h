@@ -172,9 +172,11 @@ class NodeController {
   Status HandleAsBroker(Channel* channel, const NodeChannelMessage& message,
                         transport::MessageView& raw);
   Status HandleAsChild(Channel* channel, const NodeChannelMessage& message,
-                       std::vector<UniqueFd>& fds);
+                       transport::MessageView& raw);
+  // `owned`: the buffer `body` lies in, if the transport received it into
+  // one of its own (MessageView::owned): a user message then keeps it.
   Status AcceptEventBytes(const ports::NodeName& from, std::span<const uint8_t> body,
-                          std::vector<UniqueFd>& fds);
+                          std::vector<UniqueFd>& fds, std::vector<uint8_t>* owned);
 
   // NodeDelegate paths (via NodeCore).
   void ForwardEvent(const ports::NodeName& node, std::unique_ptr<ports::Event> event)

@@ -23,7 +23,7 @@ constexpr auto kTimeout = std::chrono::seconds(20);
 std::span<const uint8_t> Bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
-std::string Text(const std::vector<uint8_t>& b) { return std::string(b.begin(), b.end()); }
+std::string Text(std::span<const uint8_t> b) { return std::string(b.begin(), b.end()); }
 
 int WaitExit(pid_t pid) {
   int status = 0;

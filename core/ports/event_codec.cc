@@ -261,8 +261,11 @@ std::vector<uint8_t> Serialize(const Event& event, std::vector<UniqueFd>* moved_
   return enc.TakeBytes();
 }
 
+// With `payload_view`, a user message's payload is not copied out: *payload_view
+// is set to it (a view into the input) and the message's payload left empty.
 Result<std::unique_ptr<Event>> DecodeBody(Decoder& dec, EventType type, const PortName& target,
-                                          const PortName& from, uint64_t control_seq) {
+                                          const PortName& from, uint64_t control_seq,
+                                          std::span<const uint8_t>* payload_view) {
   switch (type) {
     case EventType::kUserMessage: {
       uint64_t seq;
@@ -271,7 +274,11 @@ Result<std::unique_ptr<Event>> DecodeBody(Decoder& dec, EventType type, const Po
       MOAT_REQUIRE(seq >= kInitialSequenceNum && seq != kInvalidSequenceNum,
                    ErrorCode::kMalformed, "sequence_num ", seq, " is outside [1, 2^64-2]");
       auto message = std::make_unique<UserMessage>();
-      MOAT_READ(message->payload, dec.ReadBytes(), "payload");
+      if (payload_view != nullptr) {
+        MOAT_READ(*payload_view, dec.ReadBytesView(), "payload");
+      } else {
+        MOAT_READ(message->payload, dec.ReadBytes(), "payload");
+      }
       uint32_t fd_count;
       MOAT_READ(fd_count, dec.ReadU32(), "fd_count");
       // Attack: descriptor-table exhaustion with one message.
@@ -411,8 +418,31 @@ std::vector<uint8_t> SerializeEvent(const Event& event, std::vector<UniqueFd>* f
   return Serialize(event, nullptr, fds_out);
 }
 
+namespace {
+
+Result<std::unique_ptr<Event>> Deserialize(std::span<const uint8_t> bytes, std::span<UniqueFd> fds,
+                                           std::vector<uint8_t>* owner);
+
+}  // namespace
+
 Result<std::unique_ptr<Event>> DeserializeEvent(std::span<const uint8_t> bytes,
                                                 std::span<UniqueFd> fds) {
+  return Deserialize(bytes, fds, nullptr);
+}
+
+Result<std::unique_ptr<Event>> DeserializeEventAdopting(std::vector<uint8_t>& owner,
+                                                        std::span<const uint8_t> bytes,
+                                                        std::span<UniqueFd> fds) {
+  MOAT_ASSERT(bytes.empty() || (bytes.data() >= owner.data() &&
+                                bytes.data() + bytes.size() <= owner.data() + owner.size()),
+              "DeserializeEventAdopting: the bytes are not in `owner`");
+  return Deserialize(bytes, fds, &owner);
+}
+
+namespace {
+
+Result<std::unique_ptr<Event>> Deserialize(std::span<const uint8_t> bytes, std::span<UniqueFd> fds,
+                                           std::vector<uint8_t>* owner) {
   Decoder dec(bytes, fds);
   uint32_t raw_type;
   MOAT_READ(raw_type, dec.ReadU32(), "Event.type");
@@ -444,11 +474,26 @@ Result<std::unique_ptr<Event>> DeserializeEvent(std::span<const uint8_t> bytes,
                  ErrorCode::kMalformed, "Event.control_sequence_num/from_port must be unset for ",
                  EventTypeName(type));
   }
-  Result<std::unique_ptr<Event>> event = DecodeBody(dec, type, target, from, control_seq);
+  std::span<const uint8_t> payload;
+  Result<std::unique_ptr<Event>> event =
+      DecodeBody(dec, type, target, from, control_seq, owner != nullptr ? &payload : nullptr);
   if (!event.ok()) return std::move(event).error().WithField(EventTypeName(type));
   // Attack: trailing bytes or unused descriptors (smuggled data, fd leaks).
   MOAT_TRY(dec.Finish());
+  if (owner != nullptr && type == EventType::kUserMessage) {
+    // The message keeps the buffer the event arrived in: its payload is
+    // buffer[headroom..], the tail behind it cut off (no reallocation).
+    UserMessage& message = *static_cast<UserMessageEvent&>(**event).message;
+    if (!payload.empty()) {
+      const size_t headroom = static_cast<size_t>(payload.data() - owner->data());
+      message.payload = std::move(*owner);
+      message.payload.resize(headroom + payload.size());
+      message.headroom = headroom;
+    }
+  }
   return event;
 }
+
+}  // namespace
 
 }  // namespace moat::ports

@@ -195,16 +195,14 @@ Status MessagePipeEndpoint::TakeLocked(Pending& p, const MessageSizes* capacity,
                                   " fds; buffers hold ", capacity->num_bytes, ", ",
                                   capacity->num_handles, ", ", capacity->num_fds));
   }
-  // The reader gets the buffer the bytes arrived in: the user bytes end the
-  // payload, so dropping the handle table in front (none without handles;
-  // and the headroom of a message that was meant for another node but stayed
-  // here) is a move within the buffer, never a new allocation.
+  // The reader gets the buffer the bytes arrived in, no copy: the user bytes
+  // end the payload, and what precedes them (the headers they arrived
+  // behind, a handle table) is skipped, not moved.
   std::vector<uint8_t>& payload = p.message->payload;
   const size_t table = static_cast<size_t>(p.parsed.user_payload.data() - payload.data());
   MOAT_ASSERT(table + need.num_bytes == payload.size(), "user payload does not end the message");
   p.parsed = ParsedSystemMessage{};  // its spans point into what moves next
-  if (table != 0) payload.erase(payload.begin(), payload.begin() + static_cast<ptrdiff_t>(table));
-  out->payload = std::move(payload);
+  out->payload = PayloadBytes(std::move(payload), table);
   out->ports = std::move(p.ports);
   out->source_node = p.message->source_node;
   std::vector<UniqueFd>& fds = p.message->fds;
