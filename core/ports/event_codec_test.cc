@@ -119,6 +119,53 @@ TEST(EventCodecTest, HeadroomSerializesInPlaceToTheSameBytes) {
             (std::vector<uint8_t>{1, 2, 3}));
 }
 
+// A received event in a buffer of its own: the user message keeps that
+// buffer (no copy of the payload); same result and same errors as
+// DeserializeEvent, and the buffer is left alone when it is not taken.
+TEST(EventCodecTest, AdoptingKeepsTheReceiveBuffer) {
+  constexpr size_t kPrefix = 61;
+  const PortName t = PortName::Random(), f = PortName::Random();
+  auto m = std::make_unique<UserMessage>();
+  for (int i = 0; i < 5000; ++i) m->payload.push_back(static_cast<uint8_t>(i * 13));
+  const std::vector<uint8_t> want = m->payload;
+  m->fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  std::vector<UniqueFd> fds;
+  std::vector<uint8_t> wire = SerializeEventAfterPrefix(
+      std::make_unique<UserMessageEvent>(t, f, 4, 9, std::move(m)), kPrefix, &fds);
+  const uint8_t* buffer = wire.data();
+  auto event = DeserializeEventAdopting(wire, std::span(wire).subspan(kPrefix), fds);
+  ASSERT_TRUE(event.ok()) << event.error().ToString();
+  const UserMessage& got = *static_cast<const UserMessageEvent&>(**event).message;
+  EXPECT_EQ(got.payload.data(), buffer) << "the payload was copied";
+  EXPECT_EQ(got.headroom, kPrefix + kUserMessageEventHeadSize);
+  EXPECT_TRUE(std::ranges::equal(got.bytes(), want));
+  EXPECT_EQ(got.size_in_bytes(), want.size());
+  EXPECT_EQ(got.fds.size(), 1u);
+
+  // Not a user message: the buffer stays with the caller.
+  std::vector<UniqueFd> none;
+  std::vector<uint8_t> ack = SerializeEventAfterPrefix(
+      std::make_unique<UserMessageReadAckEvent>(t, f, 1, 10), kPrefix, &none);
+  const std::vector<uint8_t> ack_copy = ack;
+  ASSERT_TRUE(DeserializeEventAdopting(ack, std::span(ack).subspan(kPrefix), none).ok());
+  EXPECT_EQ(ack, ack_copy);
+
+  // Malformed: the same error as DeserializeEvent, the buffer untouched.
+  std::vector<UniqueFd> fds2;
+  auto m2 = std::make_unique<UserMessage>();
+  m2->payload = {1, 2, 3};
+  std::vector<uint8_t> bad = SerializeEventAfterPrefix(
+      std::make_unique<UserMessageEvent>(t, f, 4, 9, std::move(m2)), kPrefix, &fds2);
+  bad.push_back(0);  // a trailing byte
+  const std::vector<uint8_t> bad_copy = bad;
+  auto plain = DeserializeEvent(std::span(bad).subspan(kPrefix), fds2);
+  auto adopted = DeserializeEventAdopting(bad, std::span(bad).subspan(kPrefix), fds2);
+  ASSERT_FALSE(plain.ok());
+  ASSERT_FALSE(adopted.ok());
+  EXPECT_EQ(adopted.error().ToString(), plain.error().ToString());
+  EXPECT_EQ(bad, bad_copy);
+}
+
 TEST(EventCodecTest, UserMessageKeepsPayloadFdsAndDescriptors) {
   auto events = AllEvents();
   auto& original = static_cast<UserMessageEvent&>(*events[0]);
