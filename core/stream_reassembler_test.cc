@@ -185,7 +185,7 @@ size_t ScatterRead(StreamReassembler& r, std::span<const uint8_t> from, size_t w
   size_t n = 0;
   for (std::span<uint8_t> part : {space.first, space.second}) {
     const size_t take = std::min(part.size(), from.size() - n);
-    std::memcpy(part.data(), from.data() + n, take);
+    if (take > 0) std::memcpy(part.data(), from.data() + n, take);
     n += take;
   }
   EXPECT_TRUE(r.CommitWrite(n).ok());
