@@ -21,6 +21,12 @@
 // max_unprocessed_bytes: beyond it a sender thread waits until it drains or
 // the peer is gone.
 //
+// Receiving: a frame of at least StreamReassembler::kDirectFrameMin bytes is
+// received straight into a buffer of its own once its header is in, and
+// that buffer becomes the message (queue mode) or is offered to on_message
+// (MessageView::owned): large payloads are never copied in user space.
+// Sending: queued frames go out several per sendmsg() (FlushLocked).
+//
 // Receiving in queue mode: a thread blocked in Receive() reads the socket
 // itself while it waits (the IO thread stops watching for input meanwhile),
 // which saves the IO-thread wake and condition-variable hop per message.
