@@ -30,7 +30,7 @@ size_t StreamReassembler::MinCapacity() const {
 }
 
 bool StreamReassembler::Reallocate(size_t capacity) {
-  const size_t have = unprocessed_bytes();
+  const size_t have = ring_bytes();
   MOAT_ASSERT(capacity >= have, "reallocating below the buffered bytes");
   std::unique_ptr<uint8_t[]> fresh;
   if (capacity > 0) {
@@ -54,7 +54,7 @@ void StreamReassembler::Compact() {
   if (read_pos_ == 0) return;
   // A large buffer holding only the tail of a large frame: shrink while
   // moving the tail (no extra copy).
-  if (capacity_ > kRetainCapacity && unprocessed_bytes() <= kRetainCapacity / 2 &&
+  if (capacity_ > kRetainCapacity && ring_bytes() <= kRetainCapacity / 2 &&
       Reallocate(kRetainCapacity)) {
     return;
   }
@@ -81,10 +81,13 @@ bool StreamReassembler::Grow(size_t limit) {
 }
 
 bool StreamReassembler::ShrinkTo(size_t max_capacity) {
-  if (capacity_ <= max_capacity) return true;
-  const size_t have = unprocessed_bytes();
-  if (have > max_capacity) return false;
-  return Reallocate(have == 0 ? 0 : std::max(have, std::min(max_capacity, MinCapacity())));
+  if (buffer_capacity() <= max_capacity) return true;
+  // A large frame's own buffer holds received bytes: only the shared one shrinks.
+  if (direct_.size() > max_capacity) return false;
+  const size_t ring_max = max_capacity - direct_.size();
+  const size_t have = ring_bytes();
+  if (have > ring_max) return false;
+  return Reallocate(have == 0 ? 0 : std::max(have, std::min(ring_max, MinCapacity())));
 }
 
 void StreamReassembler::Clear() {
@@ -92,26 +95,113 @@ void StreamReassembler::Clear() {
   capacity_ = 0;
   read_pos_ = write_pos_ = 0;
   pending_header_.reset();
+  direct_active_ = false;
+  direct_ = std::vector<uint8_t>();
+  direct_filled_ = 0;
   held_back_ = false;
   for (PendingFd& pending : fds_) Dispose(close_mode_, std::move(pending.fd));
   fds_.clear();
 }
 
 std::span<uint8_t> StreamReassembler::PrepareWrite(size_t want, size_t max_capacity) {
+  ReadSpace space = PrepareRead(want, max_capacity);
+  return space.first;
+}
+
+bool StreamReassembler::StartDirect(size_t want, size_t limit) {
+  const size_t frame_payload = pending_header_->payload_size;
+  const size_t have = ring_bytes() - kFrameHeaderSize;  // of this frame's payload
+  // What arrived plus one receive ahead, never past the frame's end: a peer
+  // declaring 64 MiB and sending 10 bytes gets 10 + `want` bytes allocated.
+  const size_t initial = std::min(frame_payload, have + std::max(want, kFrameHeaderSize));
+  // The shared buffer keeps just the header and room for the next one. Both
+  // buffers together stay within the one budget (TRP-15); a frame too close
+  // to it for that stays in the shared buffer.
+  const size_t ring_after = 2 * kFrameHeaderSize;
+  if (ring_after + frame_payload > limit) return false;
+  std::vector<uint8_t> direct;
+  direct.reserve(initial);  // exactly: resize() alone may double the allocation
+  direct.resize(initial);
+  // The one copy: what a large shared-buffer read brought of this frame.
+  if (have > 0) std::memcpy(direct.data(), buffer_.get() + read_pos_ + kFrameHeaderSize, have);
+  write_pos_ = read_pos_ + kFrameHeaderSize;
+  direct_ = std::move(direct);
+  direct_filled_ = have;
+  direct_active_ = true;
+  if (capacity_ != ring_after) Reallocate(ring_after);  // moves only the header
+  return true;
+}
+
+std::span<uint8_t> StreamReassembler::DirectSpace(size_t want, size_t limit) {
+  const size_t frame_payload = pending_header_->payload_size;
+  if (direct_filled_ == direct_.size() && direct_.size() < frame_payload) {
+    // Full: grow by doubling (at least one receive ahead), to the frame's
+    // end at most, within the budget left beside the shared buffer.
+    size_t grown = std::min(frame_payload,
+                            std::max(direct_.size() * 2, direct_filled_ + want));
+    grown = std::min(grown, limit > capacity_ ? limit - capacity_ : 0);
+    if (grown <= direct_.size()) return {};
+    std::vector<uint8_t> bigger;
+    bigger.reserve(grown);
+    bigger.resize(grown);
+    std::memcpy(bigger.data(), direct_.data(), direct_filled_);
+    direct_ = std::move(bigger);
+  }
+  return {direct_.data() + direct_filled_, direct_.size() - direct_filled_};
+}
+
+StreamReassembler::ReadSpace StreamReassembler::PrepareRead(size_t want, size_t max_capacity) {
   Compact();
   const size_t limit = std::min(limits_.max_unprocessed_bytes, max_capacity);
   if (unprocessed_bytes() >= limit) return {};
-  if (capacity_ > limit && !ShrinkTo(limit)) return {};
+  if (buffer_capacity() > limit && !ShrinkTo(limit)) return {};
+  if (!direct_active_ && pending_header_ &&
+      pending_header_->payload_size >= kDirectFrameMin &&
+      ring_bytes() < kFrameHeaderSize + size_t{pending_header_->payload_size}) {
+    StartDirect(want, limit);
+  }
+  ReadSpace out;
+  if (direct_active_) {
+    out.first = DirectSpace(want, limit);
+    const bool reaches_end =
+        direct_filled_ + out.first.size() == size_t{pending_header_->payload_size};
+    if (!out.first.empty() && !reaches_end) return out;
+    if (!out.first.empty()) {
+      // Just the next frame's header: if that frame is large, its payload
+      // goes into a buffer of its own at the next receive, not in here.
+      const size_t room = capacity_ - write_pos_;
+      if (room > 0) {
+        out.second = {buffer_.get() + write_pos_, std::min(room, kFrameHeaderSize)};
+      }
+      return out;
+    }
+    if (direct_filled_ < pending_header_->payload_size) return out;  // the budget is spent
+    // The large frame is whole (it waits for descriptors, or was held back):
+    // whatever follows goes into the shared buffer as usual.
+  }
   // Reads fill the free space; the buffer grows only when it is full, i.e.
   // when the frame being received needs more room (small frames are drained
   // before the next read, so they never grow it).
-  if (write_pos_ == capacity_ && !Grow(limit)) return {};
+  if (write_pos_ == capacity_ && !Grow(limit > direct_.size() ? limit - direct_.size() : 0)) {
+    return out;
+  }
   const size_t n = std::min(want, capacity_ - write_pos_);
-  if (n == 0) return {};
-  return {buffer_.get() + write_pos_, n};
+  if (n == 0) return out;
+  if (out.first.empty()) {
+    out.first = {buffer_.get() + write_pos_, n};
+  } else {
+    out.second = {buffer_.get() + write_pos_, n};
+  }
+  return out;
 }
 
 Status StreamReassembler::CommitWrite(size_t n, std::vector<UniqueFd> fds) {
+  if (direct_active_) {
+    // The large frame's buffer fills first (PrepareRead's `first`).
+    const size_t direct = std::min(n, direct_.size() - direct_filled_);
+    direct_filled_ += direct;
+    n -= direct;
+  }
   MOAT_ASSERT(write_pos_ + n <= capacity_, "CommitWrite past the PrepareWrite span");
   write_pos_ += n;
   // Attack: a descriptor flood that exhausts our descriptor table before any frame claims them.
@@ -133,18 +223,24 @@ Status StreamReassembler::CommitWrite(size_t n, std::vector<UniqueFd> fds) {
 Status StreamReassembler::Append(std::span<const uint8_t> bytes, std::vector<UniqueFd> fds) {
   size_t done = 0;
   while (done < bytes.size()) {
-    std::span<uint8_t> space = PrepareWrite(bytes.size() - done);
-    if (space.empty()) {
+    ReadSpace space = PrepareRead(bytes.size() - done);
+    if (space.first.empty()) {
       for (UniqueFd& fd : fds) Dispose(close_mode_, std::move(fd));
     }
     // Attack: a peer that writes faster than we process, to grow our buffer without bound.
-    MOAT_REQUIRE(!space.empty(), ErrorCode::kLimitExceeded, "unprocessed bytes ",
+    MOAT_REQUIRE(!space.first.empty(), ErrorCode::kLimitExceeded, "unprocessed bytes ",
                  unprocessed_bytes(), " + ", bytes.size() - done,
                  " exceed MAX_UNPROCESSED_BYTES ", limits_.max_unprocessed_bytes);
-    std::memcpy(space.data(), bytes.data() + done, space.size());
+    // As a scatter read fills them: `first`, then `second`.
+    size_t n = 0;
+    for (std::span<uint8_t> part : {space.first, space.second}) {
+      const size_t take = std::min(part.size(), bytes.size() - done - n);
+      if (take > 0) std::memcpy(part.data(), bytes.data() + done + n, take);
+      n += take;
+    }
     // Descriptors travel with the first chunk of this receive.
-    MOAT_TRY(CommitWrite(space.size(), done == 0 ? std::move(fds) : std::vector<UniqueFd>{}));
-    done += space.size();
+    MOAT_TRY(CommitWrite(n, done == 0 ? std::move(fds) : std::vector<UniqueFd>{}));
+    done += n;
   }
   if (bytes.empty() && !fds.empty()) MOAT_TRY(CommitWrite(0, std::move(fds)));
   return OkStatus();
@@ -156,8 +252,8 @@ Result<std::optional<ReceivedFrame>> StreamReassembler::Next(
   const auto need_more = [this] {
     // What a consumed large frame left behind is small: shrink back now,
     // not at the next receive (which may never come).
-    if (capacity_ > kRetainCapacity && unprocessed_bytes() <= kRetainCapacity / 2) {
-      Reallocate(unprocessed_bytes() == 0 ? 0 : kRetainCapacity);
+    if (capacity_ > kRetainCapacity && ring_bytes() <= kRetainCapacity / 2) {
+      Reallocate(ring_bytes() == 0 ? 0 : kRetainCapacity);
     }
     return std::optional<ReceivedFrame>();
   };
@@ -172,7 +268,7 @@ Result<std::optional<ReceivedFrame>> StreamReassembler::Next(
       }
       return need_more();
     }
-    auto header = DecodeFrameHeader({buffer_.get() + read_pos_, available}, limits_);
+    auto header = DecodeFrameHeader({buffer_.get() + read_pos_, ring_bytes()}, limits_);
     if (!header.ok()) {
       // The header decoder knows the byte within the header; a captured
       // stream is triaged by its stream offset (`moat inspect`), so report that.
@@ -213,13 +309,24 @@ Result<std::optional<ReceivedFrame>> StreamReassembler::Next(
 
   ReceivedFrame frame;
   frame.header = header;
-  frame.payload = {buffer_.get() + read_pos_ + kFrameHeaderSize, header.payload_size};
+  if (direct_active_) {
+    MOAT_ASSERT(direct_filled_ == header.payload_size && direct_.size() == direct_filled_,
+                "a whole large frame fills its own buffer exactly");
+    frame.owned = std::move(direct_);
+    frame.payload = frame.owned;
+    direct_ = std::vector<uint8_t>();
+    direct_filled_ = 0;
+    direct_active_ = false;
+    read_pos_ += kFrameHeaderSize;  // only its header was in the shared buffer
+  } else {
+    frame.payload = {buffer_.get() + read_pos_ + kFrameHeaderSize, header.payload_size};
+    read_pos_ += frame_size.value();
+  }
   frame.fds.reserve(header.fd_count);
   for (uint32_t i = 0; i < header.fd_count; ++i) {
     frame.fds.push_back(std::move(fds_.front().fd));
     fds_.pop_front();
   }
-  read_pos_ += frame_size.value();
   consumed_ += frame_size.value();
   pending_header_.reset();
   return std::optional<ReceivedFrame>(std::move(frame));

@@ -61,10 +61,14 @@ namespace moat {
 
 struct ReceivedFrame {
   FrameHeader header;
-  // Points into the reassembler's buffer: valid until the next call to
-  // PrepareWrite/CommitWrite/AppendBytes/Next.
+  // Points into the reassembler's buffer (valid until the next call to
+  // PrepareWrite/PrepareRead/CommitWrite/Append/Next), or into `owned`.
   std::span<const uint8_t> payload;
   std::vector<UniqueFd> fds;
+  // A large frame's payload, received straight into a buffer of its own
+  // (see PrepareRead); empty otherwise. The caller may keep it: it is the
+  // payload, no copy needed (moving the vector keeps `payload` valid).
+  std::vector<uint8_t> owned;
 };
 
 class StreamReassembler {
@@ -84,7 +88,26 @@ class StreamReassembler {
   // span means the buffered bytes fill the allowed capacity.
   std::span<uint8_t> PrepareWrite(size_t want, size_t max_capacity = SIZE_MAX);
 
-  // Marks `n` bytes of the last PrepareWrite span as received, together with
+  // Where the next receive may go, for a scatter read (recvmsg with two
+  // iovecs): `first`, then `second`. Once the header of a frame of at least
+  // kDirectFrameMin payload bytes is in, its payload is received into a
+  // buffer of its own (ReceivedFrame::owned) that grows only with bytes that
+  // arrived (by at most one `want` ahead of them, never past the frame's
+  // end, within the same capacity bound as the buffer): `first` is its free
+  // space, and `second`, once `first` reaches the frame's end, room for just
+  // the next frame's header, so that the next large frame goes into its own
+  // buffer too. Otherwise `first` is PrepareWrite's span and `second` empty.
+  // Both empty: as PrepareWrite's empty span.
+  struct ReadSpace {
+    std::span<uint8_t> first, second;
+  };
+  ReadSpace PrepareRead(size_t want, size_t max_capacity = SIZE_MAX);
+  // Smallest payload received into a buffer of its own: below it the
+  // copy out of the shared buffer costs less than the extra receive.
+  static constexpr size_t kDirectFrameMin = 32 * 1024;
+
+  // Marks `n` bytes of the last PrepareWrite span (or PrepareRead's spans,
+  // `first` filled before `second`) as received, together with
   // the descriptors that arrived in the same recvmsg(). On a limit violation
   // every descriptor is closed (they are owned here) and an Error returned.
   Status CommitWrite(size_t n, std::vector<UniqueFd> fds = {});
@@ -116,9 +139,12 @@ class StreamReassembler {
   // descriptors remain (the peer died or lied mid-frame).
   Status Finish() const;
 
-  size_t unprocessed_bytes() const { return write_pos_ - read_pos_; }
+  size_t unprocessed_bytes() const { return ring_bytes() + direct_filled_; }
   size_t unprocessed_fds() const { return fds_.size(); }
-  size_t buffer_capacity() const { return capacity_; }
+  // Both allocations: the shared buffer's and a large frame's own.
+  size_t buffer_capacity() const { return capacity_ + direct_.size(); }
+  // The large frame's own buffer (0 if none): it leaves with that frame.
+  size_t direct_capacity() const { return direct_.size(); }
   // Total bytes consumed as frames so far (the stream offset of the next frame).
   uint64_t stream_offset() const { return consumed_; }
 
@@ -129,7 +155,16 @@ class StreamReassembler {
     uint64_t arrived_by;
   };
 
+  // Bytes in the shared buffer (a large frame's header, and only what
+  // follows that frame in the stream).
+  size_t ring_bytes() const { return write_pos_ - read_pos_; }
   void Compact();
+  // Moves the large frame at read_pos_ into a buffer of its own, if that
+  // fits under `limit`; false if it stays in the shared buffer.
+  bool StartDirect(size_t want, size_t limit);
+  // The free space of the large frame's buffer, grown if it is full; empty
+  // if the frame is whole or `limit` allows no more.
+  std::span<uint8_t> DirectSpace(size_t want, size_t limit);
   // Grows the full buffer, to at most `limit` bytes; false if it cannot.
   bool Grow(size_t limit);
   bool Reallocate(size_t capacity);
@@ -145,6 +180,12 @@ class StreamReassembler {
   uint64_t consumed_ = 0;   // stream offset of buffer_[read_pos_]
   std::deque<PendingFd> fds_;
   std::optional<FrameHeader> pending_header_;  // decoded header of the frame at read_pos_
+  // Direct mode (PrepareRead): the payload of the frame at read_pos_ (its
+  // header stays in buffer_), direct_filled_ bytes of it received. The bytes
+  // in buffer_ after that header follow this payload in the stream.
+  bool direct_active_ = false;
+  std::vector<uint8_t> direct_;
+  size_t direct_filled_ = 0;
   bool held_back_ = false;
 };
 

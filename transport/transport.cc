@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <utility>
 
@@ -39,6 +40,11 @@ constexpr std::chrono::milliseconds kParkTick{5};
 // truncation the kernel makes when we are out of descriptor numbers).
 constexpr size_t kControlSize = CMSG_SPACE(sizeof(int) * limits::SCM_MAX_FD);
 constexpr size_t kSendControlSize = CMSG_SPACE(sizeof(int) * limits::MAX_MESSAGE_FD_COUNT);
+// Queued frames one flush writes with one sendmsg() (two iovecs each, far
+// below IOV_MAX): a peer reading slowly then costs one syscall per socket
+// buffer's worth of frames, not one per frame (issue 14).
+constexpr size_t kMaxFramesPerWrite = 32;
+static_assert(2 * kMaxFramesPerWrite <= IOV_MAX, "a flush's iovecs must fit one sendmsg");
 static_assert(limits::MAX_MESSAGE_FD_COUNT <= limits::SCM_MAX_FD,
               "one frame's descriptors must fit in one sendmsg (R2)");
 
@@ -79,27 +85,14 @@ Error PeerClosedError(const char* call, int err) {
                ::moat::internal::Concat(call, ": peer closed the connection (", std::strerror(err), ")"));
 }
 
-// Writes some of (wire[sent..], payload[..]) with `fds` attached when nothing
-// of the frame has been written yet. Returns bytes written (0 on EAGAIN).
-Result<size_t> WriteSome(int socket, std::span<const uint8_t> wire,
-                         std::span<const uint8_t> payload, size_t sent,
-                         const std::vector<UniqueFd>& fds) {
-  iovec iov[2];
-  int iovcnt = 0;
-  if (sent < wire.size()) {
-    iov[iovcnt++] = {const_cast<uint8_t*>(wire.data()) + sent, wire.size() - sent};
-    if (!payload.empty()) {
-      iov[iovcnt++] = {const_cast<uint8_t*>(payload.data()), payload.size()};
-    }
-  } else {
-    const size_t off = sent - wire.size();
-    iov[iovcnt++] = {const_cast<uint8_t*>(payload.data()) + off, payload.size() - off};
-  }
+// One sendmsg() of `iov` with `fds` (may be empty) attached to its first
+// byte. Returns bytes written (0 on EAGAIN).
+Result<size_t> SendIov(int socket, iovec* iov, size_t iovcnt, const std::vector<UniqueFd>& fds) {
   msghdr msg{};
   msg.msg_iov = iov;
   msg.msg_iovlen = iovcnt;
   alignas(cmsghdr) char control[kSendControlSize];
-  if (sent == 0 && !fds.empty()) {
+  if (!fds.empty()) {
     MOAT_ASSERT(fds.size() <= limits::MAX_MESSAGE_FD_COUNT, "too many descriptors for one sendmsg");
     const size_t len = sizeof(int) * fds.size();
     std::memset(control, 0, sizeof(control));
@@ -120,6 +113,32 @@ Result<size_t> WriteSome(int socket, std::span<const uint8_t> wire,
     if (errno == EPIPE || errno == ECONNRESET) return PeerClosedError("sendmsg", errno);
     return IoError("sendmsg", errno);
   }
+}
+
+// Appends the iovecs of what is left of one frame (wire[sent..], payload[..]).
+void AppendFrameIov(std::span<const uint8_t> wire, std::span<const uint8_t> payload, size_t sent,
+                    iovec* iov, size_t& iovcnt) {
+  if (sent < wire.size()) {
+    iov[iovcnt++] = {const_cast<uint8_t*>(wire.data()) + sent, wire.size() - sent};
+    if (!payload.empty()) {
+      iov[iovcnt++] = {const_cast<uint8_t*>(payload.data()), payload.size()};
+    }
+  } else {
+    const size_t off = sent - wire.size();
+    iov[iovcnt++] = {const_cast<uint8_t*>(payload.data()) + off, payload.size() - off};
+  }
+}
+
+// Writes some of (wire[sent..], payload[..]) with `fds` attached when nothing
+// of the frame has been written yet. Returns bytes written (0 on EAGAIN).
+Result<size_t> WriteSome(int socket, std::span<const uint8_t> wire,
+                         std::span<const uint8_t> payload, size_t sent,
+                         const std::vector<UniqueFd>& fds) {
+  iovec iov[2];
+  size_t iovcnt = 0;
+  AppendFrameIov(wire, payload, sent, iov, iovcnt);
+  static const std::vector<UniqueFd> kNone;
+  return SendIov(socket, iov, iovcnt, sent == 0 ? fds : kNone);
 }
 
 }  // namespace
@@ -612,6 +631,7 @@ Status Transport::SendFrame(std::span<const uint8_t> payload, std::vector<uint8_
   // may wait waits (up to send_stall_timeout_ without progress) until the
   // queue is back at the high-water mark or the peer is gone.
   if (may_wait) WaitForSendSpaceLocked();
+  above_high_water_.store(send_queue_bytes_ > send_high_water_bytes_, std::memory_order_relaxed);
   if (disconnect_ && !send_queue_.empty()) {
     return Error(ErrorCode::kPeerClosed,
                  ::moat::internal::Concat("send on a disconnected transport: ", disconnect_->ToString()));
@@ -662,7 +682,37 @@ void Transport::FlushLocked() {
       }
       frame.wire = EncodeFrameHeader(frame.header, limits_);
     }
-    Result<size_t> n = WriteSome(socket_.get(), frame.wire, frame.payload, frame.sent, frame.fds);
+    // One sendmsg() for the front frame and the frames behind it, up to the
+    // first that carries descriptors: those ride on the first byte of their
+    // own sendmsg() (the receiver attributes descriptors by the receive that
+    // carried them: core/stream_reassembler.h), so such a frame always
+    // starts a write. The front frame's descriptors (if
+    // none of it is written yet) go with this one.
+    iovec iov[2 * kMaxFramesPerWrite];
+    size_t iovcnt = 0;
+    size_t frames = 1;
+    size_t total = frame.size() - frame.sent;
+    AppendFrameIov(frame.wire, frame.payload, frame.sent, iov, iovcnt);
+    while (frames < send_queue_.size() && frames < kMaxFramesPerWrite) {
+      detail::OutgoingFrame& next = send_queue_[frames];
+      MOAT_ASSERT(next.sent == 0, "a frame behind the front one was partly written");
+      if (!next.fds.empty()) break;
+      if (next.header.type == FrameType::kFdAck && next.header.ack_count == 0) break;  // see above
+      if (acks_.pending_acks() > 0) {
+        Checked<uint32_t> acks = Checked<uint32_t>(next.header.ack_count) + acks_.pending_acks();
+        if (!acks.has_overflow()) {
+          next.header.ack_count = acks.value();
+          acks_.TakePendingAcks();
+        }
+      }
+      // Encoded again if it is not reached this time (with any acks added then).
+      next.wire = EncodeFrameHeader(next.header, limits_);
+      AppendFrameIov(next.wire, next.payload, 0, iov, iovcnt);
+      total += next.size();
+      ++frames;
+    }
+    static const std::vector<UniqueFd> kNoFds;
+    Result<size_t> n = SendIov(socket_.get(), iov, iovcnt, frame.sent == 0 ? frame.fds : kNoFds);
     if (!n.ok()) {
       WriteFailedLocked(std::move(n).error());
       return;
@@ -671,18 +721,25 @@ void Transport::FlushLocked() {
       want_write_ = true;
       break;
     }
+    ++queue_writes_;
     if (frame.sent == 0 && !frame.fds.empty()) acks_.OnSent(std::move(frame.fds));
     frame.fds.clear();
-    frame.sent += *n;
+    MOAT_ASSERT(*n <= total, "sendmsg wrote more than it was given");
     send_queue_bytes_ -= *n;
     queue_bytes_written_ += *n;
-    if (frame.sent == frame.size()) {
+    for (size_t left = *n; left > 0;) {
+      detail::OutgoingFrame& f = send_queue_.front();
+      const size_t take = std::min(left, f.size() - f.sent);
+      f.sent += take;
+      left -= take;
+      if (f.sent < f.size()) break;
       send_queue_.pop_front();
-      cv_.SignalAll();  // senders waiting for queue space
     }
+    cv_.SignalAll();  // senders waiting for queue space
   }
   if (send_queue_.empty()) want_write_ = false;
   UpdateInterestLocked();
+  above_high_water_.store(send_queue_bytes_ > send_high_water_bytes_, std::memory_order_relaxed);
   // The queue is back at the mark: the IO thread (its next turn, which this
   // wake brings about also on a shared loop) reports the space it owes.
   if (send_space_wanted_ && send_queue_bytes_ <= send_high_water_bytes_) WakeIoThread();
@@ -692,8 +749,10 @@ void Transport::FlushLocked() {
 
 Status Transport::ReadOnce(const ReadBudget& budget, bool block, bool* would_block) {
   *would_block = false;
-  std::span<uint8_t> space = reassembler_->PrepareWrite(budget.want, budget.max_capacity);
-  if (space.empty()) {
+  // A large frame's payload goes straight into its own buffer (the
+  // message's payload: no copy), followed by at most the next header.
+  StreamReassembler::ReadSpace space = reassembler_->PrepareRead(budget.want, budget.max_capacity);
+  if (space.first.empty()) {
     if (budget.max_capacity != SIZE_MAX) {
       // What the queue leaves of the budget is spent: pause until the owner
       // takes a message (unless it already did since `budget` was taken).
@@ -709,11 +768,13 @@ Status Transport::ReadOnce(const ReadBudget& budget, bool block, bool* would_blo
                  limits_.max_unprocessed_bytes);
     return Error(ErrorCode::kResourceExhausted, "cannot allocate the receive buffer");
   }
-  iovec iov{space.data(), space.size()};
+  iovec iov[2] = {{space.first.data(), space.first.size()},
+                  {space.second.data(), space.second.size()}};
+  const size_t space_size = space.first.size() + space.second.size();
   alignas(cmsghdr) char control[kControlSize];
   msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
+  msg.msg_iov = iov;
+  msg.msg_iovlen = space.second.empty() ? 1 : 2;
   msg.msg_control = control;
   msg.msg_controllen = sizeof(control);
   ssize_t n;
@@ -807,7 +868,7 @@ Status Transport::ReadOnce(const ReadBudget& budget, bool block, bool* would_blo
   // A short read almost always means the socket is drained: skip the extra
   // recvmsg() that would only say EAGAIN (epoll is level-triggered, so
   // anything that did arrive meanwhile is reported again).
-  if (static_cast<size_t>(n) < space.size()) *would_block = true;
+  if (static_cast<size_t>(n) < space_size) *would_block = true;
   return DrainFrames();
 }
 
@@ -821,7 +882,8 @@ Status Transport::DrainFrames(bool within_budget) {
       // in the buffer, reading pauses, and it is queued once the owner has
       // taken messages. An empty queue always takes one (the buffer alone
       // is bounded by the reassembler).
-      const size_t capacity = reassembler_->buffer_capacity();
+      // A large frame's own buffer becomes the queued message: not counted twice.
+      const size_t capacity = reassembler_->buffer_capacity() - reassembler_->direct_capacity();
       admit = [this, capacity](const FrameHeader& h) {
         if (h.type == FrameType::kFdAck) return true;
         MutexLock lock(&mu_);
@@ -874,7 +936,11 @@ Status Transport::DeliverFrame(ReceivedFrame& frame) {
                    frame.fds.size(), " + ", reassembler_->unprocessed_fds(),
                    " exceed MAX_UNPROCESSED_FDS ", limits_.max_unprocessed_fds);
       Message message;
-      message.payload.assign(frame.payload.begin(), frame.payload.end());
+      if (!frame.owned.empty()) {
+        message.payload = std::move(frame.owned);  // received in place: no copy
+      } else {
+        message.payload.assign(frame.payload.begin(), frame.payload.end());
+      }
       message.fds = std::move(frame.fds);
       received_bytes_ += AccountedSize(message);
       received_fds_ += message.fds.size();
@@ -886,7 +952,7 @@ Status Transport::DeliverFrame(ReceivedFrame& frame) {
     // reply sent from inside the handler piggybacks the ack.
     MOAT_TRY(acks_.OnFdsReceived(frame.header.fd_count));
   }
-  MessageView view{frame.payload, frame.fds};
+  MessageView view{frame.payload, frame.fds, frame.owned.empty() ? nullptr : &frame.owned};
   on_message_(view);
   return OkStatus();
 }
@@ -1126,7 +1192,7 @@ void Transport::DeliverHandedOverMessages() {
       if (received_.empty() || stopping_) break;
       TakeMessageLocked(message);
     }
-    MessageView view{message.payload, message.fds};
+    MessageView view{message.payload, message.fds, &message.payload};
     on_message_(view);
     DropFds(message.fds);
   }
@@ -1317,6 +1383,7 @@ Transport::Stats Transport::stats() const {
   s.held_bytes = received_bytes_ + reassembler_capacity_;
   s.reading_paused = !disconnect_ && !on_message_ && !ReadAllowedLocked();
   s.sender_waiting = writer_busy_;
+  s.queue_writes = queue_writes_;
   return s;
 }
 

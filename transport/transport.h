@@ -21,6 +21,12 @@
 // max_unprocessed_bytes: beyond it a sender thread waits until it drains or
 // the peer is gone.
 //
+// Receiving: a frame of at least StreamReassembler::kDirectFrameMin bytes is
+// received straight into a buffer of its own once its header is in, and
+// that buffer becomes the message (queue mode) or is offered to on_message
+// (MessageView::owned): large payloads are never copied in user space.
+// Sending: queued frames go out several per sendmsg() (FlushLocked).
+//
 // Receiving in queue mode: a thread blocked in Receive() reads the socket
 // itself while it waits (the IO thread stops watching for input meanwhile),
 // which saves the IO-thread wake and condition-variable hop per message.
@@ -53,6 +59,7 @@
 #define MOAT_TRANSPORT_TRANSPORT_H_
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -88,6 +95,11 @@ struct Message {
 struct MessageView {
   std::span<const uint8_t> payload;
   std::vector<UniqueFd>& fds;
+  // Non-null when the payload has a buffer of its own (a large frame is
+  // received straight into one): `payload` is all of *owned, and the
+  // handler may move it out to keep the bytes without a copy (`payload`
+  // stays valid until the call returns).
+  std::vector<uint8_t>* owned = nullptr;
 };
 
 struct TransportOptions {
@@ -219,6 +231,9 @@ class Transport {
   // queue is above the high-water mark). If so, on_send_space is called once
   // it is not.
   bool WouldWaitToSend() ABSL_LOCKS_EXCLUDED(mu_);
+  // As WouldWaitToSend, without a lock and without asking for on_send_space:
+  // for a hot path that only needs to notice the queue passing the mark.
+  bool AboveHighWater() const { return above_high_water_.load(std::memory_order_relaxed); }
 
   // Queue mode only (no on_message; else MOAT_ASSERT). The next message;
   // kShouldWait after `timeout`; once the queue is drained after a
@@ -250,6 +265,9 @@ class Transport {
     size_t held_bytes = 0;
     bool reading_paused = false;     // backpressure: receive queue full
     bool sender_waiting = false;     // a Send() caller waits for socket space
+    // sendmsg() calls that wrote queued frames (several per call when they
+    // fit: FlushLocked), since the start. A counter for tests.
+    uint64_t queue_writes = 0;
   };
   Stats stats() const;
 
@@ -415,6 +433,7 @@ class Transport {
   bool receive_state_released_ ABSL_GUARDED_BY(mu_) = false;
   std::deque<detail::OutgoingFrame> send_queue_ ABSL_GUARDED_BY(mu_);
   size_t send_queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t queue_writes_ ABSL_GUARDED_BY(mu_) = 0;  // Stats::queue_writes
   FdAckState acks_ ABSL_GUARDED_BY(mu_);
   // Connection state: connected -> disconnected (disconnect_ set; reported_
   // once the IO thread has called on_disconnect) or -> released (stopping_ and
@@ -432,7 +451,9 @@ class Transport {
   // Bytes of queued frames written so far (a waiting sender's progress).
   uint64_t queue_bytes_written_ ABSL_GUARDED_BY(mu_) = 0;
   // WouldWaitToSend() said yes: on_send_space is owed.
-  bool send_space_wanted_ ABSL_GUARDED_BY(mu_) = false;     // a Send() caller owns a partial frame
+  bool send_space_wanted_ ABSL_GUARDED_BY(mu_) = false;
+  // send_queue_bytes_ > send_high_water_bytes_, as of the last send or flush.
+  std::atomic<bool> above_high_water_{false};     // a Send() caller owns a partial frame
   bool in_epoll_ ABSL_GUARDED_BY(mu_) = false;
   // Input parking (see ParkInputLocked): input_parked_ implies io_ticking_,
   // i.e. the IO thread runs the park timer and will un-park. io_ticking_ goes

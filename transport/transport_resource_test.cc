@@ -392,15 +392,16 @@ TEST_F(HostileResourceTest, QueueAndReassemblyBufferShareTheByteBudget) {
   const ConnectionLimits limits = ConnectionLimits::Defaults().Tightened(
       {.max_message_payload_size = 2 * MiB, .max_unprocessed_bytes = budget});
   Start(limits);
-  const size_t heap_before = moat::testing::HeapBytesInUse();
   const std::vector<uint8_t> frame = RawFrame(std::string(2 * MiB, 'L'));
+  // After the attacker's own 2 MiB frame: only the victim's heap is measured.
+  const size_t heap_before = moat::testing::HeapBytesInUse();
   FloodUntilPaused(raw_.get(), frame, *transport_);
   ASSERT_TRUE(transport_->is_connected());
   const long long held = moat::testing::HeapGrowthSince(heap_before);
   const Transport::Stats s = transport_->stats();
   std::printf("[measure] owner not reading, 2 MiB frames, 8 MiB budget: heap +%lld bytes, %zu "
-              "queued messages\n",
-              held, s.queued_messages);
+              "queued messages, buffer %zu bytes (%zu held)\n",
+              held, s.queued_messages, s.buffer_capacity, s.held_bytes);
   EXPECT_LE(held, static_cast<long long>(budget + 64 * KiB));
   EXPECT_LE(s.held_bytes, budget);
   // Nothing accepted is lost: every queued message is whole.

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,6 +75,87 @@ TEST(TransportTest, EmptyAndLargeMessagesArriveIntact) {
   ASSERT_TRUE(after.ok());
   EXPECT_EQ(Str(after->payload), "after");
   sender.join();
+}
+
+// Frames queued while the peer is not reading go out several per sendmsg()
+// once it reads (FlushLocked gathers them), intact and in order. Before
+// batching every queued frame cost its own sendmsg().
+TEST(TransportTest, QueuedFramesAreWrittenSeveralPerSyscall) {
+  auto paired = Transport::CreatePaired();
+  ASSERT_TRUE(paired.ok()) << paired.error().ToString();
+  Transport& t = *paired->transport;
+  auto raw = std::move(paired->handle).TakeSocketForSending();
+  ASSERT_TRUE(raw.ok()) << raw.error().ToString();
+  constexpr size_t kSize = 1024;
+  constexpr size_t kQueued = 64;
+  size_t sent = 0;
+  // The peer reads nothing: the socket fills, then frames queue.
+  while (t.stats().send_queue_frames < kQueued) {
+    ASSERT_LT(sent, 100000u) << "frames never queued";
+    ASSERT_TRUE(t.Send(std::vector<uint8_t>(kSize, static_cast<uint8_t>(sent))).ok());
+    ++sent;
+  }
+  const Transport::Stats before = t.stats();
+  StreamReassembler reader;
+  size_t got = 0;
+  std::vector<uint8_t> buf(64 * 1024);
+  while (got < sent) {
+    const ssize_t n = ::read(raw->get(), buf.data(), buf.size());
+    ASSERT_GT(n, 0) << "stream ended after " << got << " of " << sent << " frames";
+    ASSERT_TRUE(reader.Append(std::span(buf.data(), static_cast<size_t>(n))).ok());
+    while (true) {
+      auto frame = reader.Next();
+      ASSERT_TRUE(frame.ok()) << frame.error().ToString();
+      if (!frame->has_value()) break;
+      ASSERT_EQ((*frame)->payload.size(), kSize);
+      EXPECT_EQ((*frame)->payload[0], static_cast<uint8_t>(got)) << "frame " << got;
+      EXPECT_EQ((*frame)->payload[kSize - 1], static_cast<uint8_t>(got)) << "frame " << got;
+      ++got;
+    }
+  }
+  const Transport::Stats after = t.stats();
+  EXPECT_EQ(after.send_queue_frames, 0u);
+  const uint64_t writes = after.queue_writes - before.queue_writes;
+  std::printf("[measure] %zu queued %zu-byte frames flushed with %llu sendmsg() calls\n",
+              before.send_queue_frames, kSize, static_cast<unsigned long long>(writes));
+  EXPECT_LE(writes, before.send_queue_frames / 4);
+}
+
+// Batched writes keep each frame's descriptors on that frame: a frame with
+// descriptors starts its own sendmsg(), the frames without ride along.
+TEST(TransportTest, BatchedFramesKeepTheirDescriptors) {
+  const ConnectionLimits tight = ConnectionLimits::Defaults().Tightened(
+      {.max_unprocessed_bytes = 128 * limits::KiB, .max_unprocessed_fds = 8});
+  TransportOptions ao, bo;
+  ao.limits = bo.limits = tight;
+  Pair p = MakePair(ao, bo);
+  constexpr int kFrames = 400;
+  std::atomic<bool> done{false};
+  std::thread sender([&] {
+    for (int i = 0; i < kFrames; ++i) {
+      std::vector<UniqueFd> fds;
+      if (i % 7 == 3) fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+      if (i % 29 == 5) fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+      std::vector<uint8_t> payload(3000, static_cast<uint8_t>(i));
+      EXPECT_TRUE(p.a->Send(std::move(payload), std::move(fds)).ok());
+    }
+    done = true;
+  });
+  // Receive only once frames have queued behind the (now full) socket.
+  while (!done && p.a->stats().send_queue_frames < 8 && p.a->stats().queue_writes == 0) {
+    std::this_thread::sleep_for(1ms);
+  }
+  for (int i = 0; i < kFrames; ++i) {
+    auto m = p.b->Receive(kGuard);
+    ASSERT_TRUE(m.ok()) << i << ": " << m.error().ToString();
+    ASSERT_EQ(m->payload.size(), 3000u) << i;
+    EXPECT_EQ(m->payload[0], static_cast<uint8_t>(i));
+    const size_t want = (i % 7 == 3 ? 1 : 0) + (i % 29 == 5 ? 1 : 0);
+    EXPECT_EQ(m->fds.size(), want) << "frame " << i;
+    for (UniqueFd& fd : m->fds) EXPECT_TRUE(fd.valid());
+  }
+  sender.join();
+  EXPECT_GT(p.a->stats().queue_writes, 0u) << "no frame was ever queued: the test tested nothing";
 }
 
 TEST(TransportTest, DescriptorsArriveUsableAndCloseOnExec) {

@@ -123,6 +123,16 @@ Result<std::vector<uint8_t>> Decoder::ReadBytes() {
   return out;
 }
 
+Result<std::span<const uint8_t>> Decoder::ReadBytesView() {
+  Result<uint32_t> n = DecodeSize("bytes");
+  if (!n.ok()) return std::move(n).error();
+  MOAT_TRY(Need(*n, "bytes"));
+  MOAT_TRY(ChargeMemory(*n, 1, "bytes"));
+  const std::span<const uint8_t> out = bytes_.subspan(offset_, *n);
+  offset_ += *n;
+  return out;
+}
+
 Result<UniqueFd> Decoder::TakeFd() {
   const size_t at = offset_;
   Result<uint32_t> slot = ReadU32();

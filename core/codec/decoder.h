@@ -73,6 +73,8 @@ class Decoder {
   Result<std::string> ReadString();
   // Length-prefixed bytes.
   Result<std::vector<uint8_t>> ReadBytes();
+  // The same checks and memory charge, as a view into the input (no copy).
+  Result<std::span<const uint8_t>> ReadBytesView();
   // The next n bytes, as a view into the input (no copy, no prefix).
   Result<std::span<const uint8_t>> ReadRaw(size_t n);
 

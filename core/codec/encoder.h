@@ -57,6 +57,13 @@ class Encoder {
   // Capacity hint for a message of about `n` bytes (large payloads are then
   // copied in once, not again on the growth that follows).
   void Reserve(size_t n) { bytes_.reserve(n); }
+  // Writes go on after `bytes` (written elsewhere, e.g. in place around a
+  // payload), in its allocation: nothing written so far, no descriptors.
+  // The payload limit then counts `bytes` too.
+  void ContinueAfter(std::vector<uint8_t> bytes) {
+    MOAT_ASSERT(bytes_.empty() && fds_.empty(), "ContinueAfter on a used Encoder");
+    bytes_ = std::move(bytes);
+  }
 
   void WriteU8(uint8_t v) { WriteFixed(v); }
   void WriteU16(uint16_t v) { WriteFixed(v); }

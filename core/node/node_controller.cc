@@ -35,6 +35,9 @@ class NodeController::Channel {
   ports::PortName bootstrap_port;
   // Set once the connection is being dropped: later messages are ignored.
   std::atomic<bool> closed{false};
+  // Its transport passed the send high-water mark (counted in
+  // NodeController::congested_channels_) and owes an on_send_space.
+  std::atomic<bool> congested{false};
 
   // Publishes the transport (or its absence) to callers waiting in transport().
   void SetTransport(std::unique_ptr<transport::Transport> t) ABSL_LOCKS_EXCLUDED(mu_) {
@@ -133,6 +136,9 @@ class NodeController::NodeCore : public system::Core {
   // Events arrive on the transports' IO threads, never on a writer's: a
   // writer may wait for a new link's confirmation (PRT-11).
   bool SendersMayWaitForPeers() const override { return true; }
+
+  // ForwardEvent writes the envelope header in front of the event in place.
+  size_t EnvelopeHeadroom() const override { return kNodeChannelHeaderSize; }
 
   // PRT-14: a port re-pointed at a node we cannot reach is closed at once.
   bool IsNodeReachable(const ports::NodeName& node) const override {
@@ -271,6 +277,7 @@ transport::TransportOptions NodeController::TransportOptionsFor(Channel* channel
   // Writers that saw WRITABLE unsatisfied because this transport was full
   // hear that it has room (on a child every remote node is behind it).
   o.on_send_space = [this, channel] {
+    if (channel->congested.exchange(false)) congested_channels_.fetch_sub(1);
     if (!core_) return;
     if (is_broker_) {
       core_->node().OnSendSpace(&channel->peer);
@@ -450,7 +457,7 @@ Status NodeController::HandleMessage(Channel* channel, transport::MessageView& r
                         DecodeNodeChannelMessage(raw.payload, raw.fds.size()));
   if (channel->state == Channel::State::kAwaitingHello) return HandleHello(channel, message);
   if (is_broker_) return HandleAsBroker(channel, message, raw);
-  return HandleAsChild(channel, message, raw.fds);
+  return HandleAsChild(channel, message, raw);
 }
 
 Status NodeController::HandleHello(Channel* channel, const NodeChannelMessage& message) {
@@ -538,7 +545,7 @@ Status NodeController::HandleAsBroker(Channel* channel, const NodeChannelMessage
   MOAT_REQUIRE(h.sender == channel->peer, ErrorCode::kProtocolViolation, "event from node ",
                h.sender.ToString(), " on the connection of node ", channel->peer.ToString(),
                " (forged sender)");
-  if (h.target == name_) return AcceptEventBytes(h.sender, message.body, raw.fds);
+  if (h.target == name_) return AcceptEventBytes(h.sender, message.body, raw.fds, raw.owned);
 
   // Relay to another child, unchanged: that child checks the event itself.
   ChannelPtr destination;
@@ -581,14 +588,17 @@ Status NodeController::HandleAsBroker(Channel* channel, const NodeChannelMessage
 }
 
 Status NodeController::HandleAsChild(Channel* channel, const NodeChannelMessage& message,
-                                     std::vector<UniqueFd>& fds) {
+                                     transport::MessageView& raw) {
+  std::vector<UniqueFd>& fds = raw.fds;
   const NodeChannelHeader& h = message.header;
   // Attack: messages for another node (misrouting into this node's ports).
   MOAT_REQUIRE(h.target == name_, ErrorCode::kProtocolViolation, "message for node ",
                h.target.ToString(), " arrived at node ", name_.ToString());
   switch (h.type) {
     case NodeChannelMessageType::kEvent: {
-      if (h.sender == broker_name_) return AcceptEventBytes(h.sender, message.body, fds);
+      if (h.sender == broker_name_) {
+        return AcceptEventBytes(h.sender, message.body, fds, raw.owned);
+      }
       // Relayed from another child. A bad event there is that child's fault:
       // drop every pipe to it, keep the broker.
       {
@@ -598,7 +608,7 @@ Status NodeController::HandleAsChild(Channel* channel, const NodeChannelMessage&
         if (lost_remote_.contains(h.sender)) return OkStatus();
         remote_nodes_[h.sender] = true;
       }
-      Status s = AcceptEventBytes(h.sender, message.body, fds);
+      Status s = AcceptEventBytes(h.sender, message.body, fds, raw.owned);
       if (!s.ok()) LoseRemoteNode(h.sender, s.error());
       return OkStatus();
     }
@@ -633,8 +643,12 @@ Status NodeController::HandleAsChild(Channel* channel, const NodeChannelMessage&
 
 Status NodeController::AcceptEventBytes(const ports::NodeName& from,
                                         std::span<const uint8_t> body,
-                                        std::vector<UniqueFd>& fds) {
-  auto event = ports::DeserializeEvent(body, fds);
+                                        std::vector<UniqueFd>& fds,
+                                        std::vector<uint8_t>* owned) {
+  // A large event arrived in a buffer of its own: the message keeps it, so
+  // the payload reaches the reader without a copy (issue 14).
+  auto event = owned != nullptr ? ports::DeserializeEventAdopting(*owned, body, fds)
+                                : ports::DeserializeEvent(body, fds);
   if (!event.ok()) return std::move(event).error().WithField("NodeChannelMessage.body");
   // Attribution for bad-message reports (issue 15 item 2): `from` is the
   // authenticated sender (checked against the connection or, relayed, by the
@@ -685,12 +699,22 @@ void NodeController::ForwardEvent(const ports::NodeName& node,
   // high-water mark, within the hard cap.
   Status sent = ports::ThreadMayWait() ? channel->Send(std::move(wire), std::move(fds))
                                        : channel->SendWithoutWaiting(std::move(wire), std::move(fds));
+  // Past the high-water mark: pipes to this node stop being WRITABLE
+  // (WouldWaitToSend) until the transport reports space.
+  transport::Transport* t = channel->transport();
+  if (t != nullptr && t->AboveHighWater() && !channel->congested.exchange(true)) {
+    congested_channels_.fetch_add(1);
+    (void)t->WouldWaitToSend();  // asks for on_send_space
+  }
   if (Refused(sent)) {
     DropChannel(channel.get(), StoppedReading(channel->peer, sent));
   }
 }
 
 bool NodeController::WouldWaitToSend(const ports::NodeName& node) {
+  // Every GetStatus of a pipe to another node asks: no lock unless some
+  // transport is past its mark.
+  if (congested_channels_.load(std::memory_order_relaxed) == 0) return false;
   ChannelPtr channel;
   {
     MutexLock lock(&mu_);
@@ -731,6 +755,7 @@ void NodeController::DisconnectNode(const ports::NodeName& node, const Error& wh
 
 void NodeController::DropChannel(Channel* channel, const Error& why) {
   if (channel->closed.exchange(true)) return;
+  if (channel->congested.exchange(false)) congested_channels_.fetch_sub(1);
   ChannelPtr self;  // released at the end: to the reaper
   std::vector<ChannelPtr> others;
   std::vector<ports::NodeName> remote;

@@ -187,9 +187,11 @@ class NodeController {
   Status HandleAsBroker(Channel* channel, const NodeChannelMessage& message,
                         transport::MessageView& raw);
   Status HandleAsChild(Channel* channel, const NodeChannelMessage& message,
-                       std::vector<UniqueFd>& fds);
+                       transport::MessageView& raw);
+  // `owned`: the buffer `body` lies in, if the transport received it into
+  // one of its own (MessageView::owned): a user message then keeps it.
   Status AcceptEventBytes(const ports::NodeName& from, std::span<const uint8_t> body,
-                          std::vector<UniqueFd>& fds);
+                          std::vector<UniqueFd>& fds, std::vector<uint8_t>* owned);
 
   // NodeDelegate paths (via NodeCore).
   void ForwardEvent(const ports::NodeName& node, std::unique_ptr<ports::Event> event)
@@ -216,6 +218,9 @@ class NodeController {
   void FlushBeforeShutdown() ABSL_LOCKS_EXCLUDED(mu_);
 
   const bool is_broker_;
+  // Channels whose transport is past its send high-water mark (Channel::
+  // congested): while 0, WouldWaitToSend answers without a lock.
+  std::atomic<int> congested_channels_{0};
   const NodeControllerOptions options_;
   // The IO threads of all our transports (null: a private thread each);
   // outlives them (the destructor waits until the reaper destroyed every

@@ -27,7 +27,7 @@ constexpr auto kTimeout = std::chrono::seconds(20);
 std::span<const uint8_t> Bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
-std::string Text(const std::vector<uint8_t>& b) { return std::string(b.begin(), b.end()); }
+std::string Text(std::span<const uint8_t> b) { return std::string(b.begin(), b.end()); }
 
 int WaitExit(pid_t pid) {
   int status = 0;
@@ -118,6 +118,27 @@ TEST_F(NodeControllerTest, MessagesBothWays) {
   auto r = ReadMessageBlocking(core(), c.bootstrap, kTimeout);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code(), ErrorCode::kPeerClosed);
+}
+
+// Issue 14: messages around and far above the size a transport receives
+// into a buffer of its own (StreamReassembler::kDirectFrameMin), both ways,
+// arrive intact: serialized in place on the way out, kept in the receive
+// buffer on the way in.
+TEST_F(NodeControllerTest, LargeMessagesBothWays) {
+  LaunchedChild c = Launch("script");
+  for (size_t size : {size_t{100}, size_t{32 * 1024 - 130}, size_t{32 * 1024},
+                      size_t{70 * 1024}, size_t{3 * 1024 * 1024}}) {
+    std::string text(size, ' ');
+    for (size_t i = 0; i < size; ++i) text[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+    Send(c, "echo " + text);
+    system::ReadResult m = Read(c);
+    EXPECT_EQ(m.payload.size(), size);
+    EXPECT_TRUE(Text(m.payload) == text) << size << " bytes came back changed";
+    // The reader's own copy, if it wants a vector.
+    std::vector<uint8_t> mine = std::move(m.payload).ToVector();
+    EXPECT_EQ(mine.size(), size);
+  }
+  Quit(c);
 }
 
 // crbug.com/1005510 (issue 12 item 1): a child sends us one end of a new

@@ -94,6 +94,18 @@ class Event {
   EventType type_;
 };
 
+// Wire bytes of a serialized UserMessageEvent (docs/wire-format-ports.md)
+// before its payload: type u32, port_name and from_port (2 x 16),
+// control_sequence_num u64, sequence_num u64, payload length u32. And after
+// it, at most: fd_count u32 + a u32 slot per descriptor, port_count u32 + per
+// port its name (16) and descriptor (at most kMaxPortDescriptorWireSize).
+// The codec (event_codec.cc) checks these against what it writes.
+inline constexpr size_t kUserMessageEventHeadSize = 4 + 2 * 16 + 8 + 8 + 4;
+inline constexpr size_t kMaxPortDescriptorWireSize = 4 * 16 + 3 * 8 + 1;
+constexpr size_t UserMessageEventTailSize(size_t num_fds, size_t num_ports) {
+  return 4 + 4 * num_fds + 4 + num_ports * (16 + kMaxPortDescriptorWireSize);
+}
+
 // A user message. `message->ports[i]` is the name the i-th attached port has
 // on the receiving node; `port_descriptors[i]` its state.
 class UserMessageEvent : public Event {

@@ -1,6 +1,7 @@
 #include "core/ports/event_codec.h"
 
 #include <algorithm>
+#include <limits>
 #include <set>
 #include <string>
 
@@ -91,6 +92,91 @@ Result<PortDescriptor> ReadDescriptor(Decoder& dec) {
   return d;
 }
 
+// What follows a user message's payload: its descriptors (moved out of
+// `moved_fds`, else duplicated) and its ports with their descriptors.
+void WriteUserMessageTail(Encoder& enc, const UserMessageEvent& e,
+                          std::vector<UniqueFd>* moved_fds) {
+  MOAT_ASSERT(e.message != nullptr);
+  MOAT_ASSERT(e.message->ports.size() == e.port_descriptors.size(),
+              "serializing a message whose ports have no descriptors");
+  MOAT_ASSERT(e.message->ports.size() <= limits::MAX_MESSAGE_HANDLE_COUNT);
+  enc.WriteU32(static_cast<uint32_t>(e.message->fds.size()));
+  if (moved_fds != nullptr) {
+    for (UniqueFd& fd : *moved_fds) enc.WriteU32(enc.AttachFd(std::move(fd)));
+  } else {
+    for (const UniqueFd& fd : e.message->fds) {
+      auto dup = fd.Duplicate();
+      MOAT_ASSERT(dup.ok(), "dup() failed while serializing: ", dup.error().ToString());
+      enc.WriteU32(enc.AttachFd(std::move(*dup)));
+    }
+  }
+  enc.WriteU32(static_cast<uint32_t>(e.message->ports.size()));
+  for (size_t i = 0; i < e.message->ports.size(); ++i) {
+    WriteName(enc, e.message->ports[i]);
+    WriteDescriptor(enc, e.port_descriptors[i]);
+  }
+}
+
+// Little-endian stores into a fixed span, byte by byte (no memcpy: the head
+// is small, and the bench counts every memcpy the size of a small payload).
+class HeadWriter {
+ public:
+  explicit HeadWriter(std::span<uint8_t> out) : out_(out) {}
+  void U32(uint32_t v) { Put(v, 4); }
+  void U64(uint64_t v) { Put(v, 8); }
+  void Name(const PortName& n) {
+    U64(n.hi);
+    U64(n.lo);
+  }
+  size_t written() const { return at_; }
+
+ private:
+  void Put(uint64_t v, size_t n) {
+    MOAT_ASSERT(at_ + n <= out_.size(), "event head overflows its headroom");
+    for (size_t i = 0; i < n; ++i) out_[at_++] = static_cast<uint8_t>(v >> (8 * i));
+  }
+  std::span<uint8_t> out_;
+  size_t at_ = 0;
+};
+
+// Serialize() for a user message whose payload vector has exactly the room
+// in front for `prefix_size` bytes and the event's head (the writer reserved
+// it: UserMessage::headroom): the head is written into that room and the
+// tail appended (the writer reserved capacity for it), so the payload is
+// never copied and the vector itself becomes the serialized event. The bytes
+// are exactly Serialize()'s (event_codec_test checks).
+std::vector<uint8_t> SerializeInPlace(UserMessageEvent& e, std::vector<UniqueFd>* moved_fds,
+                                      std::vector<UniqueFd>* fds_out, size_t prefix_size) {
+  std::vector<uint8_t> out = std::move(e.message->payload);
+  const size_t length = out.size() - e.message->headroom;
+  e.message->payload.clear();
+  e.message->headroom = 0;
+  std::span<uint8_t> room(out.data(), prefix_size + kUserMessageEventHeadSize);
+  std::fill(room.begin(), room.begin() + static_cast<ptrdiff_t>(prefix_size), uint8_t{0});
+  HeadWriter head(room.subspan(prefix_size));
+  head.U32(static_cast<uint32_t>(e.type()));
+  head.Name(e.port_name);
+  head.Name(e.from_port);
+  head.U64(e.control_sequence_num);
+  head.U64(e.sequence_num);
+  head.U32(static_cast<uint32_t>(length));
+  MOAT_ASSERT(head.written() == kUserMessageEventHeadSize, "kUserMessageEventHeadSize is stale");
+
+  Encoder enc;
+  // As Encoder::WriteBytes checks and charges for the payload.
+  MOAT_ASSERT(length <= std::numeric_limits<uint32_t>::max() &&
+                  length <= enc.limits().max_decoded_size,
+              "payload of ", length, " bytes exceeds MAX_DECODED_SIZE (the peer would reject it)");
+  enc.ChargeMemory(length, 1);
+  // The tail goes into the capacity the writer reserved behind the payload.
+  enc.ContinueAfter(std::move(out));
+  WriteUserMessageTail(enc, e, moved_fds);
+  Status s = enc.Finish();
+  MOAT_ASSERT(s.ok(), "serializing a ports event: ", s.error().ToString());
+  for (UniqueFd& fd : enc.TakeFds()) fds_out->push_back(std::move(fd));
+  return enc.TakeBytes();
+}
+
 std::vector<uint8_t> Serialize(const Event& event, std::vector<UniqueFd>* moved_fds,
                                std::vector<UniqueFd>* fds_out, size_t prefix_size = 0) {
   Encoder enc;
@@ -98,8 +184,8 @@ std::vector<uint8_t> Serialize(const Event& event, std::vector<UniqueFd>* moved_
   size_t estimate = prefix_size + 4 + 2 * 16 + 8 + 64;
   if (event.type() == EventType::kUserMessage) {
     const auto& e = static_cast<const UserMessageEvent&>(event);
-    estimate += 8 + 4 + e.message->payload.size() + 4 + 4 * e.message->fds.size() + 4 +
-                e.message->ports.size() * (16 + 4 * 16 + 3 * 8 + 1);
+    estimate += 8 + 4 + e.message->size_in_bytes() +
+                UserMessageEventTailSize(e.message->fds.size(), e.message->ports.size());
   }
   enc.Reserve(estimate);
   // The caller's prefix, zeroed without a temporary buffer per event.
@@ -121,22 +207,8 @@ std::vector<uint8_t> Serialize(const Event& event, std::vector<UniqueFd>* moved_
                   "serializing a message whose ports have no descriptors");
       MOAT_ASSERT(e.message->ports.size() <= limits::MAX_MESSAGE_HANDLE_COUNT);
       enc.WriteU64(e.sequence_num);
-      enc.WriteBytes(e.message->payload);
-      enc.WriteU32(static_cast<uint32_t>(e.message->fds.size()));
-      if (moved_fds != nullptr) {
-        for (UniqueFd& fd : *moved_fds) enc.WriteU32(enc.AttachFd(std::move(fd)));
-      } else {
-        for (const UniqueFd& fd : e.message->fds) {
-          auto dup = fd.Duplicate();
-          MOAT_ASSERT(dup.ok(), "dup() failed while serializing: ", dup.error().ToString());
-          enc.WriteU32(enc.AttachFd(std::move(*dup)));
-        }
-      }
-      enc.WriteU32(static_cast<uint32_t>(e.message->ports.size()));
-      for (size_t i = 0; i < e.message->ports.size(); ++i) {
-        WriteName(enc, e.message->ports[i]);
-        WriteDescriptor(enc, e.port_descriptors[i]);
-      }
+      enc.WriteBytes(e.message->bytes());
+      WriteUserMessageTail(enc, e, moved_fds);
       break;
     }
     case EventType::kPortAccepted:
@@ -189,8 +261,11 @@ std::vector<uint8_t> Serialize(const Event& event, std::vector<UniqueFd>* moved_
   return enc.TakeBytes();
 }
 
+// With `payload_view`, a user message's payload is not copied out: *payload_view
+// is set to it (a view into the input) and the message's payload left empty.
 Result<std::unique_ptr<Event>> DecodeBody(Decoder& dec, EventType type, const PortName& target,
-                                          const PortName& from, uint64_t control_seq) {
+                                          const PortName& from, uint64_t control_seq,
+                                          std::span<const uint8_t>* payload_view) {
   switch (type) {
     case EventType::kUserMessage: {
       uint64_t seq;
@@ -199,7 +274,11 @@ Result<std::unique_ptr<Event>> DecodeBody(Decoder& dec, EventType type, const Po
       MOAT_REQUIRE(seq >= kInitialSequenceNum && seq != kInvalidSequenceNum,
                    ErrorCode::kMalformed, "sequence_num ", seq, " is outside [1, 2^64-2]");
       auto message = std::make_unique<UserMessage>();
-      MOAT_READ(message->payload, dec.ReadBytes(), "payload");
+      if (payload_view != nullptr) {
+        MOAT_READ(*payload_view, dec.ReadBytesView(), "payload");
+      } else {
+        MOAT_READ(message->payload, dec.ReadBytes(), "payload");
+      }
       uint32_t fd_count;
       MOAT_READ(fd_count, dec.ReadU32(), "fd_count");
       // Attack: descriptor-table exhaustion with one message.
@@ -326,6 +405,9 @@ std::vector<uint8_t> SerializeEventAfterPrefix(std::unique_ptr<Event> event, siz
     e.message->fds.clear();
     // The count written must match: temporarily size the vector for Serialize.
     e.message->fds.resize(fds.size());
+    if (e.message->headroom == prefix_size + kUserMessageEventHeadSize) {
+      return SerializeInPlace(e, &fds, fds_out, prefix_size);
+    }
     return Serialize(*event, &fds, fds_out, prefix_size);
   }
   return Serialize(*event, nullptr, fds_out, prefix_size);
@@ -336,8 +418,31 @@ std::vector<uint8_t> SerializeEvent(const Event& event, std::vector<UniqueFd>* f
   return Serialize(event, nullptr, fds_out);
 }
 
+namespace {
+
+Result<std::unique_ptr<Event>> Deserialize(std::span<const uint8_t> bytes, std::span<UniqueFd> fds,
+                                           std::vector<uint8_t>* owner);
+
+}  // namespace
+
 Result<std::unique_ptr<Event>> DeserializeEvent(std::span<const uint8_t> bytes,
                                                 std::span<UniqueFd> fds) {
+  return Deserialize(bytes, fds, nullptr);
+}
+
+Result<std::unique_ptr<Event>> DeserializeEventAdopting(std::vector<uint8_t>& owner,
+                                                        std::span<const uint8_t> bytes,
+                                                        std::span<UniqueFd> fds) {
+  MOAT_ASSERT(bytes.empty() || (bytes.data() >= owner.data() &&
+                                bytes.data() + bytes.size() <= owner.data() + owner.size()),
+              "DeserializeEventAdopting: the bytes are not in `owner`");
+  return Deserialize(bytes, fds, &owner);
+}
+
+namespace {
+
+Result<std::unique_ptr<Event>> Deserialize(std::span<const uint8_t> bytes, std::span<UniqueFd> fds,
+                                           std::vector<uint8_t>* owner) {
   Decoder dec(bytes, fds);
   uint32_t raw_type;
   MOAT_READ(raw_type, dec.ReadU32(), "Event.type");
@@ -369,11 +474,26 @@ Result<std::unique_ptr<Event>> DeserializeEvent(std::span<const uint8_t> bytes,
                  ErrorCode::kMalformed, "Event.control_sequence_num/from_port must be unset for ",
                  EventTypeName(type));
   }
-  Result<std::unique_ptr<Event>> event = DecodeBody(dec, type, target, from, control_seq);
+  std::span<const uint8_t> payload;
+  Result<std::unique_ptr<Event>> event =
+      DecodeBody(dec, type, target, from, control_seq, owner != nullptr ? &payload : nullptr);
   if (!event.ok()) return std::move(event).error().WithField(EventTypeName(type));
   // Attack: trailing bytes or unused descriptors (smuggled data, fd leaks).
   MOAT_TRY(dec.Finish());
+  if (owner != nullptr && type == EventType::kUserMessage) {
+    // The message keeps the buffer the event arrived in: its payload is
+    // buffer[headroom..], the tail behind it cut off (no reallocation).
+    UserMessage& message = *static_cast<UserMessageEvent&>(**event).message;
+    if (!payload.empty()) {
+      const size_t headroom = static_cast<size_t>(payload.data() - owner->data());
+      message.payload = std::move(*owner);
+      message.payload.resize(headroom + payload.size());
+      message.headroom = headroom;
+    }
+  }
   return event;
 }
+
+}  // namespace
 
 }  // namespace moat::ports

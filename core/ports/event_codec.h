@@ -46,6 +46,14 @@ MOAT_DECODER(ports_event)
 Result<std::unique_ptr<Event>> DeserializeEvent(std::span<const uint8_t> bytes,
                                                 std::span<UniqueFd> fds);
 
+// The same for `bytes` inside `owner`, a buffer the caller gives up: a user
+// message's payload is not copied, the message takes `owner` (its payload is
+// then owner[headroom..]: UserMessage::headroom). Same checks, same errors;
+// on failure, and for other events, `owner` is left as it was.
+Result<std::unique_ptr<Event>> DeserializeEventAdopting(std::vector<uint8_t>& owner,
+                                                        std::span<const uint8_t> bytes,
+                                                        std::span<UniqueFd> fds);
+
 }  // namespace moat::ports
 
 #endif  // MOAT_CORE_PORTS_EVENT_CODEC_H_

@@ -66,6 +66,106 @@ TEST(EventCodecTest, EveryEventTypeRoundTripsByteIdentically) {
   }
 }
 
+// A message whose writer reserved headroom (a peer on another node) is
+// serialized in place: the same bytes as without headroom, in the message's
+// own buffer (its payload is not copied again).
+TEST(EventCodecTest, HeadroomSerializesInPlaceToTheSameBytes) {
+  constexpr size_t kPrefix = 61;  // e.g. a node channel envelope header
+  const PortName t = PortName::Random(), f = PortName::Random();
+  for (size_t ports : {0, 2}) {
+    auto make = [&](size_t headroom) {
+      auto m = std::make_unique<UserMessage>();
+      m->payload.reserve(headroom + 1000 + UserMessageEventTailSize(1, ports));
+      m->payload.resize(headroom, 0xEE);  // garbage in the room: it must be overwritten
+      for (int i = 0; i < 1000; ++i) m->payload.push_back(static_cast<uint8_t>(i * 7));
+      m->headroom = headroom;
+      m->fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+      auto um = std::make_unique<UserMessageEvent>(t, f, 4, 9, std::move(m));
+      for (size_t i = 0; i < ports; ++i) {
+        um->message->ports.push_back(PortName{7, 100 + i});
+        um->port_descriptors.push_back(PortDescriptor{});
+        um->port_descriptors.back().peer_node = NodeName{1, 2};
+        um->port_descriptors.back().peer_port = PortName{3, 4};
+        um->port_descriptors.back().referring_node = NodeName{5, 6};
+        um->port_descriptors.back().referring_port = PortName{7, 8};
+      }
+      return um;
+    };
+    std::vector<UniqueFd> plain_fds, room_fds;
+    const std::vector<uint8_t> plain = SerializeEventAfterPrefix(make(0), kPrefix, &plain_fds);
+    auto with_room = make(kPrefix + kUserMessageEventHeadSize);
+    const uint8_t* buffer = with_room->message->payload.data();
+    const std::vector<uint8_t> in_place =
+        SerializeEventAfterPrefix(std::move(with_room), kPrefix, &room_fds);
+    EXPECT_EQ(in_place, plain) << ports << " ports";
+    EXPECT_EQ(in_place.data(), buffer) << "serialized into another buffer";
+    EXPECT_EQ(room_fds.size(), 1u);
+    EXPECT_EQ(plain_fds.size(), 1u);
+    auto back = DeserializeEvent(std::span(in_place).subspan(kPrefix), room_fds);
+    ASSERT_TRUE(back.ok()) << back.error().ToString();
+    const auto& um = static_cast<const UserMessageEvent&>(**back);
+    ASSERT_EQ(um.message->payload.size(), 1000u);
+    EXPECT_EQ(um.message->payload[999], static_cast<uint8_t>(999 * 7));
+  }
+  // Headroom that does not fit the prefix exactly: the bytes are copied, same result.
+  auto m = std::make_unique<UserMessage>();
+  m->payload = {0, 0, 0, 1, 2, 3};
+  m->headroom = 3;
+  std::vector<UniqueFd> fds;
+  auto odd = SerializeEvent(std::make_unique<UserMessageEvent>(t, f, 4, 9, std::move(m)), &fds);
+  auto back = DeserializeEvent(odd, fds);
+  ASSERT_TRUE(back.ok()) << back.error().ToString();
+  EXPECT_EQ(static_cast<const UserMessageEvent&>(**back).message->payload,
+            (std::vector<uint8_t>{1, 2, 3}));
+}
+
+// A received event in a buffer of its own: the user message keeps that
+// buffer (no copy of the payload); same result and same errors as
+// DeserializeEvent, and the buffer is left alone when it is not taken.
+TEST(EventCodecTest, AdoptingKeepsTheReceiveBuffer) {
+  constexpr size_t kPrefix = 61;
+  const PortName t = PortName::Random(), f = PortName::Random();
+  auto m = std::make_unique<UserMessage>();
+  for (int i = 0; i < 5000; ++i) m->payload.push_back(static_cast<uint8_t>(i * 13));
+  const std::vector<uint8_t> want = m->payload;
+  m->fds.emplace_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  std::vector<UniqueFd> fds;
+  std::vector<uint8_t> wire = SerializeEventAfterPrefix(
+      std::make_unique<UserMessageEvent>(t, f, 4, 9, std::move(m)), kPrefix, &fds);
+  const uint8_t* buffer = wire.data();
+  auto event = DeserializeEventAdopting(wire, std::span(wire).subspan(kPrefix), fds);
+  ASSERT_TRUE(event.ok()) << event.error().ToString();
+  const UserMessage& got = *static_cast<const UserMessageEvent&>(**event).message;
+  EXPECT_EQ(got.payload.data(), buffer) << "the payload was copied";
+  EXPECT_EQ(got.headroom, kPrefix + kUserMessageEventHeadSize);
+  EXPECT_TRUE(std::ranges::equal(got.bytes(), want));
+  EXPECT_EQ(got.size_in_bytes(), want.size());
+  EXPECT_EQ(got.fds.size(), 1u);
+
+  // Not a user message: the buffer stays with the caller.
+  std::vector<UniqueFd> none;
+  std::vector<uint8_t> ack = SerializeEventAfterPrefix(
+      std::make_unique<UserMessageReadAckEvent>(t, f, 1, 10), kPrefix, &none);
+  const std::vector<uint8_t> ack_copy = ack;
+  ASSERT_TRUE(DeserializeEventAdopting(ack, std::span(ack).subspan(kPrefix), none).ok());
+  EXPECT_EQ(ack, ack_copy);
+
+  // Malformed: the same error as DeserializeEvent, the buffer untouched.
+  std::vector<UniqueFd> fds2;
+  auto m2 = std::make_unique<UserMessage>();
+  m2->payload = {1, 2, 3};
+  std::vector<uint8_t> bad = SerializeEventAfterPrefix(
+      std::make_unique<UserMessageEvent>(t, f, 4, 9, std::move(m2)), kPrefix, &fds2);
+  bad.push_back(0);  // a trailing byte
+  const std::vector<uint8_t> bad_copy = bad;
+  auto plain = DeserializeEvent(std::span(bad).subspan(kPrefix), fds2);
+  auto adopted = DeserializeEventAdopting(bad, std::span(bad).subspan(kPrefix), fds2);
+  ASSERT_FALSE(plain.ok());
+  ASSERT_FALSE(adopted.ok());
+  EXPECT_EQ(adopted.error().ToString(), plain.error().ToString());
+  EXPECT_EQ(bad, bad_copy);
+}
+
 TEST(EventCodecTest, UserMessageKeepsPayloadFdsAndDescriptors) {
   auto events = AllEvents();
   auto& original = static_cast<UserMessageEvent&>(*events[0]);

@@ -711,6 +711,17 @@ void Node::OnSendSpace(const NodeName* node) {
   Flush(&pending);
 }
 
+size_t Node::SendHeadroom(const PortRef& ref) {
+  MOAT_ASSERT(ref.is_valid(), "SendHeadroom on an invalid PortRef");
+  Port* port = ref.port();
+  bool remote;
+  {
+    MutexLock lock(&port->mu);
+    remote = port->state == State::kReceiving && port->peer_node != name_;
+  }
+  return remote ? kUserMessageEventHeadSize + delegate_->EnvelopeHeadroom() : 0;
+}
+
 // Turns a receiving port (locked) into a kBuffering port that will forward to
 // a new port `*new_name` on `to_node`, created there from `*desc`.
 void Node::ConvertToProxy(const PortRef& ref, const NodeName& to_node, PortName* new_name,

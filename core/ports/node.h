@@ -150,6 +150,13 @@ class Node {
   // port, its peer, duplicates): no state changes.
   Status SendUserMessage(const PortRef& port, std::unique_ptr<UserMessage> msg);
 
+  // The UserMessage::headroom worth reserving for a message sent on `port`:
+  // the serialized event's head plus the delegate's EnvelopeHeadroom() if
+  // the peer lives on another node, else 0. A hint: if the peer moves before
+  // the message leaves, the message is merely copied (remote) or its
+  // headroom dropped (local) as it would have been without it.
+  size_t SendHeadroom(const PortRef& port);
+
   // Next in-order message, or nullptr if none is available yet (kOk);
   // kPeerClosed when no more will ever arrive.
   Status GetMessage(const PortRef& port, std::unique_ptr<UserMessage>* msg);

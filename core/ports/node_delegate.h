@@ -75,6 +75,13 @@ class NodeDelegate {
   // broker, which relays everyone's ports and can cut the child off anyway.
   // Called with the node's port-map lock held: must not call into the Node.
   virtual bool IsPortQuotaExempt(const NodeName& node) const { return false; }
+
+  // Bytes ForwardEvent puts in front of a serialized event (its envelope
+  // header, which it fills in; see SerializeEventAfterPrefix). A writer whose
+  // peer is on another node reserves them, with the event's head, in front
+  // of the payload (Node::SendHeadroom), so the payload is copied once, from
+  // the caller's buffer, and never again on its way to the socket.
+  virtual size_t EnvelopeHeadroom() const { return 0; }
 };
 
 }  // namespace moat::ports

@@ -22,6 +22,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "core/ports/name.h"
@@ -36,7 +37,13 @@ class UserMessage {
   UserMessage& operator=(const UserMessage&) = delete;
   virtual ~UserMessage();
 
+  // The message's bytes are payload[headroom..]; the first `headroom` bytes
+  // are unused space in front of them, reserved by a writer whose peer is on
+  // another node (Node::SendHeadroom) so that the event carrying the message
+  // is serialized around the bytes in place, not copied (issue 14). Code that
+  // reads the bytes uses bytes(); 0 unless such a writer set it.
   std::vector<uint8_t> payload;
+  size_t headroom = 0;
   std::vector<UniqueFd> fds;
   std::vector<PortName> ports;
   // The node this message arrived from (the authenticated sender of the
@@ -47,7 +54,11 @@ class UserMessage {
   NodeName source_node;
 
   // Bytes this message accounts for in queue quotas (payload only).
-  size_t size_in_bytes() const { return payload.size(); }
+  size_t size_in_bytes() const { return payload.size() - headroom; }
+
+  std::span<const uint8_t> bytes() const {
+    return std::span<const uint8_t>(payload).subspan(headroom);
+  }
 };
 
 }  // namespace moat::ports

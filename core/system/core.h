@@ -58,7 +58,9 @@ inline constexpr uint32_t kHandleIndexMask = (1u << kHandleIndexBits) - 1;
 inline constexpr uint32_t kMaxHandleGeneration = (1u << (32 - kHandleIndexBits)) - 1;
 
 struct ReadResult {
-  std::vector<uint8_t> payload;
+  // The bytes, in the buffer they were received in (a large message from
+  // another node is never copied on its way here).
+  PayloadBytes payload;
   std::vector<Handle> handles;
   std::vector<UniqueFd> fds;
   ports::NodeName source_node;  // invalid: sent on this node

@@ -23,6 +23,11 @@ uint32_t GetU32(std::span<const uint8_t> bytes, size_t offset) {
 
 std::vector<uint8_t> EncodeSystemMessage(std::span<const uint8_t> user_payload,
                                          size_t num_endpoints) {
+  return EncodeSystemMessage(user_payload, num_endpoints, 0, 0);
+}
+
+std::vector<uint8_t> EncodeSystemMessage(std::span<const uint8_t> user_payload,
+                                         size_t num_endpoints, size_t headroom, size_t tailroom) {
   MOAT_ASSERT(num_endpoints <= limits::MAX_MESSAGE_HANDLE_COUNT, "attaching ", num_endpoints,
               " handles exceeds MAX_MESSAGE_HANDLE_COUNT ", limits::MAX_MESSAGE_HANDLE_COUNT);
   const size_t overhead =
@@ -30,9 +35,16 @@ std::vector<uint8_t> EncodeSystemMessage(std::span<const uint8_t> user_payload,
   MOAT_ASSERT(user_payload.size() <= limits::MAX_MESSAGE_PAYLOAD_SIZE - overhead,
               "payload of ", user_payload.size(), " bytes exceeds MAX_MESSAGE_PAYLOAD_SIZE ",
               limits::MAX_MESSAGE_PAYLOAD_SIZE, " with its handle table");
-  if (num_endpoints == 0) return std::vector<uint8_t>(user_payload.begin(), user_payload.end());
+  if (num_endpoints == 0 && headroom == 0 && tailroom == 0) {
+    return std::vector<uint8_t>(user_payload.begin(), user_payload.end());
+  }
   std::vector<uint8_t> out;
-  out.reserve(overhead + user_payload.size());
+  out.reserve(headroom + (num_endpoints == 0 ? 0 : overhead) + user_payload.size() + tailroom);
+  out.resize(headroom);
+  if (num_endpoints == 0) {
+    out.insert(out.end(), user_payload.begin(), user_payload.end());
+    return out;
+  }
   PutU32(&out, kSystemMessageMagic);
   PutU32(&out, static_cast<uint32_t>(num_endpoints));
   for (size_t i = 0; i < num_endpoints; ++i) {

@@ -86,6 +86,11 @@ struct ParsedSystemMessage {
 // programmer error on the sending side (MOAT_ASSERT).
 std::vector<uint8_t> EncodeSystemMessage(std::span<const uint8_t> user_payload,
                                          size_t num_endpoints);
+// The same after `headroom` zero bytes (UserMessage::headroom), with capacity
+// for `tailroom` more bytes after it: the event that carries the message to
+// another node is then serialized around it in place.
+std::vector<uint8_t> EncodeSystemMessage(std::span<const uint8_t> user_payload,
+                                         size_t num_endpoints, size_t headroom, size_t tailroom);
 
 // Decodes and validates the handle table of a received message (none when
 // `ports` is empty: the whole payload is the user's): magic,

@@ -5,6 +5,7 @@
 
 #include "core/check.h"
 #include "core/checked.h"
+#include "core/ports/event.h"
 #include "limits/limits.h"
 
 namespace moat::system {
@@ -75,7 +76,13 @@ Status MessagePipeEndpoint::Write(std::span<const uint8_t> payload,
   }
 
   auto message = std::make_unique<ports::UserMessage>();
-  message->payload = EncodeSystemMessage(payload, handles.size());
+  // Bound for another node: room for the event's headers in front and its
+  // tail behind, so the payload is copied here once and not again when the
+  // event is serialized (issue 14).
+  message->headroom = node_->SendHeadroom(port_);
+  message->payload = EncodeSystemMessage(
+      payload, handles.size(), message->headroom,
+      message->headroom == 0 ? 0 : ports::UserMessageEventTailSize(fds.size(), handles.size()));
   message->ports.reserve(handles.size());
   for (const auto& h : handles) message->ports.push_back(h->port().name());
   message->fds = std::move(fds);
@@ -199,15 +206,14 @@ Status MessagePipeEndpoint::TakeLocked(Pending& p, const MessageSizes* capacity,
                                   " fds; buffers hold ", capacity->num_bytes, ", ",
                                   capacity->num_handles, ", ", capacity->num_fds));
   }
-  // The reader gets the buffer the bytes arrived in: the user bytes end the
-  // payload, so dropping the handle table in front (none without handles)
-  // is a move within the buffer, never a new allocation.
+  // The reader gets the buffer the bytes arrived in, no copy: the user bytes
+  // end the payload, and what precedes them (the headers they arrived
+  // behind, a handle table) is skipped, not moved.
   std::vector<uint8_t>& payload = p.message->payload;
   const size_t table = static_cast<size_t>(p.parsed.user_payload.data() - payload.data());
   MOAT_ASSERT(table + need.num_bytes == payload.size(), "user payload does not end the message");
   p.parsed = ParsedSystemMessage{};  // its spans point into what moves next
-  if (table != 0) payload.erase(payload.begin(), payload.begin() + static_cast<ptrdiff_t>(table));
-  out->payload = std::move(payload);
+  out->payload = PayloadBytes(std::move(payload), table);
   out->ports = std::move(p.ports);
   out->source_node = p.message->source_node;
   std::vector<UniqueFd>& fds = p.message->fds;
@@ -233,7 +239,7 @@ Result<MessagePipeEndpoint::Pending> MessagePipeEndpoint::Accept(
     return error.WithField("message");
   };
   Result<ParsedSystemMessage> parsed =
-      DecodeSystemMessage(message->payload, message->ports, message->fds.size());
+      DecodeSystemMessage(message->bytes(), message->ports, message->fds.size());
   if (!parsed.ok()) return reject(std::move(parsed).error());
   Pending p;
   p.ports.reserve(parsed->handles.size());

@@ -39,6 +39,7 @@
 #include "core/ports/node.h"
 #include "core/ports/port_ref.h"
 #include "core/system/endpoint_serialization.h"
+#include "core/system/payload_bytes.h"
 #include "core/system/quota.h"
 #include "core/system/signals.h"
 #include "core/system/transit.h"
@@ -57,7 +58,7 @@ struct MessageSizes {
 // validated (R10) and not yet owned by any handle: the caller wraps each in a
 // new endpoint or closes it.
 struct ReceivedMessage {
-  std::vector<uint8_t> payload;
+  PayloadBytes payload;  // in the buffer it arrived in
   std::vector<ports::PortRef> ports;
   std::vector<UniqueFd> fds;
   // The node it arrived from (invalid: sent on this node).

@@ -31,7 +31,7 @@ int Fail(const std::string& why) {
   return 2;
 }
 
-std::string Text(const std::vector<uint8_t>& b) { return std::string(b.begin(), b.end()); }
+std::string Text(std::span<const uint8_t> b) { return std::string(b.begin(), b.end()); }
 std::span<const uint8_t> Bytes(const std::string& s) {
   return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
 }
