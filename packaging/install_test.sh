@@ -44,7 +44,9 @@ total=$(nm -D --defined-only "$lib/libmoat.so.$version" | wc -l)
 want=$(($(echo "$declared" | wc -l) + 1))
 [[ "$total" -eq "$want" ]] || fail "libmoat.so exports $total symbols, want $want:
 $(nm -D --defined-only "$lib/libmoat.so.$version")"
-nm -D --defined-only "$lib/libmoat.so.$version" | grep -q " A MOAT_$major$" || fail "no version node MOAT_$major"
+# grep reads everything (no -q): with pipefail, an early exit would SIGPIPE
+# the producer and fail the pipeline at random.
+nm -D --defined-only "$lib/libmoat.so.$version" | grep " A MOAT_$major$" >/dev/null || fail "no version node MOAT_$major"
 echo "libmoat.so exports $total symbols ($((want - 1)) functions + MOAT_$major)"
 # libmoat.a: the only default-visibility definitions are the API functions.
 visible=$(readelf -sW "$lib/libmoat.a" | awk '$5 == "GLOBAL" && $6 == "DEFAULT" && $7 != "UND" {print $8}' | sort -u)
@@ -59,7 +61,7 @@ src="$root/packaging/testdata"
 echo "--- C, shared, cc + pkg-config"
 cc -std=c99 -Wall -Wextra -Werror -pedantic "$src/embed.c" -o embed_c \
   $(pkg-config --cflags --libs moat) -Wl,-rpath,"$lib"
-ldd ./embed_c | grep -q "libmoat.so.$major => $lib/libmoat.so.$major" || fail "embed_c not linked to libmoat.so.$major"
+ldd ./embed_c | grep "libmoat.so.$major => $lib/libmoat.so.$major" >/dev/null || fail "embed_c not linked to libmoat.so.$major"
 ./embed_c
 
 echo "--- C, shared, two processes: launch a child, pass a pipe and a descriptor, report a bad message"
@@ -75,7 +77,7 @@ timeout 120 ./embed_epoll
 echo "--- C, static, cc + pkg-config --static"
 cc -std=c99 -Wall -Werror "$src/embed.c" -o embed_c_static $(pkg-config --cflags moat) \
   "$(pkg-config --variable=libdir moat)/libmoat.a" $(pkg-config --libs-only-l --static moat | sed 's/-lmoat//')
-! ldd ./embed_c_static | grep -q libmoat || fail "embed_c_static is linked to libmoat.so"
+! ldd ./embed_c_static | grep libmoat >/dev/null || fail "embed_c_static is linked to libmoat.so"
 ./embed_c_static
 
 echo "--- C++, shared, c++ + pkg-config"

@@ -64,8 +64,11 @@ TEST(SendBackpressureTest, AWaitingSenderIsHeldAtTheHighWaterMark) {
   EXPECT_LE(max_queued.load(), limits::SEND_HIGH_WATER_BYTES + 64);
 }
 
-// A's peer is a raw socket nobody reads: the peer process is stopped.
-std::unique_ptr<Transport> TransportToSilentPeer(TransportOptions options, UniqueFd* silent) {
+// A's peer is a raw socket nobody reads: the peer process is stopped. A
+// waiting sender gives up after 100 ms.
+std::unique_ptr<Transport> TransportToSilentPeer(DisconnectRecorder& rec, UniqueFd* silent) {
+  TransportOptions options = rec.Options();
+  options.send_stall_timeout = std::chrono::milliseconds(100);
   int sv[2];
   EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
   silent->reset(sv[1]);
@@ -76,10 +79,8 @@ std::unique_ptr<Transport> TransportToSilentPeer(TransportOptions options, Uniqu
 
 TEST(SendBackpressureTest, APeerThatTakesNothingFailsTheConnectionAtTheStallTimeout) {
   DisconnectRecorder rec;
-  TransportOptions options = rec.Options();
-  options.send_stall_timeout = std::chrono::milliseconds(100);
   UniqueFd silent;
-  auto a = TransportToSilentPeer(std::move(options), &silent);
+  auto a = TransportToSilentPeer(rec, &silent);
   Status s = OkStatus();
   size_t sent = 0;
   while (sent < kChunks && (s = a->Send(std::vector<uint8_t>(kChunk, 1))).ok()) ++sent;
@@ -92,10 +93,8 @@ TEST(SendBackpressureTest, APeerThatTakesNothingFailsTheConnectionAtTheStallTime
 
 TEST(SendBackpressureTest, ABorrowedFrameToAPeerThatTakesNothingEndsAtTheStallTimeout) {
   DisconnectRecorder rec;
-  TransportOptions options = rec.Options();
-  options.send_stall_timeout = std::chrono::milliseconds(100);
   UniqueFd silent;
-  auto a = TransportToSilentPeer(std::move(options), &silent);
+  auto a = TransportToSilentPeer(rec, &silent);
   // Borrowed bytes: the sender finishes the frame from its own buffer.
   const std::vector<uint8_t> lent(8 << 20, 2);
   Status s = a->Send(std::span<const uint8_t>(lent));
