@@ -17,15 +17,18 @@
 // Sending: the calling thread writes directly (header + payload as one
 // iovec, descriptors in the same sendmsg) when nothing is queued; otherwise
 // the frame is queued and the IO thread flushes it on EPOLLOUT (see Send()
-// for borrowed vs owned payloads). The queue is bounded by
-// max_unprocessed_bytes: beyond it a sender thread waits until it drains or
-// the peer is gone.
+// for borrowed vs owned payloads), several frames per sendmsg(). A sender
+// that may wait waits once the queue passes send_high_water_bytes (1 MiB),
+// until it drains, the peer is gone, or the peer took no byte for
+// send_stall_timeout (then the connection fails: DEADLINE_EXCEEDED). IO
+// threads and SendWithoutWaiting never wait and stop at
+// max_unprocessed_bytes (kResourceExhausted). WouldWaitToSend() and
+// on_send_space let a non-blocking writer wait for room itself.
 //
 // Receiving: a frame of at least StreamReassembler::kDirectFrameMin bytes is
 // received straight into a buffer of its own once its header is in, and
 // that buffer becomes the message (queue mode) or is offered to on_message
 // (MessageView::owned): large payloads are never copied in user space.
-// Sending: queued frames go out several per sendmsg() (FlushLocked).
 //
 // Receiving in queue mode: a thread blocked in Receive() reads the socket
 // itself while it waits (the IO thread stops watching for input meanwhile),
