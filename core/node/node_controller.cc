@@ -117,6 +117,9 @@ class NodeController::NodeCore : public system::Core {
   bool WouldWaitToSend(const ports::NodeName& node) const override {
     return controller_->WouldWaitToSend(node);
   }
+  bool AnyTransportFull() const override {
+    return controller_->congested_channels_.load(std::memory_order_relaxed) != 0;
+  }
 
   void PeerUnresponsive(const ports::NodeName& node, const Error& why) override {
     controller_->DisconnectNode(node, why);

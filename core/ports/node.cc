@@ -634,6 +634,8 @@ Status Node::GetStatus(const PortRef& ref, PortStatus* out) {
   out->unacknowledged_bytes = port->peer_closed ? 0 : port->unacknowledged_bytes();
   out->send_would_wait = !port->peer_closed && SendWouldWaitLocked(port);
   if (out->send_would_wait || port->peer_closed) return OkStatus();
+  // The usual case, every hop: the peer is remote and no transport is full.
+  if (out->peer_remote && !delegate_->AnyTransportFull()) return OkStatus();
   // Where our writes really leave this node: the peer's node, or, if the
   // peer is a local proxy (a pipe just merged with or moved to another
   // process), the node it forwards to, where its own link may be unconfirmed.

@@ -63,6 +63,9 @@ class NodeDelegate {
   // high-water mark). If true, the delegate later calls Node::OnSendSpace
   // once it has room. Called without port locks held; must be cheap.
   virtual bool WouldWaitToSend(const NodeName& node) const { return false; }
+  // Whether WouldWaitToSend may be true for any node now. Lock-free: asked
+  // with a port lock held, so the common case costs no lock at all.
+  virtual bool AnyTransportFull() const { return false; }
 
   // A writer waited NodeOptions::confirm_timeout for a port on `node` to
   // confirm a new link and it never did: `node` is stopped, hung or
