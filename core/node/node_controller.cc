@@ -715,9 +715,6 @@ void NodeController::ForwardEvent(const ports::NodeName& node,
 }
 
 bool NodeController::WouldWaitToSend(const ports::NodeName& node) {
-  // Every GetStatus of a pipe to another node asks: no lock unless some
-  // transport is past its mark.
-  if (congested_channels_.load(std::memory_order_relaxed) == 0) return false;
   ChannelPtr channel;
   {
     MutexLock lock(&mu_);

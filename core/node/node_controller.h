@@ -219,7 +219,8 @@ class NodeController {
 
   const bool is_broker_;
   // Channels whose transport is past its send high-water mark (Channel::
-  // congested): while 0, WouldWaitToSend answers without a lock.
+  // congested): while 0, NodeCore::AnyTransportFull is false and GetStatus
+  // asks no further (no lock).
   std::atomic<int> congested_channels_{0};
   const NodeControllerOptions options_;
   // The IO threads of all our transports (null: a private thread each);

@@ -658,8 +658,8 @@ Status Node::GetStatus(const PortRef& ref, PortStatus* out) {
       }
     }
   }
-  const bool transport_full =
-      !wait && exit_node != name_ && delegate_->WouldWaitToSend(exit_node);
+  const bool transport_full = !wait && exit_node != name_ && delegate_->AnyTransportFull() &&
+                              delegate_->WouldWaitToSend(exit_node);
   port->mu.Lock();
   out->send_would_wait = wait || transport_full;
   if (transport_full && !port->waits_for_send_space) {

@@ -61,10 +61,12 @@ class NodeDelegate {
 
   // Whether a send to `node` now would wait for its transport (above the
   // high-water mark). If true, the delegate later calls Node::OnSendSpace
-  // once it has room. Called without port locks held; must be cheap.
+  // once it has room. Called without port locks held, and only while
+  // AnyTransportFull() is true.
   virtual bool WouldWaitToSend(const NodeName& node) const { return false; }
   // Whether WouldWaitToSend may be true for any node now. Lock-free: asked
-  // with a port lock held, so the common case costs no lock at all.
+  // with a port lock held on every GetStatus, so the common case costs no
+  // lock at all.
   virtual bool AnyTransportFull() const { return false; }
 
   // A writer waited NodeOptions::confirm_timeout for a port on `node` to
